@@ -1,0 +1,1 @@
+"""construct grammars for vmbtool's on-disk blob format (see FORMAT.md)."""

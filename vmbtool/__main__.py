@@ -1,0 +1,3 @@
+from vmbtool.cli import main
+
+main()

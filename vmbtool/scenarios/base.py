@@ -1,0 +1,208 @@
+"""What every simulated scenario shares: a VSP (host) and VSC (guest) pair on one bus.
+
+A scenario's future is a function of (seed, steps taken) and the channel state: each
+step draws from a fresh RNG seeded by (scenario, seed, step number), so nothing of the
+RNG needs saving and a restored scenario carries on exactly as the original would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import ClassVar
+from uuid import UUID
+
+from vmbtool.sim import (
+    ClientChannel,
+    IncomingPacket,
+    ServerChannel,
+    StateCallbacks,
+    VmBus,
+    VmbPacket,
+)
+from vmbtool.status import NtStatus
+
+
+class ScenarioError(RuntimeError):
+    """A simulated VSP or VSC saw its library call fail: a bug in the simulation."""
+
+
+def check(status: NtStatus, what: str) -> None:
+    if status not in (NtStatus.SUCCESS, NtStatus.PENDING):
+        raise ScenarioError(f"{what} failed with {NtStatus(status)!s}")
+
+
+def instance_guid(scenario: str, seed: int) -> UUID:
+    """A device instance id derived from the seed, as a host would assign one."""
+    return UUID(bytes=hashlib.sha256(f"{scenario}/{seed}".encode()).digest()[:16], version=4)
+
+
+class Scenario:
+    """A seeded, deterministic VSP/VSC pair driving traffic step by step."""
+
+    name: ClassVar[str]
+    interface_type: ClassVar[UUID]
+    channel_count: ClassVar[int] = 1
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.steps_taken = 0
+        self.bus = VmBus()
+        self.servers: list[ServerChannel] = []
+        self.clients: list[ClientChannel] = []
+        self.transcript: list[str] = []
+
+    # -- set-up ------------------------------------------------------------------
+    @classmethod
+    def create(cls, seed: int) -> Scenario:
+        """Allocate, configure, offer, open and start every channel."""
+        scenario = cls(seed)
+        scenario.servers = [scenario.allocate_server(i) for i in range(cls.channel_count)]
+        for server in scenario.servers:
+            check(server.enable(), "server enable")
+            check(server.start(), "server start")
+        for index in range(cls.channel_count):
+            client = scenario.allocate_client(index)
+            scenario.clients.append(client)
+            check(client.enable(), "client enable")
+            check(client.start(), "client start")
+        scenario.after_open()
+        return scenario
+
+    def allocate_server(self, index: int) -> ServerChannel:
+        """A fresh server channel configured with this scenario's offer: create and
+        restore both start here, so a restore targets the same offer."""
+        channel = self.bus.allocate_server_channel()
+        self.configure_common(channel, index)
+        check(channel.init_set_save_restore_packet_callbacks(
+            self.save_packet, self.restore_packet), "init save/restore callbacks")
+        self.configure_server(channel, index)
+        return channel
+
+    def allocate_client(self, index: int) -> ClientChannel:
+        channel = self.bus.allocate_client_channel()
+        self.configure_common(channel, index)
+        self.configure_client(channel, index)
+        return channel
+
+    def configure_common(self, channel: ServerChannel | ClientChannel, index: int) -> None:
+        check(channel.init_set_target_interface_id(
+            self.interface_type, instance_guid(self.name, self.seed), index), "init interface id")
+        check(channel.init_set_friendly_name(f"{self.name}-{index}"), "init friendly name")
+        if isinstance(channel, ServerChannel):
+            process = self.host_process_packet
+        else:
+            process = self.guest_process_packet
+        check(channel.init_set_process_packet_callbacks(process), "init process callbacks")
+        check(channel.init_set_state_change_callbacks(StateCallbacks()), "init state callbacks")
+
+    def configure_server(self, channel: ServerChannel, index: int) -> None:
+        """Scenario-specific init calls on a server channel."""
+
+    def configure_client(self, channel: ClientChannel, index: int) -> None:
+        """Scenario-specific init calls on a client channel."""
+
+    def after_open(self) -> None:
+        """Set-up once every channel is open (GPADLs, handshakes)."""
+
+    # -- running -----------------------------------------------------------------
+    def rng(self) -> random.Random:
+        return random.Random(f"{self.name}/{self.seed}/{self.steps_taken}")
+
+    def step(self) -> None:
+        rng = self.rng()
+        self.host_step(rng)
+        self.guest_step(rng)
+        self.steps_taken += 1
+
+    def run(self, steps: int, pause_at: int | None = None) -> None:
+        """Run `steps` steps; at step `pause_at` pause and start the channels again
+        (a save point minus the save)."""
+        for _ in range(steps):
+            if pause_at is not None and self.steps_taken == pause_at:
+                self.pause()
+                self.start()
+            self.step()
+
+    def pause(self) -> None:
+        """A save point: pause every server channel (the guest is frozen with the VM)."""
+        for server in self.servers:
+            check(server.pause(), "server pause")
+
+    def start(self) -> None:
+        for server in self.servers:
+            check(server.start(), "server start")
+
+    def channel_index(self, channel: ServerChannel | ClientChannel) -> int:
+        return channel.config.subchannel_index
+
+    def log(self, event: str) -> None:
+        self.transcript.append(f"{self.steps_taken}:{event}")
+
+    # -- what each scenario supplies ----------------------------------------------
+    def host_step(self, rng: random.Random) -> None:
+        raise NotImplementedError
+
+    def guest_step(self, rng: random.Random) -> None:
+        raise NotImplementedError
+
+    def host_process_packet(self, channel: ServerChannel, incoming: IncomingPacket) -> None:
+        raise NotImplementedError
+
+    def guest_process_packet(self, channel: ClientChannel, incoming: IncomingPacket) -> None:
+        raise NotImplementedError
+
+    # KMCL per-packet save/restore callbacks (EvtVmbChannelSavePacket / RestorePacket)
+    def save_packet(self, channel: ServerChannel, packet: VmbPacket,
+                    size: int) -> tuple[NtStatus, bytes, int]:
+        """First call passes size 0: a VSP with state fails it and says how much it needs."""
+        state = self.encode_packet_state(packet)
+        if size < len(state):
+            return NtStatus.BUFFER_TOO_SMALL, b"", len(state)
+        return NtStatus.SUCCESS, state, len(state)
+
+    def restore_packet(self, channel: ServerChannel, lib_buf: bytes, save_buf: bytes) -> NtStatus:
+        packet = channel.packet_allocate()
+        if packet is None:
+            return NtStatus.INSUFFICIENT_RESOURCES
+        status = channel.packet_restore(packet, lib_buf)
+        if status != NtStatus.SUCCESS:
+            return status
+        if packet.completion_routine_name:
+            routine = self.completion_routines().get(packet.completion_routine_name)
+            if routine is None:
+                return NtStatus.INVALID_PARAMETER  # a routine this VSP never had
+            packet.set_completion_routine(packet.completion_routine_name, routine)
+        return self.decode_packet_state(channel, packet, save_buf)
+
+    def completion_routines(self) -> dict[str, Callable[[VmbPacket, int, bytes], None]]:
+        """Completion routines by the name a save keeps of them (host and guest)."""
+        return {}
+
+    def encode_packet_state(self, packet: VmbPacket) -> bytes:
+        """The VSP's own per-transaction state for a packet object (may be empty)."""
+        return b""
+
+    def decode_packet_state(self, channel: ServerChannel, packet: VmbPacket,
+                            state: bytes) -> NtStatus:
+        if state:
+            return NtStatus.INVALID_PARAMETER
+        return NtStatus.SUCCESS
+
+    # -- summary --------------------------------------------------------------------
+    def describe(self) -> list[str]:
+        lines = [f"scenario {self.name}, seed {self.seed}, {self.steps_taken} steps"]
+        for server in self.servers:
+            out, inc = server.outgoing_ring, server.incoming_ring
+            states: dict[str, int] = {}
+            for packet in server.packets_in_use():
+                states[packet.state.label] = states.get(packet.state.label, 0) + 1
+            lines.append(
+                f"  channel {server.config.subchannel_index} ({server.config.friendly_name}): "
+                f"{server.state.name.lower()}, out ring {out.used_bytes}/{out.data_size} B, "
+                f"in ring {inc.used_bytes}/{inc.data_size} B, packets {states or 'none'}, "
+                f"pending incoming {len(server.pending_incoming)}"
+            )
+        return lines
+

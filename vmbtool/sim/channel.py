@@ -1,0 +1,611 @@
+"""Channel endpoints with the kernel-mode client library's life cycle (DOMAIN.md §2).
+
+Calls return an NtStatus as KMCL does; nothing here raises for a caller's mistake.
+The server endpoint is the VSP's (host); the client endpoint is the VSC's (guest).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from vmbtool.sim.config import (
+    KNOWN_FLAGS,
+    MAX_FRIENDLY_NAME,
+    MAX_PACKET_SIZE_LIMIT,
+    MAX_RING_PAGES,
+    ChannelConfig,
+    ClientFlags,
+    ClientState,
+    Role,
+    ServerFlags,
+    ServerState,
+    StateCallbacks,
+)
+from vmbtool.sim.gpadl import Gpadl
+from vmbtool.sim.packet import (
+    KNOWN_SEND_FLAGS,
+    IncomingPacket,
+    PacketState,
+    SendFlags,
+    VmbPacket,
+)
+from vmbtool.sim.ring import RingBuffer, RingFull
+from vmbtool.sim.wire import ExternalData, PacketType, WirePacket
+from vmbtool.status import NtStatus
+
+if TYPE_CHECKING:
+    from vmbtool.sim.bus import Connection, VmBus
+
+ProcessPacket = Callable[["Channel", IncomingPacket], None]
+ProcessingComplete = Callable[["Channel"], None]
+SavePacket = Callable[["Channel", VmbPacket, int], tuple[NtStatus, bytes, int]]
+RestorePacket = Callable[["Channel", bytes, bytes], NtStatus]
+
+
+class Channel:
+    """What both endpoints share: init calls, life cycle, packets, rings."""
+
+    role: Role
+
+    def __init__(self, bus: VmBus) -> None:
+        self.bus = bus
+        self.config = ChannelConfig()
+        self.callbacks = StateCallbacks()
+        self.process_packet: ProcessPacket | None = None
+        self.processing_complete: ProcessingComplete | None = None
+        self.connection: Connection | None = None
+        self.initializing = True  # init calls allowed until the first enable
+        self.enabled = False
+        self.opened = False
+        self.started = False
+        self.paused = False
+        self.pausing = False
+        self.cleaned_up = False
+        self.next_transaction_id = 1
+        self.packets: dict[int, VmbPacket] = {}  # txid -> packet object in use
+        self.backlog: deque[VmbPacket] = deque()
+        # what we wrote into the outgoing ring and the peer has not read yet, in order
+        self.in_ring: deque[tuple[int, VmbPacket | None]] = deque()
+        self.pending_incoming: dict[int, IncomingPacket] = {}  # keyed by arrival number
+        self.next_incoming_number = 1
+        self.signals_received = 0
+        self.unknown_completions = 0
+
+    # -- init calls ------------------------------------------------------------
+    def _init_check(self) -> NtStatus | None:
+        if self.cleaned_up or not self.initializing:
+            return NtStatus.INVALID_PARAMETER_1
+        return None
+
+    def init_set_maximum_packet_size(self, size: int) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not 0 < size <= MAX_PACKET_SIZE_LIMIT:
+            return NtStatus.INVALID_PARAMETER_2
+        self.config.max_packet_size = size
+        return NtStatus.SUCCESS
+
+    def init_set_maximum_external_data(self, size: int, chain_length: int) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if size <= 0 or size > 0xFFFF_FFFF:
+            return NtStatus.INVALID_PARAMETER_2
+        if chain_length <= 0 or chain_length > 0xFFFF_FFFF:
+            return NtStatus.INVALID_PARAMETER_3
+        self.config.max_external_data_size = size
+        self.config.max_chain_length = chain_length
+        return NtStatus.SUCCESS
+
+    def init_set_client_context_size(self, size: int) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not 0 <= size <= 0xFFFF_FFFF:
+            return NtStatus.INVALID_PARAMETER_2
+        self.config.client_context_size = size
+        return NtStatus.SUCCESS
+
+    def init_set_friendly_name(self, name: str) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not isinstance(name, str) or not name or len(name) > MAX_FRIENDLY_NAME:
+            return NtStatus.INVALID_PARAMETER_2
+        self.config.friendly_name = name
+        return NtStatus.SUCCESS
+
+    def init_set_flags(self, flags: int) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if flags < 0 or flags & ~KNOWN_FLAGS[self.role]:
+            return NtStatus.INVALID_PARAMETER_2  # unknown flag bits are invalid
+        self.config.flags = flags
+        return NtStatus.SUCCESS
+
+    def init_set_mmio_megabytes(self, megabytes: int, megabytes_optional: int = 0) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not 0 <= megabytes <= 0xFFFF_FFFF:
+            return NtStatus.INVALID_PARAMETER_2
+        if not 0 <= megabytes_optional <= 0xFFFF_FFFF:
+            return NtStatus.INVALID_PARAMETER_3
+        self.config.mmio_megabytes = megabytes
+        self.config.mmio_megabytes_optional = megabytes_optional
+        return NtStatus.SUCCESS
+
+    def init_set_target_interface_id(
+        self, interface_type: UUID, interface_instance: UUID, subchannel_index: int = 0
+    ) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not isinstance(interface_type, UUID) or interface_type.int == 0:
+            return NtStatus.INVALID_PARAMETER_2
+        if not isinstance(interface_instance, UUID):
+            return NtStatus.INVALID_PARAMETER_3
+        if not 0 <= subchannel_index <= 0xFFFF:
+            return NtStatus.INVALID_PARAMETER
+        self.config.interface_type = interface_type
+        self.config.interface_instance = interface_instance
+        self.config.subchannel_index = subchannel_index
+        return NtStatus.SUCCESS
+
+    def init_set_process_packet_callbacks(
+        self, process_packet: ProcessPacket, processing_complete: ProcessingComplete | None = None
+    ) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not callable(process_packet):
+            return NtStatus.INVALID_PARAMETER_2
+        if processing_complete is not None and not callable(processing_complete):
+            return NtStatus.INVALID_PARAMETER_3
+        self.process_packet = process_packet
+        self.processing_complete = processing_complete
+        return NtStatus.SUCCESS
+
+    def init_set_state_change_callbacks(self, callbacks: StateCallbacks) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not isinstance(callbacks, StateCallbacks):
+            return NtStatus.INVALID_PARAMETER_2
+        self.callbacks = callbacks
+        return NtStatus.SUCCESS
+
+    # -- life cycle --------------------------------------------------------------
+    @property
+    def is_pipe(self) -> bool:
+        bit = ServerFlags.OFFER_AS_PIPE if self.role == Role.SERVER else ClientFlags.PIPE_MODE
+        return bool(self.config.flags & bit)
+
+    @property
+    def io_running(self) -> bool:
+        """Sends and backlog drain run while active, and while a pause waits."""
+        return self.opened and (self.started or self.pausing)
+
+    def _fire(self, callback: Callable[[Any], None] | None) -> None:
+        if callback is not None:
+            callback(self)
+
+    def _run_started(self) -> None:
+        """KMCL: Started callback, then the incoming queue runs, then PostStarted."""
+        self._fire(self.callbacks.started)
+        self.flush_backlog()
+        self.poll()
+        self._fire(self.callbacks.post_started)
+
+    def start(self) -> NtStatus:
+        if self.cleaned_up or not self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        if self.started or self.pausing:
+            return NtStatus.INVALID_DEVICE_STATE
+        self.started, self.paused = True, False
+        if self.opened:
+            self._run_started()
+        return NtStatus.SUCCESS
+
+    def pause(self) -> NtStatus:
+        """Stop new I/O; waits (STATUS_PENDING) until every incoming packet is completed."""
+        if self.cleaned_up or not self.started or not self.opened:
+            return NtStatus.INVALID_DEVICE_STATE
+        self.pausing = True
+        self.started = False
+        self._fire(self.callbacks.suspend)  # KMCL: the suspend callback comes first
+        if self.pending_incoming:
+            return NtStatus.PENDING
+        self._finish_pause()
+        return NtStatus.SUCCESS
+
+    def _finish_pause(self) -> None:
+        self.pausing = False
+        self.paused = True
+
+    def cleanup(self) -> NtStatus:
+        if self.cleaned_up:
+            return NtStatus.INVALID_PARAMETER_1
+        if self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        self.cleaned_up = True
+        self.packets.clear()
+        self.backlog.clear()
+        return NtStatus.SUCCESS
+
+    def _on_connected(self, connection: Connection) -> None:
+        self.connection = connection
+        self.opened = True
+        self._fire(self.callbacks.opened)
+        if self.started:
+            self._run_started()
+
+    def _on_disconnected(self) -> None:
+        self.opened = False
+        self.started = self.paused = self.pausing = False
+        self.connection = None
+        self._fire(self.callbacks.closed)
+
+    # -- rings -----------------------------------------------------------------
+    @property
+    def outgoing_ring(self) -> RingBuffer:
+        assert self.connection is not None
+        return self.connection.outgoing(self)
+
+    @property
+    def incoming_ring(self) -> RingBuffer:
+        assert self.connection is not None
+        return self.connection.incoming(self)
+
+    @property
+    def peer(self) -> Channel:
+        assert self.connection is not None
+        return self.connection.peer(self)
+
+    def _write(self, ptype: int, flags: int, txid: int, payload: bytes,
+               external: ExternalData | None, packet: VmbPacket | None) -> bool:
+        ring = self.outgoing_ring
+        was_empty = ring.is_empty
+        try:
+            offset = ring.write_packet(ptype, flags, txid, payload, external)
+        except RingFull:
+            return False
+        self.in_ring.append((offset, packet))
+        if packet is not None:
+            packet.ring_offset = offset
+        if was_empty and ring.reader_needs_signal:
+            self.peer.signal()
+        return True
+
+    def signal(self) -> None:
+        """The opposite endpoint signalled: data arrived or ring space freed."""
+        self.signals_received += 1
+
+    def _on_ring_space(self) -> None:
+        """The reader freed our pending send size: the backlog can move."""
+        self.signals_received += 1
+        if self.io_running:
+            self.flush_backlog()
+
+    def _on_packet_consumed(self, offset: int) -> None:
+        """The peer read the packet we wrote at `offset` (sim bookkeeping)."""
+        expected, packet = self.in_ring.popleft()
+        assert expected == offset, (expected, offset)
+        if packet is not None and packet.state == PacketState.IN_RING:
+            packet.state = PacketState.AWAITING_COMPLETION
+
+    # -- packet objects ----------------------------------------------------------
+    def packet_allocate(self) -> VmbPacket | None:
+        """VmbPacketAllocate: a packet object in use until its transaction ends."""
+        if self.cleaned_up or not self.enabled:
+            return None
+        txid = self.next_transaction_id
+        self.next_transaction_id = (txid % 0xFFFF_FFFF_FFFF_FFFF) + 1
+        packet = VmbPacket(channel=self, transaction_id=txid)
+        self.packets[txid] = packet
+        return packet
+
+    def packet_free(self, packet: VmbPacket) -> NtStatus:
+        if self.packets.get(packet.transaction_id) is not packet:
+            return NtStatus.INVALID_PARAMETER_1
+        if packet.state != PacketState.ALLOCATED:
+            return NtStatus.INVALID_DEVICE_STATE  # the library frees it on completion
+        del self.packets[packet.transaction_id]
+        packet.state = PacketState.FREE
+        return NtStatus.SUCCESS
+
+    def packet_send(
+        self, packet: VmbPacket, payload: bytes, flags: int = 0,
+        external: ExternalData | None = None,
+    ) -> NtStatus:
+        """VmbPacketSend / VmbPacketSendWithExternalPfns.
+
+        SUCCESS when the packet is in the ring, PENDING when it waits in the backlog.
+        """
+        if self.packets.get(packet.transaction_id) is not packet:
+            return NtStatus.INVALID_PARAMETER_1
+        if packet.state != PacketState.ALLOCATED:
+            return NtStatus.INVALID_PARAMETER_1
+        if len(payload) > self.config.max_packet_size:
+            return NtStatus.INVALID_BUFFER_SIZE
+        if flags < 0 or flags & ~KNOWN_SEND_FLAGS:
+            return NtStatus.INVALID_PARAMETER_3
+        if external is not None:
+            if external.total_bytes > self.config.max_external_data_size:
+                return NtStatus.INVALID_PARAMETER_2
+            if external.pfn_total > self.config.max_chain_length:
+                return NtStatus.INVALID_PARAMETER_2
+        if self.connection is None or not self.io_running:
+            return NtStatus.INVALID_DEVICE_STATE
+        packet.payload = bytes(payload)
+        packet.send_flags = flags
+        packet.external = external
+        packet.type = external.kind if external is not None else PacketType.INBAND
+        if not self.backlog and self._write_packet_object(packet):
+            return NtStatus.SUCCESS
+        packet.state = PacketState.BACKLOG
+        self.backlog.append(packet)
+        return NtStatus.PENDING
+
+    def _write_packet_object(self, packet: VmbPacket) -> bool:
+        if packet.type == PacketType.COMPLETION:
+            ok = self._write(PacketType.COMPLETION, 0, packet.transaction_id,
+                             packet.payload, None, None)
+            if ok:
+                self._retire(packet, NtStatus.SUCCESS, b"", queued_completion=True)
+            return ok
+        if not self._write(packet.type, packet.wire_flags, packet.transaction_id,
+                           packet.payload, packet.external, packet):
+            return False
+        packet.state = PacketState.IN_RING
+        if not packet.wants_completion:
+            # DOMAIN §2: without wait-for-completion a packet is complete in the ring
+            self._retire(packet, NtStatus.SUCCESS, b"")
+        return True
+
+    def flush_backlog(self) -> int:
+        """Move backlogged packets into the ring, in order, while they fit."""
+        moved = 0
+        if self.connection is None:
+            return 0
+        while self.backlog and self.io_running:
+            if not self._write_packet_object(self.backlog[0]):
+                break
+            self.backlog.popleft()
+            moved += 1
+        return moved
+
+    def _retire(self, packet: VmbPacket, status: NtStatus, payload: bytes,
+                queued_completion: bool = False) -> None:
+        if queued_completion:
+            packet.state = PacketState.FREE
+            return
+        self.packets.pop(packet.transaction_id, None)
+        packet.state = PacketState.FREE
+        if packet.completion_routine is not None:
+            packet.completion_routine(packet, status, payload)
+
+    # -- incoming side -----------------------------------------------------------
+    def poll(self, budget: int | None = None) -> int:
+        """Run the incoming queue: read up to `budget` packets and dispatch them."""
+        if self.connection is None or not self.started or not self.opened:
+            return 0
+        self.flush_backlog()
+        handled = 0
+        ring = self.incoming_ring
+        while (budget is None or handled < budget) and self.started:
+            wire = ring.read_packet()
+            if wire is None:
+                break
+            handled += 1
+            self.peer._on_packet_consumed(wire.offset)
+            if ring.writer_needs_signal:
+                self.peer._on_ring_space()
+            self._dispatch(wire)
+        if handled:
+            self._fire(self.processing_complete)
+        return handled
+
+    def _dispatch(self, wire: WirePacket) -> None:
+        if wire.type == PacketType.COMPLETION:
+            packet = self.packets.get(wire.transaction_id)
+            if packet is None or packet.state != PacketState.AWAITING_COMPLETION:
+                self.unknown_completions += 1  # a completion for no transaction we sent
+                return
+            self._retire(packet, NtStatus.SUCCESS, wire.payload)
+            return
+        incoming = IncomingPacket(
+            wire.transaction_id, wire.type, wire.flags, wire.payload, wire.external
+        )
+        if not self.is_pipe:
+            incoming.number = self.next_incoming_number
+            self.next_incoming_number += 1
+            self.pending_incoming[incoming.number] = incoming
+        if self.process_packet is not None:
+            self.process_packet(self, incoming)
+        if self.is_pipe:
+            incoming.completed = True  # pipe-mode datagrams carry no transaction
+
+    def packet_complete(self, incoming: IncomingPacket, payload: bytes = b"") -> NtStatus:
+        """VmbChannelPacketComplete: end an incoming packet, sending its completion."""
+        if self.pending_incoming.get(incoming.number) is not incoming:
+            return NtStatus.INVALID_PARAMETER_1
+        if len(payload) > self.config.max_packet_size:
+            return NtStatus.INVALID_BUFFER_SIZE
+        del self.pending_incoming[incoming.number]
+        incoming.completed = True
+        if incoming.wants_completion and self.connection is not None:
+            queued = VmbPacket(channel=self, transaction_id=incoming.transaction_id,
+                               type=PacketType.COMPLETION, payload=bytes(payload))
+            if self.backlog or not self.io_running or not self._write_packet_object(queued):
+                queued.state = PacketState.BACKLOG
+                self.backlog.append(queued)
+        if self.pausing and not self.pending_incoming:
+            self._finish_pause()
+        return NtStatus.SUCCESS
+
+    # -- inspection ----------------------------------------------------------------
+    def packets_in_use(self) -> list[VmbPacket]:
+        """Canonical order: sent or allocated packets by txid, then the backlog in order."""
+        settled = sorted(
+            (p for p in self.packets.values() if p.state != PacketState.BACKLOG),
+            key=lambda p: p.transaction_id,
+        )
+        return settled + list(self.backlog)
+
+
+class ServerChannel(Channel):
+    """The VSP's endpoint: offers the channel; owns the save/restore packet callbacks."""
+
+    role = Role.SERVER
+
+    def __init__(self, bus: VmBus) -> None:
+        super().__init__(bus)
+        self.save_packet: SavePacket | None = None
+        self.restore_packet: RestorePacket | None = None
+        self.save_context: Any = None
+        self.restore_context: Any = None
+
+    @property
+    def state(self) -> ServerState:
+        if not self.enabled:
+            return ServerState.DISABLED
+        if not self.opened:
+            return ServerState.STARTED if self.started else ServerState.ENABLED
+        if self.paused or self.pausing:
+            return ServerState.PAUSED
+        return ServerState.ACTIVE if self.started else ServerState.STOPPED
+
+    def init_set_save_restore_packet_callbacks(
+        self, save_packet: SavePacket, restore_packet: RestorePacket
+    ) -> NtStatus:
+        """VmbServerChannelInitSetSaveRestorePacketCallbacks: init-time only."""
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not callable(save_packet):
+            return NtStatus.INVALID_PARAMETER_2
+        if not callable(restore_packet):
+            return NtStatus.INVALID_PARAMETER_3
+        self.save_packet = save_packet
+        self.restore_packet = restore_packet
+        return NtStatus.SUCCESS
+
+    def enable(self) -> NtStatus:
+        """Offer the channel on the bus."""
+        if self.cleaned_up or self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        if self.config.interface_type.int == 0 or self.process_packet is None:
+            return NtStatus.INVALID_DEVICE_STATE  # nothing to offer, nobody to process
+        status = self.bus.offer(self)
+        if status == NtStatus.SUCCESS:
+            self.enabled = True
+            self.initializing = False
+        return status
+
+    def disable(self) -> NtStatus:
+        """Rescind the offer; the client is closed and GPADLs are torn down."""
+        if self.cleaned_up or not self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        self.bus.rescind(self)
+        self.enabled = False
+        return NtStatus.SUCCESS
+
+    # -- GPADLs the client created -------------------------------------------------
+    def gpadl_map(self, handle: int) -> tuple[NtStatus, Gpadl | None]:
+        if self.connection is None:
+            return NtStatus.INVALID_DEVICE_STATE, None
+        return self.connection.gpadls.map(handle)
+
+    def gpadl_unmap(self, handle: int) -> NtStatus:
+        if self.connection is None:
+            return NtStatus.INVALID_DEVICE_STATE
+        return self.connection.gpadls.unmap(handle)
+
+    # -- save / restore (DOMAIN §3), implemented in vmbtool.saverestore ------------
+    def save_begin(self) -> NtStatus:
+        from vmbtool.saverestore import save_begin
+
+        return save_begin(self)
+
+    def save_continue(self, buffer_size: int) -> tuple[NtStatus, bytes, int]:
+        from vmbtool.saverestore import save_continue
+
+        return save_continue(self, buffer_size)
+
+    def save_end(self) -> NtStatus:
+        from vmbtool.saverestore import save_end
+
+        return save_end(self)
+
+    def restore_from_buffer(self, buffer: bytes) -> NtStatus:
+        from vmbtool.saverestore import restore_from_buffer
+
+        return restore_from_buffer(self, buffer)
+
+    def packet_restore(self, packet: VmbPacket, lib_buf: bytes) -> NtStatus:
+        """VmbPacketRestore: put the library's saved packet state back."""
+        from vmbtool.saverestore import packet_restore
+
+        return packet_restore(self, packet, lib_buf)
+
+
+class ClientChannel(Channel):
+    """The VSC's endpoint: opens an offer; creates and deletes GPADLs."""
+
+    role = Role.CLIENT
+
+    def __init__(self, bus: VmBus) -> None:
+        super().__init__(bus)
+        self.rescinded = False
+
+    @property
+    def state(self) -> ClientState:
+        if not self.enabled:
+            return ClientState.DISABLED
+        if not self.opened:
+            return ClientState.CLOSED if self.rescinded else ClientState.ENABLED
+        if self.paused or self.pausing:
+            return ClientState.PAUSED
+        return ClientState.ACTIVE if self.started else ClientState.OPENED
+
+    def init_set_ring_buffer_page_counts(self, incoming: int, outgoing: int) -> NtStatus:
+        if (bad := self._init_check()) is not None:
+            return bad
+        if not 0 < incoming <= MAX_RING_PAGES:
+            return NtStatus.INVALID_PARAMETER_2
+        if not 0 < outgoing <= MAX_RING_PAGES:
+            return NtStatus.INVALID_PARAMETER_3
+        self.config.incoming_ring_pages = incoming
+        self.config.outgoing_ring_pages = outgoing
+        return NtStatus.SUCCESS
+
+    def enable(self) -> NtStatus:
+        """Open the offer named by the target interface id."""
+        if self.cleaned_up or self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        if self.process_packet is None:
+            return NtStatus.INVALID_DEVICE_STATE
+        status = self.bus.open(self)
+        if status == NtStatus.SUCCESS:
+            self.enabled = True
+            self.initializing = False
+        return status
+
+    def disable(self) -> NtStatus:
+        """Close the channel; every GPADL must have been torn down first."""
+        if self.cleaned_up or not self.enabled:
+            return NtStatus.INVALID_DEVICE_STATE
+        if self.connection is not None and self.connection.gpadls.gpadls:
+            return NtStatus.INVALID_DEVICE_STATE
+        if self.connection is not None:
+            self.bus.close(self)
+        self.enabled = False
+        return NtStatus.SUCCESS
+
+    def gpadl_create(
+        self, pfns: tuple[int, ...], byte_offset: int, byte_length: int, read_only: bool = False
+    ) -> tuple[NtStatus, int]:
+        if self.connection is None:
+            return NtStatus.INVALID_DEVICE_STATE, 0
+        return self.connection.gpadls.create(tuple(pfns), byte_offset, byte_length, read_only)
+
+    def gpadl_delete(self, handle: int) -> NtStatus:
+        if self.connection is None:
+            return NtStatus.INVALID_DEVICE_STATE
+        return self.connection.gpadls.delete(handle)
