@@ -18,8 +18,8 @@ from vmbtool.sim import (
     IncomingPacket,
     ServerChannel,
     StateCallbacks,
-    VmBus,
     VmbPacket,
+    VmBus,
 )
 from vmbtool.status import NtStatus
 
@@ -189,6 +189,21 @@ class Scenario:
         if state:
             return NtStatus.INVALID_PARAMETER
         return NtStatus.SUCCESS
+
+    # scenario-level state the simulated VSP and VSC keep beyond their packets
+    def encode_vsp_state(self) -> bytes:
+        return b""
+
+    def decode_vsp_state(self, state: bytes) -> None:
+        if state:
+            raise ValueError(f"{self.name} VSP keeps no state, blob has {len(state)} bytes")
+
+    def encode_vsc_state(self) -> bytes:
+        return b""
+
+    def decode_vsc_state(self, state: bytes) -> None:
+        if state:
+            raise ValueError(f"{self.name} VSC keeps no state, blob has {len(state)} bytes")
 
     # -- summary --------------------------------------------------------------------
     def describe(self) -> list[str]:

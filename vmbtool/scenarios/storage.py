@@ -40,6 +40,8 @@ REQUEST = struct.Struct("<IHBBIQ")
 TRANSFER = struct.Struct("<IIII")
 REQUEST_DONE = struct.Struct("<IIB")
 TRANSFER_STATE = struct.Struct("<IHI")  # VSP SaveBuf: tag, lun, bytes remaining
+HOST_REQUEST = struct.Struct("<QIHBBII")
+GUEST_REQUEST = struct.Struct("<IHBBIQ")
 SCSI_GOOD, SCSI_BUSY = 0x00, 0x08
 READ_10, WRITE_10 = 0x28, 0x2A
 GUEST_DATA_PFN_BASE = 0x80000
@@ -139,6 +141,49 @@ class StorageScenario(Scenario):
             return NtStatus.INVALID_PARAMETER
         packet.vsp_context = TRANSFER_STATE.unpack(state)
         return NtStatus.SUCCESS
+
+    # VSP state: u32 count, {u64 incoming number, u32 tag, u16 lun, u8 op, u8 0,
+    #            u32 length, u32 remaining}
+    def encode_vsp_state(self) -> bytes:
+        out = [struct.pack("<I", len(self.host_requests))]
+        for number, r in self.host_requests.items():
+            out.append(HOST_REQUEST.pack(number, r.tag, r.lun, r.op, 0, r.length, r.remaining))
+        return b"".join(out)
+
+    def decode_vsp_state(self, state: bytes) -> None:
+        (count,) = struct.unpack_from("<I", state)
+        if len(state) != 4 + count * HOST_REQUEST.size:
+            raise ValueError("storage VSP state has the wrong size")
+        pending = self.servers[0].pending_incoming
+        for i in range(count):
+            number, tag, lun, op, _, length, remaining = HOST_REQUEST.unpack_from(
+                state, 4 + i * HOST_REQUEST.size)
+            self.host_requests[number] = HostRequest(tag, lun, op, length, remaining,
+                                                     pending[number])
+
+    # VSC state: u32 next_tag, u32 retry count, {u32 tag}, u32 request count,
+    #            {u32 tag, u16 lun, u8 op, u8 0, u32 length, u64 lba}
+    def encode_vsc_state(self) -> bytes:
+        out = [struct.pack("<II", self.guest_next_tag, len(self.guest_retry))]
+        out += [struct.pack("<I", tag) for tag in self.guest_retry]
+        out.append(struct.pack("<I", len(self.guest_requests)))
+        for tag, (lun, op, length, lba) in self.guest_requests.items():
+            out.append(GUEST_REQUEST.pack(tag, lun, op, 0, length, lba))
+        return b"".join(out)
+
+    def decode_vsc_state(self, state: bytes) -> None:
+        self.guest_next_tag, retries = struct.unpack_from("<II", state)
+        pos = 8
+        self.guest_retry = list(struct.unpack_from(f"<{retries}I", state, pos))
+        pos += 4 * retries
+        (count,) = struct.unpack_from("<I", state, pos)
+        pos += 4
+        if len(state) != pos + count * GUEST_REQUEST.size:
+            raise ValueError("storage VSC state has the wrong size")
+        for i in range(count):
+            tag, lun, op, _, length, lba = GUEST_REQUEST.unpack_from(
+                state, pos + i * GUEST_REQUEST.size)
+            self.guest_requests[tag] = (lun, op, length, lba)
 
     # -- guest (VSC) ---------------------------------------------------------------
     def guest_process_packet(self, channel: ClientChannel, incoming: IncomingPacket) -> None:

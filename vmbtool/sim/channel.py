@@ -29,7 +29,6 @@ from vmbtool.sim.packet import (
     KNOWN_SEND_FLAGS,
     IncomingPacket,
     PacketState,
-    SendFlags,
     VmbPacket,
 )
 from vmbtool.sim.ring import RingBuffer, RingFull
@@ -296,6 +295,8 @@ class Channel:
         if self.cleaned_up or not self.enabled:
             return None
         txid = self.next_transaction_id
+        while txid in self.packets:  # during a restore, saved ids are being put back
+            txid += 1
         self.next_transaction_id = (txid % 0xFFFF_FFFF_FFFF_FFFF) + 1
         packet = VmbPacket(channel=self, transaction_id=txid)
         self.packets[txid] = packet
@@ -461,6 +462,7 @@ class ServerChannel(Channel):
         self.restore_packet: RestorePacket | None = None
         self.save_context: Any = None
         self.restore_context: Any = None
+        self.restore_error: Any = None  # NtStatusError of the last failed restore
 
     @property
     def state(self) -> ServerState:

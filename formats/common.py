@@ -1,0 +1,114 @@
+"""Primitives shared by the grammars: GUIDs and external data descriptions.
+
+    GUID          ::= 16 bytes, Windows byte order (u32 LE, u16 LE, u16 LE, 8 bytes)
+    EXTERNAL_DATA ::= u16 kind, KIND_BODY
+    KIND_BODY     ::= kind 0: nothing
+                    | kind 9 (GPA direct): u32 range_count, { u32 byte_count,
+                      u32 byte_offset, u32 pfn_count, u64 pfn[pfn_count] }
+                    | kind 7 (transfer pages) or 8 (GPADL): u32 handle,
+                      u8 sender_owns_set, u32 range_count, { u32 byte_count, u32 byte_offset }
+"""
+
+from construct import (
+    Adapter,
+    Bytes,
+    Enum,
+    Error,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Int64ul,
+    MappingError,
+    Pass,
+    PrefixedArray,
+    Struct,
+    Switch,
+    ValidationError,
+    this,
+)
+
+
+class GuidAdapter(Adapter):
+    """16 bytes in Windows GUID byte order <-> the canonical lowercase string."""
+
+    def _decode(self, obj, context, path):
+        import uuid
+
+        return str(uuid.UUID(bytes_le=bytes(obj)))
+
+    def _encode(self, obj, context, path):
+        import uuid
+
+        return uuid.UUID(obj).bytes_le
+
+
+Guid = GuidAdapter(Bytes(16))
+
+
+class StrictEnum(Enum):
+    """An Enum that refuses values it has no name for, parsed or compiled."""
+
+    def _decode(self, obj, context, path):
+        try:
+            return self.decmapping[obj]
+        except KeyError:
+            raise MappingError(f"unknown value {obj!r}", path=path) from None
+
+    def _emitparse(self, code):
+        fname = f"factory_{code.allocateId()}"
+        code.append(f"{fname} = {self.decmapping!r}")
+        code.append(f"""
+            def strict_{fname}(x):
+                try:
+                    return {fname}[x]
+                except KeyError:
+                    raise MappingError("unknown value %r" % (x,)) from None
+        """)
+        return f"strict_{fname}({self.subcon._compileparse(code)})"
+
+
+class StrictFlagAdapter(Adapter):
+    """A u8 that must be 0 or 1: any other byte is refused, not read as true."""
+
+    def _decode(self, obj, context, path):
+        if obj not in (0, 1):
+            raise ValidationError(f"flag byte {obj} is neither 0 nor 1", path=path)
+        return bool(obj)
+
+    def _encode(self, obj, context, path):
+        return int(bool(obj))
+
+
+StrictFlag = StrictFlagAdapter(Int8ul)
+
+ExternalKind = StrictEnum(Int16ul, none=0, transfer_pages=7, data_using_gpadl=8, gpa_direct=9)
+
+GpaRange = Struct(
+    "byte_count" / Int32ul,
+    "byte_offset" / Int32ul,
+    "pfns" / PrefixedArray(Int32ul, Int64ul),
+)
+
+ByteRange = Struct("byte_count" / Int32ul, "byte_offset" / Int32ul)
+
+ExternalData = Struct(
+    "kind" / ExternalKind,
+    "body" / Switch(
+        this.kind,
+        {
+            "none": Pass,
+            "gpa_direct": Struct("ranges" / PrefixedArray(Int32ul, GpaRange)),
+            "transfer_pages": Struct(
+                "handle" / Int32ul,
+                "sender_owns_set" / StrictFlag,
+                "ranges" / PrefixedArray(Int32ul, ByteRange),
+            ),
+            "data_using_gpadl": Struct(
+                "handle" / Int32ul,
+                "sender_owns_set" / StrictFlag,
+                "ranges" / PrefixedArray(Int32ul, ByteRange),
+            ),
+        },
+        default=Error,
+    ),
+)

@@ -1,0 +1,365 @@
+"""Blob files: header, zstd-compressed chunk stream, optional HMAC signature frame.
+
+    BLOB ::= FILE_HEADER BODY [SIGNATURE_FRAME]
+    BODY ::= zstd frame(s) of CHUNK... END_CHUNK     (or the raw chunks, uncompressed)
+    SIGNATURE_FRAME ::= u32 0x184D2A5A, u32 36, "HMS1", u8 hmac_sha256[32]
+
+The signature frame is a zstd skippable frame, so `zstd -d` still reads the body.
+Reading streams with bounded memory: declared lengths are capped before allocating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import zstandard
+
+from vmbtool import __version__, codec
+from vmbtool.chunks import CHUNK_HEADER_SIZE, REGISTRY, ChunkType, crc32c, frame
+from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats.header import FileHeader, HeaderPrefix
+from vmbtool.saverestore import (
+    RawChunk,
+    RestoreStaging,
+    check_chunk_crc,
+    check_chunk_header,
+    decode_chunk,
+    stage_chunk,
+)
+from vmbtool.state import SavedChannel
+from vmbtool.status import NtStatus
+
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+FLAG_SIGNED = 0x1
+KNOWN_HEADER_FLAGS = FLAG_SIGNED
+HEADER_PREFIX_SIZE = HeaderPrefix.sizeof()
+HEADER_SIZE = FileHeader.sizeof() + 4  # + header_crc32c
+MAX_HEADER_SIZE = 4096
+SIGNATURE = struct.Struct("<II4s32s")
+SIGNATURE_MAGIC = 0x184D2A5A
+SIGNATURE_TAG = b"HMS1"
+MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
+DEFAULT_LEVEL = 3
+
+
+@dataclass
+class Blob:
+    """A blob read whole: its header and every chunk in order, parsed."""
+
+    header: Any
+    header_bytes: bytes
+    chunks: list[RawChunk]
+    channels: list[SavedChannel] = field(default_factory=list)
+    channel_chunks: list[list[RawChunk]] = field(default_factory=list)
+    scenario: Any = None
+    end: Any = None
+    signed: bool = False
+    size: int = 0
+
+    @property
+    def version(self) -> str:
+        return f"{self.header.format_major}.{self.header.format_minor}"
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
+                key: bytes | None = None, created_ns: int | None = None,
+                writer_version: str = __version__) -> bytes:
+    """Header + (compressed) chunks + END chunk + optional signature frame."""
+    header = codec.build(FileHeader, {
+        "format_major": FORMAT_MAJOR, "format_minor": FORMAT_MINOR,
+        "header_size": HEADER_SIZE, "flags": FLAG_SIGNED if key else 0,
+        "compression": "none" if level is None else "zstd",
+        "level": 0 if level is None else level, "reserved": 0,
+        "writer_version": writer_version,
+        "created_ns": time.time_ns() if created_ns is None else created_ns,
+        "channel_count": channel_count}, "header")
+    header += struct.pack("<I", crc32c(header))
+    return seal_body(header, body_chunks, level, key)
+
+
+def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
+              key: bytes | None) -> bytes:
+    digest = hashlib.sha256(header)
+    packets = 0
+    for chunk in body_chunks:
+        digest.update(chunk)
+        packets += int.from_bytes(chunk[:2], "little") == ChunkType.PACKET
+    channel_count = sum(int.from_bytes(c[:2], "little") == ChunkType.CHANNEL
+                        for c in body_chunks)
+    end = frame(ChunkType.END, {"channel_count": channel_count,
+                                "chunk_count": len(body_chunks), "packet_count": packets,
+                                "digest": digest.digest()})
+    body = b"".join(body_chunks) + end
+    if level is not None:
+        body = zstandard.ZstdCompressor(level=level).compress(body)
+    out = header + body
+    if key:
+        out += SIGNATURE.pack(SIGNATURE_MAGIC, 36, SIGNATURE_TAG, sign(key, out))
+    return out
+
+
+def sign(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Temporary file beside the target, fsync, rename: never a partial blob."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = os.path.abspath(path)
+    directory = os.path.dirname(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".vmbtool-tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def open_source(source: str | bytes) -> tuple[IO[bytes], int]:
+    """A seekable stream and its size; `-` spools stdin."""
+    if isinstance(source, (bytes, bytearray)):
+        return io.BytesIO(source), len(source)
+    if source == "-":
+        spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+        while block := sys.stdin.buffer.read(1 << 20):
+            spool.write(block)
+        size = spool.tell()
+        spool.seek(0)
+        return spool, size
+    try:
+        f = open(source, "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise VmbtoolError("cannot read blob", source, exc.strerror or str(exc)) from None
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(0)
+    return f, size
+
+
+def read_header(f: IO[bytes], size: int) -> tuple[Any, bytes]:
+    prefix_bytes = f.read(HEADER_PREFIX_SIZE)
+    if not prefix_bytes:
+        raise BlobError("header (offset 0)", "empty file")
+    prefix = codec.parse(HeaderPrefix, prefix_bytes, "header", 0, exact=False)
+    if prefix.format_major != FORMAT_MAJOR:
+        raise BlobError("header.format_major (offset 8)",
+                        f"blob is format {prefix.format_major}.{prefix.format_minor}, this "
+                        f"vmbtool reads {FORMAT_MAJOR}.x (at {FORMAT_MAJOR}.{FORMAT_MINOR})",
+                        NtStatus.REVISION_MISMATCH)
+    if not HEADER_SIZE <= prefix.header_size <= MAX_HEADER_SIZE or \
+            (prefix.format_minor == FORMAT_MINOR and prefix.header_size != HEADER_SIZE):
+        raise BlobError("header.header_size (offset 12)",
+                        f"{prefix.header_size} is not a valid header size")
+    if prefix.header_size > size:
+        raise BlobError("header (offset 0)", f"truncated: file is {size} bytes")
+    header_bytes = prefix_bytes + f.read(prefix.header_size - HEADER_PREFIX_SIZE)
+    (stored_crc,) = struct.unpack_from("<I", header_bytes, len(header_bytes) - 4)
+    if crc32c(header_bytes[:-4]) != stored_crc:
+        raise BlobError(f"header.header_crc32c (offset {len(header_bytes) - 4})",
+                        "checksum mismatch", NtStatus.CRC_ERROR)
+    header = codec.parse(FileHeader, header_bytes[:FileHeader.sizeof()], "header", 0)
+    if header.flags & ~KNOWN_HEADER_FLAGS:
+        raise BlobError("header.flags (offset 16)", f"unknown flag bits {header.flags:#x}")
+    return header, header_bytes
+
+
+class LimitedReader(io.RawIOBase):
+    """Reads [start, end) of a stream and nothing past it."""
+
+    def __init__(self, f: IO[bytes], start: int, end: int) -> None:
+        self.f, self.pos, self.end = f, start, end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.end - self.pos)
+        if n <= 0:
+            return 0
+        self.f.seek(self.pos)
+        data = self.f.read(n)
+        buffer[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def read_exact(stream: IO[bytes], n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        block = stream.read(min(left, 1 << 20))
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) -> int:
+    """Check the HMAC frame; returns where the body ends."""
+    signed = bool(header.flags & FLAG_SIGNED)
+    if not signed:
+        if key is not None:
+            raise BlobError("header.flags (offset 16)",
+                            "blob is not signed but a key was given", NtStatus.UNSUCCESSFUL)
+        return size
+    if key is None:
+        raise BlobError("signature", "blob is signed: give the key to read it",
+                        NtStatus.UNSUCCESSFUL)
+    if size < header.header_size + SIGNATURE.size:
+        raise BlobError("signature", "truncated: no signature frame")
+    f.seek(size - SIGNATURE.size)
+    magic, frame_size, tag, mac = SIGNATURE.unpack(f.read(SIGNATURE.size))
+    if magic != SIGNATURE_MAGIC or frame_size != 36 or tag != SIGNATURE_TAG:
+        raise BlobError(f"signature (offset {size - SIGNATURE.size})", "no signature frame")
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    f.seek(0)
+    left = size - SIGNATURE.size
+    while left:
+        block = f.read(min(left, 1 << 20))
+        digest.update(block)
+        left -= len(block)
+    if not hmac.compare_digest(digest.digest(), mac):
+        raise BlobError(f"signature (offset {size - SIGNATURE.size})",
+                        "HMAC does not match: wrong key or the blob was changed",
+                        NtStatus.UNSUCCESSFUL)
+    return size - SIGNATURE.size
+
+
+def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
+    raw = io.BufferedReader(LimitedReader(f, start, end), 1 << 16)
+    if str(header.compression) == "none":
+        return raw
+    decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
+    return decompressor.stream_reader(raw, read_across_frames=True, read_size=1 << 16)
+
+
+def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
+    """Framed chunks from a (decompressed) body stream, each checked as it comes."""
+    offset = 0
+    while True:
+        try:
+            head = read_exact(stream, CHUNK_HEADER_SIZE)
+        except zstandard.ZstdError as exc:
+            raise BlobError(f"body (decompressed offset {offset})",
+                            f"zstd: {exc}") from None
+        if not head:
+            return
+        if len(head) < CHUNK_HEADER_SIZE:
+            raise BlobError(f"chunk@{offset}", "truncated chunk header")
+        header = codec.parse(ChunkHeader, head, "chunk_header", offset)
+        check_chunk_header(header, offset)
+        try:
+            data = read_exact(stream, header.length)
+        except zstandard.ZstdError as exc:
+            raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
+        if len(data) < header.length:
+            raise BlobError(f"chunk@{offset}.length",
+                            f"truncated: {header.length} bytes declared, {len(data)} present")
+        check_chunk_crc(header, data, offset)
+        yield RawChunk(header.type, header.flags, data, offset)
+        offset += CHUNK_HEADER_SIZE + header.length
+
+
+def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
+    """Read, check and parse a whole blob; every problem is a BlobError."""
+    f, size = open_source(source)
+    try:
+        header, header_bytes = read_header(f, size)
+        body_end = verify_signature(f, size, header, key)
+        stream = body_stream(f, header, header.header_size, body_end)
+        blob = Blob(header, header_bytes, [], signed=bool(header.flags & FLAG_SIGNED),
+                    size=size)
+        digest = hashlib.sha256(header_bytes)
+        staging: RestoreStaging | None = None
+        for raw in iter_chunks(stream):
+            if blob.end is not None:
+                raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
+            blob.chunks.append(raw)
+            if raw.type == ChunkType.END:
+                blob.end = decode_chunk(raw, "blob")
+                check_end(blob, digest.digest(), raw.offset)
+                continue
+            digest.update(ChunkHeader.build({"type": raw.type, "flags": raw.flags,
+                                             "reserved": 0, "length": len(raw.data),
+                                             "crc32c": crc32c(raw.data)}) + raw.data)
+            staging = add_chunk(blob, staging, raw)
+        if blob.end is None:
+            raise BlobError("end", "truncated: the blob has no end chunk")
+        if staging is not None:
+            raise BlobError(f"channels[{len(blob.channels)}]", "channel without its end chunk")
+        return blob
+    finally:
+        f.close()
+
+
+def add_chunk(blob: Blob, staging: RestoreStaging | None, raw: RawChunk):
+    index = len(blob.channels)
+    if raw.type == ChunkType.SCENARIO:
+        if staging is not None or blob.scenario is not None:
+            raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
+        blob.scenario = decode_chunk(raw, "scenario")
+        return None
+    if raw.type not in REGISTRY and not raw.required and staging is None:
+        return None  # an optional chunk of a newer minor, between channels: skipped
+    if staging is None:
+        if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
+            raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
+                            f"{REGISTRY[raw.type].name} chunk outside a channel")
+        staging = RestoreStaging()
+        blob.channel_chunks.append([])
+    blob.channel_chunks[-1].append(raw)
+    if stage_chunk(staging, raw, f"channels[{index}]"):
+        blob.channels.append(staging.saved)
+        return None
+    return staging
+
+
+def check_end(blob: Blob, digest: bytes, offset: int) -> None:
+    end = blob.end
+    body = blob.chunks[:-1]
+    expect = {"channel_count": len(blob.channels), "chunk_count": len(body),
+              "packet_count": sum(len(c.packets) for c in blob.channels)}
+    for name, value in expect.items():
+        if getattr(end, name) != value:
+            raise BlobError(f"end.{name} (chunk@{offset})",
+                            f"says {getattr(end, name)}, the blob has {value}")
+    if blob.header.channel_count != len(blob.channels):
+        raise BlobError("header.channel_count",
+                        f"says {blob.header.channel_count}, the blob has {len(blob.channels)}")
+    if not hmac.compare_digest(end.digest, digest):
+        raise BlobError(f"end.digest (chunk@{offset})", "digest of the blob does not match",
+                        NtStatus.CRC_ERROR)

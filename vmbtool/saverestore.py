@@ -1,0 +1,425 @@
+"""The KMCL save/restore contract on a simulated server channel (DOMAIN.md §3).
+
+Save produces the channel's state as whole framed chunks (see vmbtool.chunks):
+CHANNEL, RING (incoming), RING (outgoing), GPADLS, one PACKET per packet object in
+use, INCOMING, CHANNEL_END.  Restore takes whole chunks, stages them, checks every
+invariant on the final chunk and only then changes the channel; a failure at any point
+leaves the freshly allocated channel exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vmbtool import codec
+from vmbtool.chunks import (
+    CHUNK_HEADER_SIZE,
+    KNOWN_CHUNK_FLAGS,
+    MAX_CHUNK_LENGTH,
+    REGISTRY,
+    ChunkType,
+    crc32c,
+    frame,
+)
+from vmbtool.errors import BlobError
+from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats.packet import PacketContext
+from vmbtool.invariants import check_channel
+from vmbtool.sim.channel import ServerChannel
+from vmbtool.sim.packet import PacketState, VmbPacket
+from vmbtool.state import (
+    SavedChannel,
+    channel_context,
+    config_from,
+    fill_packet,
+    gpadl_table,
+    gpadl_table_from,
+    incoming_entries,
+    incoming_from,
+    packet_context,
+    ring_from,
+    ring_state,
+)
+from vmbtool.status import NtStatus, NtStatusError
+
+# -- framed chunks in a buffer ------------------------------------------------------
+
+
+@dataclass
+class RawChunk:
+    type: int
+    flags: int
+    data: bytes
+    offset: int  # of the chunk header, in whatever stream it came from
+
+    @property
+    def required(self) -> bool:
+        return bool(self.flags & 1)
+
+
+def check_chunk_header(header, offset: int) -> None:
+    if header.flags & ~KNOWN_CHUNK_FLAGS:
+        raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header.flags:#x}")
+    if header.length > MAX_CHUNK_LENGTH:
+        raise BlobError(f"chunk@{offset}.length",
+                        f"{header.length} bytes exceeds the {MAX_CHUNK_LENGTH}-byte cap",
+                        NtStatus.INVALID_BUFFER_SIZE)
+
+
+def check_chunk_crc(header, data: bytes, offset: int) -> None:
+    if crc32c(data) != header.crc32c:
+        raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
+
+
+def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
+    """A buffer of whole chunks, each checked (flags, cap, CRC) before anything else."""
+    chunks, pos, view = [], 0, memoryview(buffer)
+    while pos < len(buffer):
+        if len(buffer) - pos < CHUNK_HEADER_SIZE:
+            raise BlobError(f"chunk@{base + pos}", "partial chunk header",
+                            NtStatus.INVALID_BUFFER_SIZE)
+        header = codec.parse(ChunkHeader, bytes(view[pos:pos + CHUNK_HEADER_SIZE]),
+                             "chunk_header", base + pos)
+        check_chunk_header(header, base + pos)
+        start = pos + CHUNK_HEADER_SIZE
+        if start + header.length > len(buffer):
+            raise BlobError(f"chunk@{base + pos}.length",
+                            f"{header.length} bytes run past the buffer",
+                            NtStatus.INVALID_BUFFER_SIZE)
+        data = bytes(view[start:start + header.length])
+        check_chunk_crc(header, data, base + pos)
+        chunks.append(RawChunk(header.type, header.flags, data, base + pos))
+        pos = start + header.length
+    return chunks
+
+
+def decode_chunk(raw: RawChunk, where: str):
+    kind = REGISTRY.get(raw.type)
+    if kind is None:
+        return None
+    return codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
+                       raw.offset + CHUNK_HEADER_SIZE)
+
+
+# -- save -----------------------------------------------------------------------------
+
+
+@dataclass
+class SaveContext:
+    chunks: Iterator[bytes]
+    next_chunk: bytes | None = None
+    done: bool = False
+
+
+def _packet_save_buf(channel: ServerChannel, packet: VmbPacket) -> bytes:
+    """KMCL: the first call passes size 0; a VSP with state fails it with the size."""
+    if channel.save_packet is None:
+        return b""
+    status, data, needed = channel.save_packet(channel, packet, 0)
+    if status == NtStatus.SUCCESS:
+        return b""
+    if status != NtStatus.BUFFER_TOO_SMALL or needed <= 0:
+        raise NtStatusError(NtStatus(status), "the VSP's save callback failed",
+                            f"packets[txid={packet.transaction_id}]")
+    status, data, _ = channel.save_packet(channel, packet, needed)
+    if status != NtStatus.SUCCESS or len(data) > needed:
+        raise NtStatusError(NtStatus(status), "the VSP's save callback failed on its 2nd call",
+                            f"packets[txid={packet.transaction_id}]")
+    return bytes(data)
+
+
+def channel_chunks(channel: ServerChannel) -> Iterator[bytes]:
+    """The library's state, chunk by chunk; packet callbacks run as their chunk comes."""
+    yield frame(ChunkType.CHANNEL, channel_context(channel))
+    connection = channel.connection
+    if connection is not None:
+        yield frame(ChunkType.RING, ring_state(channel.incoming_ring, "incoming"))
+        yield frame(ChunkType.RING, ring_state(channel.outgoing_ring, "outgoing"))
+    yield frame(ChunkType.GPADLS, gpadl_table(connection.gpadls if connection else None))
+    packets = channel.packets_in_use()
+    for packet in packets:
+        # queued completions are the library's own: no VSP state to ask for
+        save_buf = b"" if packet.type == 0xB else _packet_save_buf(channel, packet)
+        yield frame(ChunkType.PACKET, {"lib_buf": packet_context(packet), "save_buf": save_buf})
+    yield frame(ChunkType.INCOMING, incoming_entries(channel))
+    yield frame(ChunkType.CHANNEL_END, {
+        "gpadl_count": len(connection.gpadls.gpadls) if connection else 0,
+        "packet_count": len(packets),
+        "incoming_count": len(channel.pending_incoming)})
+
+
+def save_begin(channel: ServerChannel) -> NtStatus:
+    """VmbChannelSaveBegin: only on a channel not running I/O, one save at a time."""
+    if channel.cleaned_up or channel.save_context is not None:
+        return NtStatus.INVALID_DEVICE_STATE
+    if channel.started or channel.pausing:
+        return NtStatus.INVALID_DEVICE_STATE  # pause first: a save point is a pause
+    channel.save_context = SaveContext(channel_chunks(channel))
+    return NtStatus.SUCCESS
+
+
+def save_continue(channel: ServerChannel, buffer_size: int) -> tuple[NtStatus, bytes, int]:
+    """VmbChannelSaveContinue: as many whole chunks as fit in `buffer_size`.
+
+    Returns (status, bytes written, bytes required): SUCCESS when all is out,
+    BUFFER_OVERFLOW when more remain, BUFFER_TOO_SMALL (nothing written) with the
+    size of the next chunk.
+    """
+    context: SaveContext | None = channel.save_context
+    if context is None:
+        return NtStatus.INVALID_DEVICE_STATE, b"", 0
+    if buffer_size < 0:
+        return NtStatus.INVALID_PARAMETER_3, b"", 0
+    out: list[bytes] = []
+    used = 0
+    while not context.done:
+        if context.next_chunk is None:
+            try:
+                context.next_chunk = next(context.chunks)
+            except StopIteration:
+                context.done = True
+                break
+            except NtStatusError as exc:
+                return exc.status, b"", 0
+        size = len(context.next_chunk)
+        if used + size > buffer_size:
+            if not out:
+                return NtStatus.BUFFER_TOO_SMALL, b"", size
+            return NtStatus.BUFFER_OVERFLOW, b"".join(out), size
+        out.append(context.next_chunk)
+        used += size
+        context.next_chunk = None
+    return NtStatus.SUCCESS, b"".join(out), 0
+
+
+def save_end(channel: ServerChannel) -> NtStatus:
+    if channel.save_context is None:
+        return NtStatus.INVALID_DEVICE_STATE
+    channel.save_context = None
+    return NtStatus.SUCCESS
+
+
+def save_channel(channel: ServerChannel, buffer_size: int) -> list[bytes]:
+    """Drive SaveBegin / SaveContinue / SaveEnd with a fixed buffer size."""
+    status = save_begin(channel)
+    if status != NtStatus.SUCCESS:
+        raise NtStatusError(status, "SaveBegin refused", "channel.state")
+    buffers = []
+    try:
+        while True:
+            status, data, required = save_continue(channel, buffer_size)
+            if status == NtStatus.BUFFER_TOO_SMALL:
+                raise NtStatusError(status, f"a chunk needs {required} bytes, the buffer is "
+                                    f"{buffer_size}", "chunk_size")
+            if status not in (NtStatus.SUCCESS, NtStatus.BUFFER_OVERFLOW):
+                raise NtStatusError(status, "SaveContinue failed", "save_continue")
+            buffers.append(data)
+            if status == NtStatus.SUCCESS:
+                return buffers
+    finally:
+        save_end(channel)
+
+
+# -- restore --------------------------------------------------------------------------
+
+ORDER = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
+         ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
+
+
+@dataclass
+class RestoreStaging:
+    saved: SavedChannel = field(default_factory=SavedChannel)
+    last_order: int = -1
+    chunks_seen: int = 0
+
+
+def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
+    """Add one chunk to the staged state; True when it was the final chunk."""
+    if raw.type not in ORDER:
+        if raw.type in REGISTRY or raw.required:
+            raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                            f"chunk type {raw.type:#06x} is not part of a channel's state"
+                            if raw.type in REGISTRY else
+                            f"unknown required chunk type {raw.type:#06x}",
+                            NtStatus.REVISION_MISMATCH if raw.type not in REGISTRY
+                            else NtStatus.DATA_ERROR)
+        staging.saved.skipped.append(raw.type)
+        return False
+    order = ORDER[ChunkType(raw.type)]
+    if order < staging.last_order or (order == staging.last_order and raw.type in (
+            ChunkType.CHANNEL, ChunkType.GPADLS, ChunkType.INCOMING)):
+        raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                        f"{REGISTRY[raw.type].name} chunk out of order")
+    if order > 0 and staging.saved.context is None:
+        raise BlobError(f"{where}.chunk@{raw.offset}.type", "state before the channel chunk")
+    staging.last_order = order
+    value = decode_chunk(raw, where)
+    saved = staging.saved
+    if raw.type == ChunkType.CHANNEL:
+        saved.context = value
+    elif raw.type == ChunkType.RING:
+        direction = str(value.direction)
+        if direction in saved.rings:
+            raise BlobError(f"{where}.rings.{direction}", "ring saved twice")
+        saved.rings[direction] = value
+    elif raw.type == ChunkType.GPADLS:
+        saved.gpadls = list(value.gpadls)
+    elif raw.type == ChunkType.PACKET:
+        saved.packets.append(value)
+    elif raw.type == ChunkType.INCOMING:
+        saved.incoming = list(value.packets)
+    elif raw.type == ChunkType.CHANNEL_END:
+        saved.end = value
+        return True
+    return False
+
+
+def _check_target(channel: ServerChannel, saved: SavedChannel) -> None:
+    """The fresh channel must be configured with the same offer."""
+    saved_config = config_from(saved.context)
+    for name in ("interface_type", "interface_instance", "subchannel_index"):
+        if getattr(saved_config, name) != getattr(channel.config, name):
+            raise BlobError(f"channel.context.{name}",
+                            f"blob has {getattr(saved_config, name)}, the channel is "
+                            f"configured with {getattr(channel.config, name)}",
+                            NtStatus.INVALID_PARAMETER)
+    key = saved_config.offer_key
+    if saved.context.state != 0 and key in channel.bus.offers:
+        raise BlobError("channel.context.interface_instance",
+                        "this offer is already on the bus", NtStatus.INVALID_DEVICE_STATE)
+
+
+def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
+    """VmbChannelRestoreFromBuffer: whole chunks in; MORE_PROCESSING_REQUIRED until the
+    final chunk, then SUCCESS.  Any failure discards what was staged and leaves the
+    channel untouched; `channel.restore_error` says what and where."""
+    channel.restore_error = None
+    if channel.cleaned_up or not channel.initializing or channel.enabled:
+        return _fail(channel, NtStatusError(NtStatus.INVALID_DEVICE_STATE,
+                                            "restore needs a freshly allocated channel",
+                                            "channel.state"))
+    if channel.restore_packet is None:
+        return _fail(channel, NtStatusError(NtStatus.INVALID_DEVICE_STATE,
+                                            "no restore packet callback was set",
+                                            "channel.restore_packet"))
+    if channel.restore_context is None:
+        channel.restore_context = RestoreStaging()
+    staging: RestoreStaging = channel.restore_context
+    try:
+        final = False
+        for raw in split_chunks(bytes(buffer)):
+            if final:
+                raise BlobError(f"channel.chunk@{raw.offset}", "chunks after the channel end")
+            final = stage_chunk(staging, raw, "channel")
+        if not final:
+            return NtStatus.MORE_PROCESSING_REQUIRED
+        saved = staging.saved
+        _check_target(channel, saved)
+        problems = check_channel(saved, "channel")
+        if problems:
+            where, why = problems[0]
+            raise BlobError(where, why)
+        _apply(channel, saved)
+    except BlobError as exc:
+        return _fail(channel, NtStatusError(exc.status, exc.why, exc.where))
+    except NtStatusError as exc:
+        return _fail(channel, exc)
+    channel.restore_context = None
+    return NtStatus.SUCCESS
+
+
+def _fail(channel: ServerChannel, error: NtStatusError) -> NtStatus:
+    channel.restore_context = None
+    channel.restore_error = error
+    return error.status
+
+
+def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
+    """Rebuild the channel from checked state; on a callback failure, roll back."""
+    from vmbtool.sim.bus import Connection
+
+    pristine = {k: (copy.copy(v) if isinstance(v, (dict, deque, list)) else v)
+                for k, v in channel.__dict__.items()}
+    pristine_config = copy.copy(channel.config)
+    try:
+        ctx = saved.context
+        channel.config = config_from(ctx)
+        channel.next_transaction_id = ctx.next_transaction_id
+        channel.next_incoming_number = ctx.next_incoming_number
+        channel.packets, channel.backlog, channel.in_ring = {}, deque(), deque()
+        channel.pending_incoming = {}
+        state = ctx.state
+        channel.enabled = state != 0
+        channel.opened = state in (3, 4, 5)
+        channel.started = state in (2, 5)
+        channel.paused = state == 4
+        if "incoming" in saved.rings:
+            incoming, outgoing = ring_from(saved.rings["incoming"]), ring_from(
+                saved.rings["outgoing"])
+            channel.connection = Connection(
+                channel, None, client_to_server=incoming, server_to_client=outgoing,
+                gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
+        for record in saved.packets:
+            lib = record.lib_buf
+            if str(lib.type) == "completion":
+                # a completion the library queued itself: no VSP state, no callback
+                queued = VmbPacket(channel=channel)
+                fill_packet(queued, lib)
+                channel.backlog.append(queued)
+                continue
+            status = channel.restore_packet(channel, codec.build(PacketContext, lib, "lib_buf"),
+                                            record.save_buf)
+            if status != NtStatus.SUCCESS:
+                raise NtStatusError(NtStatus(status), "the VSP's restore callback failed",
+                                    f"channel.packets[txid={lib.transaction_id}]")
+        channel.next_transaction_id = ctx.next_transaction_id  # allocate() moved it
+        restored = len(channel.packets) + sum(p.type == 0xB for p in channel.backlog)
+        if restored != len(saved.packets) or any(
+                p.state == PacketState.ALLOCATED and p.transaction_id >= ctx.next_transaction_id
+                for p in channel.packets.values()):
+            raise NtStatusError(NtStatus.DATA_ERROR, "the VSP did not restore every packet",
+                                "channel.packets")
+        for entry in saved.incoming:
+            packet = incoming_from(entry)
+            channel.pending_incoming[packet.number] = packet
+        if channel.connection is not None:
+            rebuild_in_ring(channel)
+        if channel.enabled:
+            channel.bus.offers[channel.config.offer_key] = channel
+        channel.initializing = False
+    except BaseException:
+        channel.__dict__.clear()
+        channel.__dict__.update(pristine)
+        channel.config = pristine_config
+        raise
+
+
+def rebuild_in_ring(channel) -> None:
+    """What we wrote and the peer has not read, from a walk of the outgoing ring."""
+    by_offset = {p.ring_offset: p for p in channel.packets.values()
+                 if p.state == PacketState.IN_RING}
+    channel.in_ring = deque(
+        (wire.offset, by_offset.get(wire.offset)) for wire in channel.outgoing_ring.packets())
+
+
+def packet_restore(channel: ServerChannel, packet: VmbPacket, lib_buf: bytes) -> NtStatus:
+    """VmbPacketRestore: put the library's saved state into a freshly allocated packet."""
+    if channel.packets.get(packet.transaction_id) is not packet:
+        return NtStatus.INVALID_PARAMETER_1
+    try:
+        context = codec.parse(PacketContext, bytes(lib_buf), "lib_buf")
+    except BlobError:
+        return NtStatus.INVALID_PARAMETER_2
+    del channel.packets[packet.transaction_id]
+    fill_packet(packet, context)
+    if packet.type == 0xB:
+        return NtStatus.INVALID_PARAMETER_2  # queued completions are the library's own
+    if packet.transaction_id in channel.packets:
+        return NtStatus.INVALID_PARAMETER_2
+    channel.packets[packet.transaction_id] = packet
+    if packet.state == PacketState.BACKLOG:
+        channel.backlog.append(packet)
+    return NtStatus.SUCCESS

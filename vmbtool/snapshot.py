@@ -1,0 +1,187 @@
+"""Whole scenarios to blobs and back: every server channel through the KMCL contract,
+the simulated guest through the scenario chunk."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from vmbtool.blob import Blob, encode_blob
+from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, frame
+from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.invariants import check_channel
+from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
+from vmbtool.scenarios import SCENARIOS, Scenario
+from vmbtool.sim.channel import ClientChannel
+from vmbtool.sim.packet import PacketState, VmbPacket
+from vmbtool.state import (
+    channel_context,
+    config_from,
+    fill_packet,
+    incoming_entries,
+    incoming_from,
+    packet_context,
+)
+from vmbtool.status import NtStatus, NtStatusError
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def scenario_state(scenario: Scenario) -> dict:
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "steps_taken": scenario.steps_taken,
+        "vsp_state": scenario.encode_vsp_state(),
+        "vsc_state": scenario.encode_vsc_state(),
+        "guests": [
+            {"context": channel_context(client),
+             "packets": [{"lib_buf": packet_context(p), "save_buf": b""}
+                         for p in client.packets_in_use()],
+             "pending_incoming": incoming_entries(client)}
+            for client in scenario.clients
+        ],
+    }
+
+
+def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[bytes]:
+    """Pause the scenario's channels, save each through SaveBegin/Continue/End."""
+    for server in scenario.servers:
+        if server.started:
+            status = server.pause()
+            if status != NtStatus.SUCCESS:
+                raise VmbtoolError("cannot pause", f"channels[{server.config.subchannel_index}]",
+                                   f"{NtStatus(status)!s}", NtStatus(status))
+    chunks: list[bytes] = []
+    for index, server in enumerate(scenario.servers):
+        try:
+            for buffer in save_channel(server, chunk_size):
+                chunks.extend(buffer[raw.offset:raw.offset + CHUNK_HEADER_SIZE + len(raw.data)]
+                              for raw in split_chunks(buffer))
+        except NtStatusError as exc:
+            raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
+                               f"{exc.args[0]} ({exc.status!s})", exc.status) from None
+    chunks.append(frame(ChunkType.SCENARIO, scenario_state(scenario)))
+    return chunks
+
+
+def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+              level: int | None = 3, key: bytes | None = None,
+              created_ns: int | None = None) -> bytes:
+    chunks = save_chunks(scenario, chunk_size)
+    return encode_blob(chunks, len(scenario.servers), level=level, key=key,
+                       created_ns=created_ns)
+
+
+def split_buffers(chunks: list[bytes], buffer_size: int) -> list[bytes]:
+    """Group whole chunks into buffers of at most `buffer_size` (one chunk if larger)."""
+    buffers, current = [], b""
+    for chunk in chunks:
+        if current and len(current) + len(chunk) > buffer_size:
+            buffers.append(current)
+            current = b""
+        current += chunk
+    if current:
+        buffers.append(current)
+    return buffers
+
+
+def check_blob(blob: Blob) -> list[tuple[str, str]]:
+    """Every semantic problem in the blob's channels and scenario."""
+    problems = []
+    for index, saved in enumerate(blob.channels):
+        problems.extend(check_channel(saved, f"channels[{index}]"))
+    state = blob.scenario
+    if state is None:
+        problems.append(("scenario", "missing: this blob cannot be continued"))
+    else:
+        if state.scenario not in SCENARIOS:
+            problems.append(("scenario.scenario", f"unknown scenario {state.scenario!r}"))
+        if len(state.guests) != len(blob.channels):
+            problems.append(("scenario.guests", f"{len(state.guests)} guest channels for "
+                             f"{len(blob.channels)} channels"))
+    return problems
+
+
+def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
+    """Fresh channels, restored chunk by chunk, the guest rebuilt; nothing started."""
+    problems = check_blob(blob)
+    if problems:
+        where, why = problems[0]
+        raise BlobError(where, why)
+    state = blob.scenario
+    scenario = SCENARIOS[state.scenario](state.seed)
+    scenario.steps_taken = state.steps_taken
+    for index, raw_chunks in enumerate(blob.channel_chunks):
+        server = scenario.allocate_server(index)
+        chunks = [frame_raw(raw) for raw in raw_chunks]
+        buffers = split_buffers(chunks, buffer_size)
+        for number, buffer in enumerate(buffers):
+            status = server.restore_from_buffer(buffer)
+            last = number == len(buffers) - 1
+            expected = NtStatus.SUCCESS if last else NtStatus.MORE_PROCESSING_REQUIRED
+            if status != expected:
+                error = server.restore_error
+                where = f"channels[{index}]" + (f".{error.where}" if error and error.where
+                                                 else "")
+                why = error.args[0] if error else "unexpected status"
+                raise BlobError(where, f"{why} ({NtStatus(status)!s})", NtStatus(status))
+        scenario.servers.append(server)
+    for index, guest in enumerate(state.guests):
+        client = scenario.allocate_client(index)
+        restore_guest(scenario, client, guest, index)
+        scenario.clients.append(client)
+    try:
+        scenario.decode_vsp_state(bytes(state.vsp_state))
+        scenario.decode_vsc_state(bytes(state.vsc_state))
+    except (ValueError, KeyError) as exc:
+        raise BlobError("scenario.vsp_state", f"cannot be restored: {exc}") from None
+    return scenario
+
+
+def frame_raw(raw) -> bytes:
+    from vmbtool.chunks import frame_bytes
+
+    return frame_bytes(raw.type, raw.data, raw.flags)
+
+
+def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: int) -> None:
+    """Put the simulated guest's channel back: it lives in guest memory, not in KMCL."""
+    where = f"scenario.guests[{index}]"
+    server = scenario.servers[index]
+    config = config_from(guest.context)
+    if config.offer_key != server.config.offer_key:
+        raise BlobError(f"{where}.context", "the guest channel names another offer")
+    client.config = config
+    ctx = guest.context
+    client.next_transaction_id = ctx.next_transaction_id
+    client.next_incoming_number = ctx.next_incoming_number
+    client.initializing = False
+    client.enabled = ctx.state != 0
+    client.opened = ctx.state in (2, 4, 5)
+    client.started = ctx.state == 5
+    client.paused = ctx.state == 4
+    routines = scenario.completion_routines()
+    client.packets, client.backlog = {}, deque()
+    for record in guest.packets:
+        packet = VmbPacket(channel=client)
+        fill_packet(packet, record.lib_buf)
+        if packet.completion_routine_name:
+            routine = routines.get(packet.completion_routine_name)
+            if routine is None:
+                raise BlobError(f"{where}.packets[txid={packet.transaction_id}]",
+                                f"unknown completion routine {packet.completion_routine_name!r}")
+            packet.completion_routine = routine
+        if packet.type != 0xB:
+            client.packets[packet.transaction_id] = packet
+        if packet.state == PacketState.BACKLOG:
+            client.backlog.append(packet)
+    client.pending_incoming = {}
+    for entry in guest.pending_incoming.packets:
+        incoming = incoming_from(entry)
+        client.pending_incoming[incoming.number] = incoming
+    connection = server.connection
+    if connection is not None and client.opened:
+        connection.client = client
+        client.connection = connection
+        rebuild_in_ring(client)
