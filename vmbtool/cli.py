@@ -30,4 +30,5 @@ def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
     sim.run(steps, pause_at=pause_at)
     for line in sim.describe():
         click.echo(line)
-    click.echo(f"  {len(sim.transcript)} events; last: {sim.transcript[-1] if sim.transcript else '-'}")
+    last = sim.transcript[-1] if sim.transcript else "-"
+    click.echo(f"  {len(sim.transcript)} events; last: {last}")

@@ -182,7 +182,8 @@ class RingBuffer:
         check_descriptor(ptype, offset8, len8, flags)
         length = len8 * 8
         if length + TRAILER_SIZE > available:
-            raise WireError("descriptor.len8", f"packet of {length} bytes runs past the write index")
+            raise WireError("descriptor.len8",
+                            f"packet of {length} bytes runs past the write index")
         raw = self.copy_out(offset, length + TRAILER_SIZE)
         (trailer,) = TRAILER.unpack_from(raw, length)
         if trailer != offset << 32:

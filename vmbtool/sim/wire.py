@@ -207,4 +207,5 @@ def check_descriptor(ptype: int, offset8: int, len8: int, flags: int) -> None:
     if len8 < offset8:
         raise WireError("descriptor.len8", f"{len8} < offset8 {offset8}")
     if flags & ~KNOWN_DESCRIPTOR_FLAGS:
-        raise WireError("descriptor.flags", f"unknown flag bits {flags & ~KNOWN_DESCRIPTOR_FLAGS:#x}")
+        unknown = flags & ~KNOWN_DESCRIPTOR_FLAGS
+        raise WireError("descriptor.flags", f"unknown flag bits {unknown:#x}")
