@@ -93,7 +93,10 @@ def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | No
 
 
 def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
-              key: bytes | None) -> bytes:
+              key: bytes | None, end_counts: dict | None = None) -> bytes:
+    """Body chunks + END (counts, digest), compressed; signed when a key is given.
+
+    `end_counts` overrides the counted values (encode writes what the JSON says)."""
     digest = hashlib.sha256(header)
     packets = 0
     for chunk in body_chunks:
@@ -101,9 +104,9 @@ def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
         packets += int.from_bytes(chunk[:2], "little") == ChunkType.PACKET
     channel_count = sum(int.from_bytes(c[:2], "little") == ChunkType.CHANNEL
                         for c in body_chunks)
-    end = frame(ChunkType.END, {"channel_count": channel_count,
-                                "chunk_count": len(body_chunks), "packet_count": packets,
-                                "digest": digest.digest()})
+    counts = {"channel_count": channel_count, "chunk_count": len(body_chunks),
+              "packet_count": packets, **(end_counts or {})}
+    end = frame(ChunkType.END, {**counts, "digest": digest.digest()})
     body = b"".join(body_chunks) + end
     if level is not None:
         body = zstandard.ZstdCompressor(level=level).compress(body)

@@ -1,34 +1,307 @@
-"""Thin click commands over the vmbtool library: parse options, call, print."""
+"""Thin click commands over the vmbtool library: parse options, call, print.
+
+Exit codes: 0 success / yes, 1 the answer is no (invalid, different) or the operation
+failed, 2 usage error. Errors are one `Error:` line on stderr; `--debug` adds the
+traceback. Heavy modules are imported inside the commands that need them.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
 
 import click
 
 from vmbtool import __version__
 
 SCENARIO_NAMES = ("storage", "network", "pipe")
+KEY_ENV = "VMBTOOL_KEY_FILE"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class VmbtoolGroup(click.Group):
+    """Turns the project's errors into one `Error:` line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from vmbtool.errors import VmbtoolError
+
+        try:
+            return super().invoke(ctx)
+        except VmbtoolError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except BrokenPipeError:
+            sys.stderr.close()
+            ctx.exit(1)
+
+
+def key_option(f):
+    return click.option("--key-file", type=click.Path(dir_okay=False), envvar=KEY_ENV,
+                        help=f"HMAC-SHA256 key file (or ${KEY_ENV}); the key is never "
+                             "printed.")(f)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def colour(text: str, **style: Any) -> str:
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    return click.style(text, **style)
+
+
+@click.group(cls=VmbtoolGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmbtool")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show a traceback with errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Save, inspect, diff, validate and restore the saved state of VMBus channels."""
+    ctx.obj = {"debug": debug}
+
+
+def scenario_options(f):
+    f = click.option("--pause-at", type=click.IntRange(0), default=None,
+                     help="Pause and start the channels at this step (a save point "
+                          "minus the save).")(f)
+    f = click.option("--steps", type=click.IntRange(0, 10_000_000), default=100,
+                     show_default=True)(f)
+    f = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=1,
+                     show_default=True)(f)
+    return click.option("--scenario", type=click.Choice(SCENARIO_NAMES), default="storage",
+                        show_default=True, help="Which simulated VSP/VSC pair to run.")(f)
 
 
 @main.command()
-@click.option("--scenario", type=click.Choice(SCENARIO_NAMES), default="storage",
-              show_default=True, help="Which simulated VSP/VSC pair to run.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=1, show_default=True)
-@click.option("--steps", type=click.IntRange(0, 10_000_000), default=100, show_default=True)
-@click.option("--pause-at", type=click.IntRange(0), default=None,
-              help="Pause and start the channels at this step (a save point minus the save).")
+@scenario_options
 def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
     """Run a simulated scenario and print what it did."""
-    from vmbtool.scenarios import SCENARIOS
+    from vmbtool.tools import run_scenario
 
-    sim = SCENARIOS[scenario].create(seed)
-    sim.run(steps, pause_at=pause_at)
+    sim = run_scenario(scenario, seed, steps, pause_at)
     for line in sim.describe():
         click.echo(line)
     last = sim.transcript[-1] if sim.transcript else "-"
     click.echo(f"  {len(sim.transcript)} events; last: {last}")
+
+
+@main.command()
+@scenario_options
+@click.option("--chunk-size", type=click.IntRange(1, 1 << 30), default=1 << 20,
+              show_default=True, help="SaveContinue buffer size in bytes.")
+@click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True,
+              help="zstd compression level.")
+@click.option("--no-compress", is_flag=True, help="Store the body uncompressed.")
+@key_option
+@click.option("-o", "--output", required=True, help="Blob file to write, or - for stdout.")
+def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size: int,
+         level: int, no_compress: bool, key_file: str | None, output: str) -> None:
+    """Run a scenario N steps, pause its channels and save them to a blob."""
+    from vmbtool.blob import write_atomic
+    from vmbtool.snapshot import save_blob
+    from vmbtool.tools import read_key, run_scenario
+
+    if output == "-" and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a binary blob to a terminal")
+    key = read_key(key_file)
+    sim = run_scenario(scenario, seed, steps, pause_at)
+    data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key)
+    write_atomic(output, data)
+    if output != "-":
+        click.echo(f"saved {scenario} seed {seed} at step {steps}: {len(sim.servers)} "
+                   f"channels, {len(data)} bytes -> {output}", err=True)
+
+
+def load_doc(blob_path: str, key: bytes | None, with_data: bool) -> dict:
+    from vmbtool import jsonview
+    from vmbtool.blob import load_blob
+
+    return jsonview.decode(load_blob(blob_path, key), with_data=with_data)
+
+
+@main.command()
+@click.argument("blob")
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
+@click.option("--packets", is_flag=True, help="List every packet object in use.")
+@click.option("--ring", is_flag=True, help="Ring control fields.")
+@click.option("--gpadls", is_flag=True, help="List the GPADLs.")
+@click.option("--hexdump", is_flag=True, help="Hex dump of each ring's unread bytes.")
+@click.option("--filter", "filter_expr", metavar="EXPR",
+              help="channel=N, txid=N, state=backlog|in-ring|awaiting-completion, type=T; "
+                   "comma-separated.")
+@key_option
+def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, hexdump: bool,
+            filter_expr: str | None, key_file: str | None) -> None:
+    """Summarise a blob: version, channels, rings, GPADLs, packets by state."""
+    from vmbtool import report
+    from vmbtool.blob import FORMAT_MAJOR
+    from vmbtool.errors import BlobError
+    from vmbtool.tools import header_info, read_key
+
+    flt = report.parse_filter(filter_expr)
+    key = read_key(key_file)
+    info = header_info(blob) if blob != "-" else None
+    if info is not None and info["major"] != FORMAT_MAJOR:
+        if as_json:
+            emit_json({"format": {"major": info["major"], "minor": info["minor"]},
+                       "decoded": False})
+        else:
+            report.newer_version_note(info, sys.stdout)
+        raise BlobError("header.format_major", f"format {info['major']}.{info['minor']} "
+                        f"is not readable by this vmbtool (format {info['reads']})")
+    doc = load_doc(blob, key, with_data=hexdump)
+    if as_json:
+        if flt:
+            for index, ch in enumerate(doc["channels"]):
+                ch["packets"] = [p for p in ch["packets"]
+                                 if report.packet_matches(index, p, flt)]
+        emit_json(doc)
+        return
+    report.summary(doc, sys.stdout, packets=packets, rings=ring, gpadls=gpadls,
+                   hexdump_rings=hexdump, flt=flt)
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--ignore", multiple=True, metavar="PATH",
+              help="Field path (or glob) to ignore; header.created_ns always is.")
+@key_option
+def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str | None) -> None:
+    """Semantic diff by field path; exit 0 when equal, 1 when they differ."""
+    from vmbtool.diff import DEFAULT_IGNORES
+    from vmbtool.diff import diff as semantic_diff
+    from vmbtool.tools import read_key
+
+    key = read_key(key_file)
+    changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
+                            DEFAULT_IGNORES + tuple(ignore))
+    if as_json:
+        emit_json({"equal": not changes, "changes": [
+            {"path": c.path, "old": None if c.old is not None and str(c.old) == "(absent)"
+             else _jsonable(c.old), "new": _jsonable(c.new)} for c in changes]})
+    else:
+        for change in changes:
+            click.echo(str(change))
+        click.echo("equal" if not changes else f"{len(changes)} differences", err=True)
+    sys.exit(1 if changes else 0)
+
+
+def _jsonable(value: Any) -> Any:
+    from vmbtool.diff import MISSING
+
+    return None if value is MISSING else value
+
+
+@main.command()
+@click.argument("blobs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@key_option
+def validate(blobs: tuple[str, ...], as_json: bool, key_file: str | None) -> None:
+    """Check grammar, checksums, version, signature and invariants of each blob."""
+    from vmbtool.tools import expand_paths, read_key, validate_file
+
+    key = read_key(key_file)
+    paths = expand_paths(list(blobs))
+    if not paths:
+        raise click.UsageError("no blobs to validate")
+    verdicts = []
+    show_progress = sys.stderr.isatty() and len(paths) > 1 and not as_json
+    with click.progressbar(paths, label="validating", file=sys.stderr,
+                           hidden=not show_progress) as bar:
+        for path in bar:
+            verdicts.append(validate_file(path, key))
+    if as_json:
+        emit_json({"valid": all(v.valid for v in verdicts),
+                   "blobs": [v.as_json() for v in verdicts]})
+    else:
+        for v in verdicts:
+            click.echo(v.line() if v.valid else colour(v.line(), fg="red"))
+        bad = sum(not v.valid for v in verdicts)
+        click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
+    sys.exit(0 if all(v.valid for v in verdicts) else 1)
+
+
+@main.command()
+@click.argument("blob")
+@click.option("--run-steps", type=click.IntRange(0, 10_000_000), default=50,
+              show_default=True, help="Steps to run after the restore.")
+@click.option("--resave", metavar="FILE", help="Save the restored channels' state here.")
+@click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@key_option
+def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: bool,
+            key_file: str | None) -> None:
+    """Restore into fresh channels, start them, run N steps and report."""
+    from vmbtool.blob import write_atomic
+    from vmbtool.snapshot import save_blob
+    from vmbtool.tools import read_key, restore_and_run
+
+    key = read_key(key_file)
+    scenario, rep = restore_and_run(blob, run_steps, key)
+    if resave:
+        write_atomic(resave, save_blob(scenario, level=level, key=key))
+        rep["resaved"] = resave
+    if as_json:
+        emit_json(rep)
+        return
+    r = rep["restored"]
+    click.echo(f"restored {rep['scenario']} seed {rep['seed']} at step "
+               f"{rep['restored_at_step']}: {r['channels']} channels, {r['packets']} packets "
+               f"({r['backlog']} in the backlog), {r['pending_incoming']} pending incoming")
+    done = rep["completed_transactions"]
+    shown = ", ".join(f"{c['channel']}:{c['transaction_id']}" for c in done[:20])
+    click.echo(f"ran {run_steps} steps: {len(done)} restored transactions completed"
+               f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}")
+    click.echo(f"backlog {'drained' if rep['backlog_drained'] else 'NOT drained'}; "
+               f"{rep['backlog_now']} packets in the backlog now")
+    if resave:
+        click.echo(f"resaved -> {resave}")
+
+
+@main.command()
+@click.argument("blob")
+@click.option("-o", "--output", default="-", show_default=True)
+@key_option
+def decode(blob: str, output: str, key_file: str | None) -> None:
+    """The whole blob as JSON."""
+    from vmbtool.blob import write_atomic
+    from vmbtool.tools import read_key
+
+    text = json.dumps(load_doc(blob, read_key(key_file), True), indent=1) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, text.encode())
+
+
+@main.command()
+@click.argument("json_file", metavar="JSON")
+@click.option("-o", "--output", required=True, help="Blob file to write, or - for stdout.")
+@key_option
+def encode(json_file: str, output: str, key_file: str | None) -> None:
+    """A blob from decode's JSON (byte-identical to the decoded blob)."""
+    from vmbtool import jsonview
+    from vmbtool.blob import write_atomic
+    from vmbtool.errors import BlobError
+    from vmbtool.status import NtStatus
+    from vmbtool.tools import read_key
+
+    try:
+        if json_file == "-":
+            doc = json.load(sys.stdin)
+        else:
+            with open(json_file, encoding="utf-8") as f:
+                doc = json.load(f)
+    except OSError as exc:
+        raise BlobError(json_file, exc.strerror or str(exc), NtStatus.INVALID_PARAMETER) \
+            from None
+    except ValueError as exc:
+        raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
+                        f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
+    write_atomic(output, jsonview.encode(doc, read_key(key_file)))

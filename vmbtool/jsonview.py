@@ -1,0 +1,229 @@
+"""A blob as JSON and back (decode / encode); byte fields are lowercase hex.
+
+encode(decode(blob)) is byte-identical to the blob: every stored field is in the JSON
+and chunks are written back in the canonical order. CRCs, the header CRC and the END
+digest are checksums and are recomputed; counts are taken as written, so an edited
+JSON can describe a lie that `validate` then catches.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from construct import Container, ListContainer
+
+from vmbtool import codec
+from vmbtool.blob import Blob, seal_body
+from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
+from vmbtool.errors import BlobError
+from vmbtool.formats.header import FileHeader
+from vmbtool.sim.config import ClientState, ServerState
+from vmbtool.status import NtStatus
+
+PACKET_STATE_JSON = {"allocated": "allocated", "backlog": "backlog", "in_ring": "in-ring",
+                     "awaiting_completion": "awaiting-completion"}
+PACKET_STATE_GRAMMAR = {v: k for k, v in PACKET_STATE_JSON.items()}
+CONFIG_FIELDS = ("flags", "max_packet_size", "max_external_data_size", "max_chain_length",
+                 "client_context_size", "mmio_megabytes", "mmio_megabytes_optional",
+                 "incoming_ring_pages", "outgoing_ring_pages", "friendly_name")
+COUNTERS = ("next_transaction_id", "next_incoming_number", "next_gpadl_handle")
+
+
+def plain(obj: Any) -> Any:
+    """construct containers -> JSON-ready values (bytes as hex, enums as names)."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, (list, ListContainer)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).hex()
+    if isinstance(obj, str):
+        return str(obj)
+    return obj
+
+
+def unhex(value: Any, where: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise BlobError(where, "not a lowercase hex string", NtStatus.INVALID_PARAMETER) from None
+
+
+def state_name(role: str, value: int) -> str | int:
+    enum = ServerState if role == "server" else ClientState
+    return enum(value).name.lower() if value in enum._value2member_map_ else value
+
+
+def state_value(role: str, name: Any, where: str) -> int:
+    if isinstance(name, int):
+        return name
+    enum = ServerState if role == "server" else ClientState
+    try:
+        return enum[str(name).upper()].value
+    except KeyError:
+        raise BlobError(where, f"unknown {role} state {name!r}", NtStatus.INVALID_PARAMETER) \
+            from None
+
+
+def context_json(ctx: Container) -> dict:
+    return {
+        "role": str(ctx.role),
+        "offer": {"interface_type": ctx.interface_type,
+                  "interface_instance": ctx.interface_instance,
+                  "subchannel_index": ctx.subchannel_index},
+        "state": state_name(str(ctx.role), ctx.state),
+        "config": {name: ctx[name] for name in CONFIG_FIELDS},
+        **{name: ctx[name] for name in COUNTERS},
+    }
+
+
+def context_build(ch: dict, where: str) -> dict:
+    try:
+        return {"role": ch["role"], "state": state_value(ch["role"], ch["state"], where),
+                **ch["offer"], **ch["config"], **{name: ch[name] for name in COUNTERS}}
+    except (KeyError, TypeError) as exc:
+        raise BlobError(where, f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
+
+
+def packet_json(record: Container) -> dict:
+    lib = plain(record.lib_buf)
+    return {"transaction_id": lib["transaction_id"],
+            "state": PACKET_STATE_JSON[lib["state"]], "type": lib["type"],
+            "flags": lib["send_flags"], "ring_offset": lib["ring_offset"],
+            "pointer": lib["pointer"], "completion_routine": lib["completion_routine"],
+            "payload": lib["payload"], "external": lib["external"],
+            "vsp_state": bytes(record.save_buf).hex()}
+
+
+def packet_build(p: dict, where: str) -> dict:
+    try:
+        return {"lib_buf": {
+            "transaction_id": p["transaction_id"],
+            "state": PACKET_STATE_GRAMMAR.get(p["state"], p["state"]), "type": p["type"],
+            "send_flags": p["flags"], "ring_offset": p["ring_offset"], "pointer": p["pointer"],
+            "completion_routine": p["completion_routine"],
+            "payload": unhex(p["payload"], f"{where}.payload"),
+            "external": p["external"]},
+            "save_buf": unhex(p["vsp_state"], f"{where}.vsp_state")}
+    except (KeyError, TypeError) as exc:
+        raise BlobError(where, f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
+
+
+def incoming_json(entry: Container) -> dict:
+    return plain(entry)
+
+
+def incoming_build(entry: dict, where: str) -> dict:
+    return {**entry, "payload": unhex(entry.get("payload"), f"{where}.payload")}
+
+
+def ring_json(ring: Container, with_data: bool) -> dict:
+    out = {k: v for k, v in plain(ring).items() if k != "direction"}
+    if not with_data:
+        out.pop("data")
+    return out
+
+
+def decode(blob: Blob, with_data: bool = True) -> dict:
+    """The whole blob as a JSON-ready dict (see README: JSON schema)."""
+    h = blob.header
+    channels = []
+    for saved in blob.channels:
+        ch = context_json(saved.context)
+        ch["rings"] = {d: ring_json(saved.rings[d], with_data)
+                       for d in ("incoming", "outgoing") if d in saved.rings}
+        ch["gpadls"] = plain(saved.gpadls)
+        ch["packets"] = [packet_json(r) for r in saved.packets]
+        ch["pending_incoming"] = [incoming_json(e) for e in saved.incoming]
+        ch["channel_end"] = plain(saved.end)
+        channels.append(ch)
+    scenario = None
+    if blob.scenario is not None:
+        s = blob.scenario
+        scenario = {"scenario": s.scenario, "seed": s.seed, "steps_taken": s.steps_taken,
+                    "vsp_state": bytes(s.vsp_state).hex(),
+                    "vsc_state": bytes(s.vsc_state).hex(),
+                    "guests": [{**context_json(g.context),
+                                "packets": [packet_json(r) for r in g.packets],
+                                "pending_incoming": [incoming_json(e) for e in
+                                                     g.pending_incoming.packets]}
+                               for g in s.guests]}
+    return {
+        "format": {"major": h.format_major, "minor": h.format_minor},
+        "header": {"header_size": h.header_size, "flags": h.flags,
+                   "compression": str(h.compression), "level": h.level,
+                   "writer_version": h.writer_version, "created_ns": h.created_ns,
+                   "channel_count": h.channel_count, "signed": blob.signed},
+        "channels": channels,
+        "scenario": scenario,
+        "extra_chunks": [{"after_chunk": index, "type": raw.type, "flags": raw.flags,
+                          "data": raw.data.hex()}
+                         for index, raw in enumerate(blob.chunks)
+                         if raw.type not in set(ChunkType)],
+        "end": {k: v for k, v in plain(blob.end).items() if k != "digest"},
+    }
+
+
+def encode(doc: dict, key: bytes | None = None) -> bytes:
+    """Bytes of the blob a decoded JSON document describes."""
+    if not isinstance(doc, dict):
+        raise BlobError("$", "a blob document must be a JSON object", NtStatus.INVALID_PARAMETER)
+    try:
+        header, channels = doc["header"], doc["channels"]
+        fmt = doc["format"]
+    except KeyError as exc:
+        raise BlobError("$", f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
+    if header.get("signed") and key is None:
+        raise BlobError("header.signed", "the blob was signed: give the key to re-sign it",
+                        NtStatus.INVALID_PARAMETER)
+    flags = header.get("flags", 0)
+    head = codec.build(FileHeader, {
+        "format_major": fmt["major"], "format_minor": fmt["minor"],
+        "header_size": header["header_size"], "flags": flags,
+        "compression": header["compression"], "level": header["level"], "reserved": 0,
+        "writer_version": header["writer_version"], "created_ns": header["created_ns"],
+        "channel_count": header["channel_count"]}, "header")
+    head += b"\0" * (header["header_size"] - 4 - len(head))
+    head += struct.pack("<I", crc32c(head))
+    chunks: list[bytes] = []
+    for index, ch in enumerate(channels):
+        where = f"channels[{index}]"
+        chunks.append(frame(ChunkType.CHANNEL, context_build(ch, where), f"{where}.context"))
+        for direction, ring in ch.get("rings", {}).items():
+            if "data" not in ring:
+                raise BlobError(f"{where}.rings.{direction}.data",
+                                "missing: decode without data cannot be encoded",
+                                NtStatus.INVALID_PARAMETER)
+            chunks.append(frame(ChunkType.RING, {**ring, "direction": direction,
+                                                 "data": unhex(ring["data"], where)},
+                                f"{where}.rings.{direction}"))
+        chunks.append(frame(ChunkType.GPADLS, {"gpadls": ch.get("gpadls", [])},
+                            f"{where}.gpadls"))
+        for number, p in enumerate(ch.get("packets", [])):
+            chunks.append(frame(ChunkType.PACKET, packet_build(p, f"{where}.packets[{number}]"),
+                                f"{where}.packets[{number}]"))
+        chunks.append(frame(ChunkType.INCOMING, {"packets": [
+            incoming_build(e, f"{where}.pending_incoming[{i}]")
+            for i, e in enumerate(ch.get("pending_incoming", []))]}, f"{where}.pending_incoming"))
+        chunks.append(frame(ChunkType.CHANNEL_END, ch.get("channel_end", {}),
+                            f"{where}.channel_end"))
+    s = doc.get("scenario")
+    if s is not None:
+        chunks.append(frame(ChunkType.SCENARIO, {
+            "scenario": s["scenario"], "seed": s["seed"], "steps_taken": s["steps_taken"],
+            "vsp_state": unhex(s["vsp_state"], "scenario.vsp_state"),
+            "vsc_state": unhex(s["vsc_state"], "scenario.vsc_state"),
+            "guests": [{"context": context_build(g, f"scenario.guests[{i}]"),
+                        "packets": [packet_build(p, f"scenario.guests[{i}].packets[{j}]")
+                                    for j, p in enumerate(g.get("packets", []))],
+                        "pending_incoming": {"packets": [
+                            incoming_build(e, f"scenario.guests[{i}].pending_incoming")
+                            for e in g.get("pending_incoming", [])]}}
+                       for i, g in enumerate(s.get("guests", []))]}, "scenario"))
+    for extra in sorted(doc.get("extra_chunks", []), key=lambda e: -e["after_chunk"]):
+        chunks.insert(extra["after_chunk"], frame_bytes(
+            extra["type"], unhex(extra["data"], "extra_chunks.data"), extra["flags"]))
+    level = None if header["compression"] == "none" else header["level"]
+    return seal_body(head, chunks, level, key if header.get("signed") else None,
+                     end_counts=doc.get("end"))

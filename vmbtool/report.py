@@ -1,0 +1,130 @@
+"""What `inspect` prints: a summary a person takes in at a glance, details on request."""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from typing import Any, TextIO
+
+from vmbtool.errors import VmbtoolError
+from vmbtool.status import NtStatus
+
+BAR_WIDTH = 32
+FILTER_FIELDS = ("channel", "txid", "state", "type")
+
+
+def parse_filter(expr: str | None) -> dict[str, str]:
+    """`channel=1,state=backlog,txid=17` -> {field: value}."""
+    if not expr:
+        return {}
+    out = {}
+    for part in expr.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in FILTER_FIELDS or not value.strip():
+            raise VmbtoolError("bad filter", f"--filter {part!r}",
+                               f"use FIELD=VALUE with FIELD one of {', '.join(FILTER_FIELDS)}",
+                               NtStatus.INVALID_PARAMETER)
+        out[name] = value.strip()
+    return out
+
+
+def packet_matches(index: int, packet: dict, flt: dict[str, str]) -> bool:
+    checks = {"channel": str(index), "txid": str(packet["transaction_id"]),
+              "state": packet["state"], "type": packet["type"]}
+    return all(checks[k] == v for k, v in flt.items())
+
+
+def ring_picture(ring: dict) -> str:
+    """`[r####.....w    ]`-style bar: used bytes between the read and write index."""
+    size = ring["data_pages"] * 4096
+    read, write = ring["read_index"], ring["write_index"]
+    used = (write - read) % size
+    cells = []
+    for i in range(BAR_WIDTH):
+        pos = i * size // BAR_WIDTH
+        inside = (pos - read) % size < used
+        cells.append("#" if inside else ".")
+    r, w = read * BAR_WIDTH // size, write * BAR_WIDTH // size
+    cells[r] = "R"
+    cells[w] = "W" if w != r else ("=" if used == 0 else "X")
+    return (f"[{''.join(cells)}] read {read} write {write} used {used} free {size - used} "
+            f"of {size} B ({100 * used // size}%)")
+
+
+def hexdump(data: bytes, start: int, length: int, out: TextIO, indent: str) -> None:
+    size = len(data)
+    for row in range(0, length, 16):
+        chunk = bytes(data[(start + row + i) % size] for i in range(min(16, length - row)))
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        out.write(f"{indent}{(start + row) % size:08x}  {chunk.hex(' '):<47}  {text}\n")
+
+
+def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = False,
+            gpadls: bool = False, hexdump_rings: bool = False,
+            flt: dict[str, str] | None = None) -> None:
+    flt = flt or {}
+    h = doc["header"]
+    created = datetime.datetime.fromtimestamp(h["created_ns"] / 1e9, datetime.UTC)
+    out.write(f"format {doc['format']['major']}.{doc['format']['minor']}, written by vmbtool "
+              f"{h['writer_version']} at {created:%Y-%m-%d %H:%M:%S} UTC, "
+              f"{h['compression']}"
+              f"{' level ' + str(h['level']) if h['compression'] != 'none' else ''}, "
+              f"{'signed' if h['signed'] else 'unsigned'}\n")
+    s = doc.get("scenario")
+    if s:
+        out.write(f"scenario {s['scenario']}, seed {s['seed']}, {s['steps_taken']} steps "
+                  f"taken; VSP state {len(s['vsp_state']) // 2} B, VSC state "
+                  f"{len(s['vsc_state']) // 2} B\n")
+    for index, ch in enumerate(doc["channels"]):
+        if "channel" in flt and flt["channel"] != str(index):
+            continue
+        offer = ch["offer"]
+        out.write(f"\nchannel {index} \"{ch['config']['friendly_name']}\": {ch['state']}\n"
+                  f"  offer {offer['interface_type']} / {offer['interface_instance']} "
+                  f"sub {offer['subchannel_index']}\n")
+        for direction in ("incoming", "outgoing"):
+            ring = ch["rings"].get(direction)
+            if ring:
+                out.write(f"  {direction:<8} {ring_picture(ring)}\n")
+        states = Counter(p["state"] for p in ch["packets"])
+        vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in ch["packets"])
+        by_state = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+        out.write(f"  packets: {len(ch['packets'])} ({by_state}); VSP state {vsp_bytes} B\n"
+                  f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
+                  f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
+        if gpadls:
+            for g in ch["gpadls"]:
+                out.write(f"    GPADL {g['handle']:#x}: {len(g['pfns'])} pages from PFN "
+                          f"{g['pfns'][0]:#x}, offset {g['byte_offset']}, "
+                          f"{g['byte_length']} B{', read-only' if g['read_only'] else ''}"
+                          f"{', mapped' if g['mapped'] else ''}\n")
+        if rings or hexdump_rings:
+            for direction in ("incoming", "outgoing"):
+                ring = ch["rings"].get(direction)
+                if not ring:
+                    continue
+                out.write(f"    {direction}: interrupt_mask {ring['interrupt_mask']}, "
+                          f"pending_send_size {ring['pending_send_size']}, feature_bits "
+                          f"{ring['feature_bits']:#x}, {ring['data_pages']} data pages\n")
+                if hexdump_rings and "data" in ring:
+                    data = bytes.fromhex(ring["data"])
+                    used = (ring["write_index"] - ring["read_index"]) % len(data)
+                    hexdump(data, ring["read_index"], used, out, "      ")
+        if packets or flt:
+            selected = [p for p in ch["packets"] if packet_matches(index, p, flt)]
+            for p in selected:
+                ext = p["external"]["kind"]
+                routine = p["completion_routine"]
+                out.write(f"    txid {p['transaction_id']:>6} {p['state']:<19} {p['type']:<15}"
+                          f" flags {p['flags']:#x} payload {len(p['payload']) // 2} B"
+                          f"{' ext ' + ext if ext != 'none' else ''}"
+                          f"{' routine ' + routine if routine else ''}"
+                          f" vsp {len(p['vsp_state']) // 2} B\n")
+            if flt and not selected:
+                out.write("    no packet matches the filter\n")
+
+
+def newer_version_note(info: dict[str, Any], out: TextIO) -> None:
+    out.write(f"format {info['major']}.{info['minor']} (header {info['header_size']} B): "
+              f"this vmbtool reads format {info['reads']}; the body cannot be decoded\n")

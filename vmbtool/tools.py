@@ -1,0 +1,148 @@
+"""The library calls behind the commands: each usable without the CLI."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmbtool.blob import (
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER_PREFIX_SIZE,
+    load_blob,
+    open_source,
+)
+from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.formats.header import MAGIC
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_blob
+from vmbtool.status import NtStatus
+
+KEY_ENV = "VMBTOOL_KEY_FILE"
+
+
+def read_key(path: str | None) -> bytes | None:
+    """The HMAC key: the file's bytes (never printed). None when no file is named."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except OSError as exc:
+        raise VmbtoolError("cannot read key file", path, exc.strerror or str(exc),
+                           NtStatus.INVALID_PARAMETER) from None
+    if not key:
+        raise VmbtoolError("bad key file", path, "the key file is empty",
+                           NtStatus.INVALID_PARAMETER)
+    return key
+
+
+def header_info(source: str) -> dict[str, Any] | None:
+    """What any version can say about a blob: magic, version, header size."""
+    f, _size = open_source(source)
+    try:
+        prefix = f.read(HEADER_PREFIX_SIZE)
+    finally:
+        f.close()
+    if len(prefix) < HEADER_PREFIX_SIZE or not prefix.startswith(MAGIC):
+        return None
+    major, minor, header_size = struct.unpack_from("<HHI", prefix, len(MAGIC))
+    return {"major": major, "minor": minor, "header_size": header_size,
+            "reads": f"{FORMAT_MAJOR}.{FORMAT_MINOR}"}
+
+
+@dataclass
+class Verdict:
+    path: str
+    valid: bool
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    version: str = ""
+    channels: int = 0
+    packets: int = 0
+
+    def line(self) -> str:
+        if self.valid:
+            return (f"{self.path}: valid (format {self.version}, {self.channels} channels, "
+                    f"{self.packets} packets)")
+        where, why = self.problems[0]
+        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return f"{self.path}: INVALID at {where}: {why}{more}"
+
+    def as_json(self) -> dict:
+        return {"path": self.path, "valid": self.valid, "format": self.version or None,
+                "channels": self.channels, "packets": self.packets,
+                "problems": [{"where": w, "why": y} for w, y in self.problems]}
+
+
+def validate_file(path: str, key: bytes | None = None) -> Verdict:
+    """Grammar, checksums, version, signature and semantic invariants of one blob."""
+    try:
+        blob = load_blob(path, key)
+    except VmbtoolError as exc:
+        return Verdict(path, False, [(exc.where, exc.why)])
+    problems = check_blob(blob)
+    return Verdict(path, not problems, problems, blob.version, len(blob.channels),
+                   sum(len(c.packets) for c in blob.channels))
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Directories stand for the blobs (*.vmb) inside them."""
+    out = []
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            out.extend(sorted(os.path.join(path, n) for n in os.listdir(path)
+                              if n.endswith(".vmb")))
+        else:
+            out.append(path)
+    return out
+
+
+def run_scenario(name: str, seed: int, steps: int, pause_at: int | None = None):
+    from vmbtool.scenarios import SCENARIOS
+
+    if pause_at is not None and pause_at > steps:
+        raise VmbtoolError("bad option", "--pause-at", f"{pause_at} is past --steps {steps}",
+                           NtStatus.INVALID_PARAMETER)
+    scenario = SCENARIOS[name].create(seed)
+    scenario.run(steps, pause_at=pause_at)
+    return scenario
+
+
+def restore_and_run(source: str, steps: int, key: bytes | None = None,
+                    buffer_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Any, dict]:
+    """Restore into fresh channels, start them, run `steps` more; report what happened."""
+    blob = load_blob(source, key)
+    scenario = restore_blob(blob, buffer_size)
+    before = {(i, t): p.state.label for i, s in enumerate(scenario.servers)
+              for t, p in s.packets.items()}
+    restored = {"channels": len(scenario.servers),
+                "packets": len(before) + sum(
+                    sum(p.type == 0xB for p in s.backlog) for s in scenario.servers),
+                "pending_incoming": sum(len(s.pending_incoming) for s in scenario.servers),
+                "backlog": sum(len(s.backlog) for s in scenario.servers)}
+    backlogged = {(i, id(p)) for i, s in enumerate(scenario.servers) for p in s.backlog}
+    scenario.start()
+    scenario.run(steps)
+    after = {(i, t) for i, s in enumerate(scenario.servers) for t in s.packets}
+    completed = sorted(k for k in before if k not in after)
+    report = {
+        "scenario": scenario.name, "seed": scenario.seed,
+        "restored_at_step": blob.scenario.steps_taken, "ran_steps": steps,
+        "restored": restored,
+        "completed_transactions": [{"channel": i, "transaction_id": t} for i, t in completed],
+        "backlog_now": sum(len(s.backlog) for s in scenario.servers),
+        # every packet that was in the backlog at restore has left it
+        "backlog_drained": not any((i, id(p)) in backlogged
+                                   for i, s in enumerate(scenario.servers) for p in s.backlog),
+        "steps_taken": scenario.steps_taken,
+    }
+    return scenario, report
+
+
+def resave(scenario, level: int | None, key: bytes | None) -> bytes:
+    return save_blob(scenario, level=level, key=key)
+
+
+__all__ = ["BlobError", "Verdict", "expand_paths", "header_info", "read_key",
+           "restore_and_run", "run_scenario", "validate_file"]
