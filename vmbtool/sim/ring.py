@@ -25,6 +25,7 @@ from vmbtool.sim.wire import (
     WirePacket,
     check_descriptor,
     decode_extra_header,
+    encode_extra_header,
     encode_packet,
 )
 
@@ -156,7 +157,17 @@ class RingBuffer:
         external: ExternalData | None = None,
     ) -> int:
         """Write one packet at the write index; returns its offset, raises RingFull."""
+        carried = external.kind if external is not None else None
+        if carried is not None and carried != ptype or carried is None and ptype in (
+                PacketType.GPA_DIRECT, PacketType.TRANSFER_PAGES, PacketType.DATA_USING_GPADL):
+            raise ValueError(f"type {ptype:#x} does not match its external data ({carried})")
+        if not 0 <= transaction_id <= 0xFFFF_FFFF_FFFF_FFFF:
+            raise ValueError(f"transaction id {transaction_id} is not a u64")
+        body_length = (len(encode_extra_header(external)) + DESCRIPTOR_SIZE + len(payload) + 7)
+        if body_length // 8 > 0xFFFF:
+            raise ValueError(f"packet of {body_length} bytes cannot be described by len8")
         body = encode_packet(ptype, flags, transaction_id, payload, external)
+        check_descriptor(ptype, *struct.unpack_from("<HH", body, 2), flags)
         total = len(body) + TRAILER_SIZE
         if total > self.data_size - 8:
             raise ValueError(f"packet of {total} bytes can never fit a {self.data_size}-byte ring")
@@ -167,8 +178,8 @@ class RingBuffer:
         start = self.write_index
         self._copy_in(start, body + TRAILER.pack(start << 32))
         self.write_index = (start + total) % self.data_size
-        if self.pending_send_size and self.free_bytes > self.pending_send_size:
-            self.pending_send_size = 0
+        # the writer is no longer blocked: clear it so the reader sends no stray signal
+        self.pending_send_size = 0
         return start
 
     # -- reader ------------------------------------------------------------------
@@ -195,7 +206,15 @@ class RingBuffer:
             offset=offset, length=length, header_length=header_length, trailer=trailer,
         )
 
+    def check_indices(self) -> None:
+        """DOMAIN §5: both indices are multiples of 8 below the data size."""
+        for name in ("write_index", "read_index"):
+            value = getattr(self, name)
+            if value >= self.data_size or value % 8:
+                raise WireError(name, f"{value} is not a multiple of 8 below {self.data_size}")
+
     def peek_packet(self) -> WirePacket | None:
+        self.check_indices()
         if self.is_empty:
             return None
         return self.parse_at(self.read_index, self.used_bytes)
@@ -209,6 +228,7 @@ class RingBuffer:
 
     def packets(self) -> list[WirePacket]:
         """Every packet between the read and the write index, without consuming them."""
+        self.check_indices()
         out, offset, left = [], self.read_index, self.used_bytes
         while left:
             packet = self.parse_at(offset, left)
