@@ -12,6 +12,7 @@
 from construct import (
     Adapter,
     Bytes,
+    BytesIOWithOffsets,
     Enum,
     Error,
     Int8ul,
@@ -20,6 +21,7 @@ from construct import (
     Int64ul,
     MappingError,
     Pass,
+    Prefixed,
     PrefixedArray,
     Struct,
     Switch,
@@ -67,6 +69,22 @@ class StrictEnum(Enum):
         return f"strict_{fname}({self.subcon._compileparse(code)})"
 
 
+class StrictPrefixed(Prefixed):
+    """Prefixed that refuses bytes its structure leaves unread inside the length."""
+
+    def _parse(self, stream, context, path):
+        length = self.lengthfield._parsereport(stream, context, path)
+        substream = BytesIOWithOffsets.from_reading(stream, length, path)
+        obj = self.subcon._parsereport(substream, context, path)
+        left = len(substream.read())
+        if left:
+            raise ValidationError(f"{left} bytes left over in a {length}-byte field", path=path)
+        return obj
+
+    def _emitparse(self, code):
+        raise NotImplementedError  # compiled grammars link to _parse above
+
+
 class StrictFlagAdapter(Adapter):
     """A u8 that must be 0 or 1: any other byte is refused, not read as true."""
 
@@ -91,24 +109,28 @@ GpaRange = Struct(
 
 ByteRange = Struct("byte_count" / Int32ul, "byte_offset" / Int32ul)
 
+_EXTERNAL_BODIES = {
+    "none": Pass,
+    "gpa_direct": Struct("ranges" / PrefixedArray(Int32ul, GpaRange)),
+    "transfer_pages": Struct(
+        "handle" / Int32ul,
+        "sender_owns_set" / StrictFlag,
+        "ranges" / PrefixedArray(Int32ul, ByteRange),
+    ),
+    "data_using_gpadl": Struct(
+        "handle" / Int32ul,
+        "sender_owns_set" / StrictFlag,
+        "ranges" / PrefixedArray(Int32ul, ByteRange),
+    ),
+}
+
 ExternalData = Struct(
     "kind" / ExternalKind,
+    # keyed by name and by number: compiled builders switch on the built integer
     "body" / Switch(
         this.kind,
-        {
-            "none": Pass,
-            "gpa_direct": Struct("ranges" / PrefixedArray(Int32ul, GpaRange)),
-            "transfer_pages": Struct(
-                "handle" / Int32ul,
-                "sender_owns_set" / StrictFlag,
-                "ranges" / PrefixedArray(Int32ul, ByteRange),
-            ),
-            "data_using_gpadl": Struct(
-                "handle" / Int32ul,
-                "sender_owns_set" / StrictFlag,
-                "ranges" / PrefixedArray(Int32ul, ByteRange),
-            ),
-        },
+        {**_EXTERNAL_BODIES,
+         **{ExternalKind.encmapping[name]: body for name, body in _EXTERNAL_BODIES.items()}},
         default=Error,
     ),
 )

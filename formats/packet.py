@@ -21,7 +21,7 @@ from construct import (
     Struct,
 )
 
-from .common import ExternalData, StrictEnum
+from .common import ExternalData, StrictEnum, StrictPrefixed
 
 PacketState = StrictEnum(
     Int8ul, allocated=0, backlog=1, in_ring=2, awaiting_completion=3
@@ -44,6 +44,6 @@ PacketContext = Struct(
 )
 
 PacketRecord = Struct(
-    "lib_buf" / Prefixed(Int32ul, PacketContext),
+    "lib_buf" / StrictPrefixed(Int32ul, PacketContext),
     "save_buf" / Prefixed(Int32ul, GreedyBytes),
 )

@@ -10,15 +10,16 @@ In a real VM the guest's memory holds its rings and its driver state; the blob h
 them too so it restores on its own. The rings themselves are in the server's RING chunks.
 """
 
-from construct import Int8ul, Int32ul, Int64ul, PascalString, Prefixed, PrefixedArray, Struct
+from construct import Int8ul, Int32ul, Int64ul, PascalString, PrefixedArray, Struct
 
 from .channel import ChannelContext
+from .common import StrictPrefixed
 from .incoming import PendingIncoming
 from .packet import PacketRecord
 from .vsp import VspState
 
 GuestChannel = Struct(
-    "context" / Prefixed(Int32ul, ChannelContext),
+    "context" / StrictPrefixed(Int32ul, ChannelContext),
     "packets" / PrefixedArray(Int32ul, PacketRecord),
     "pending_incoming" / PendingIncoming,
 )

@@ -131,6 +131,9 @@ def write_atomic(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".vmbtool-tmp",
                                dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise the user
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -345,7 +348,14 @@ def add_chunk(blob: Blob, staging: RestoreStaging | None, raw: RawChunk):
         staging = RestoreStaging()
         blob.channel_chunks.append([])
     blob.channel_chunks[-1].append(raw)
-    if stage_chunk(staging, raw, f"channels[{index}]"):
+    try:
+        final = stage_chunk(staging, raw, f"channels[{index}]")
+    except BlobError as exc:
+        if exc.status == NtStatus.REVISION_MISMATCH:
+            raise BlobError(exc.where, f"{exc.why} (blob format {blob.version}, this vmbtool "
+                            f"reads {FORMAT_MAJOR}.{FORMAT_MINOR})", exc.status) from None
+        raise
+    if final:
         blob.channels.append(staging.saved)
         return None
     return staging

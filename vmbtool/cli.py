@@ -76,12 +76,19 @@ def scenario_options(f):
                         show_default=True, help="Which simulated VSP/VSC pair to run.")(f)
 
 
+def check_pause_at(steps: int, pause_at: int | None) -> None:
+    if pause_at is not None and pause_at > steps:
+        raise click.BadParameter(f"{pause_at} is past --steps {steps}",
+                                 param_hint="'--pause-at'")
+
+
 @main.command()
 @scenario_options
 def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
     """Run a simulated scenario and print what it did."""
     from vmbtool.tools import run_scenario
 
+    check_pause_at(steps, pause_at)
     sim = run_scenario(scenario, seed, steps, pause_at)
     for line in sim.describe():
         click.echo(line)
@@ -107,6 +114,7 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
 
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write a binary blob to a terminal")
+    check_pause_at(steps, pause_at)
     key = read_key(key_file)
     sim = run_scenario(scenario, seed, steps, pause_at)
     data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key)

@@ -6,7 +6,7 @@ reports every problem with its field path.
 
 from __future__ import annotations
 
-from vmbtool.sim.config import MAX_RING_PAGES, ServerState
+from vmbtool.sim.config import MAX_FRIENDLY_NAME, MAX_RING_PAGES, ServerState
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PAGE_SIZE, PacketType, WireError, WirePacket, pfn_count
 from vmbtool.state import SavedChannel, external_from, ring_from
@@ -64,6 +64,12 @@ def check_external(external, where: str, saved: SavedChannel, ptype: str,
                                  f"{len(r.pfns)} PFNs for {r.byte_count} bytes at offset "
                                  f"{r.byte_offset}"))
         return
+    if data.kind == PacketType.TRANSFER_PAGES and data.handle > 0xFFFF:
+        problems.append((f"{where}.external.handle",
+                         f"transfer page set id {data.handle:#x} does not fit the wire's u16"))
+    if data.kind == PacketType.DATA_USING_GPADL and data.sender_owns_set:
+        problems.append((f"{where}.external.sender_owns_set",
+                         "a data-using-GPADL packet has no sender_owns_set on the wire"))
     gpadl = next((g for g in saved.gpadls if g.handle == data.handle), None)
     if gpadl is None:
         problems.append((f"{where}.external.handle", f"GPADL {data.handle:#x} does not exist"))
@@ -88,6 +94,9 @@ def check_channel(saved: SavedChannel, where: str) -> list[Problem]:
     state = ServerState(ctx.state)
     if state == ServerState.ACTIVE:
         problems.append((f"{where}.context.state", "saved while active (not paused)"))
+    if len(ctx.friendly_name) > MAX_FRIENDLY_NAME:
+        problems.append((f"{where}.context.friendly_name",
+                         f"longer than {MAX_FRIENDLY_NAME} characters"))
     if ctx.max_packet_size == 0 or ctx.max_chain_length == 0:
         problems.append((f"{where}.context", "max packet size and chain length must be > 0"))
 

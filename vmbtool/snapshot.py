@@ -3,6 +3,7 @@ the simulated guest through the scenario chunk."""
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import Any
 
@@ -134,7 +135,7 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     try:
         scenario.decode_vsp_state(bytes(state.vsp_state))
         scenario.decode_vsc_state(bytes(state.vsc_state))
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, struct.error) as exc:
         raise BlobError("scenario.vsp_state", f"cannot be restored: {exc}") from None
     return scenario
 

@@ -236,8 +236,10 @@ class Channel:
             self._run_started()
 
     def _on_disconnected(self) -> None:
+        # start/pause are orthogonal to open/closed: a started server stays started
         self.opened = False
-        self.started = self.paused = self.pausing = False
+        self.paused = self.pausing = False
+        self.in_ring.clear()
         self.connection = None
         self._fire(self.callbacks.closed)
 

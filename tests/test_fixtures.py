@@ -1,0 +1,144 @@
+"""The golden format 1.0 blobs in fixtures/v1: they load, check, restore, re-save byte for
+byte and carry on. They are never regenerated here (the recipe is make_fixtures.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from vmbtool import codec
+from vmbtool.blob import encode_blob, load_blob
+from vmbtool.chunks import CHUNK_HEADER_SIZE, REGISTRY, ChunkType
+from vmbtool.errors import BlobError
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_chunks
+from vmbtool.status import NtStatus
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+KEY = (FIXTURES / "test-key").read_bytes()
+BLOBS = sorted(FIXTURES.glob("*.vmb"))
+EXPECTED = {"storage.vmb": "storage", "network.vmb": "network", "pipe.vmb": "pipe",
+            "storage-signed.vmb": "storage"}
+# the recipe's fixed inputs (make_fixtures.py)
+SEED, STEPS, CREATED_NS, LEVEL = 11, 120, 1_700_000_000_000_000_000, 3
+
+
+def key_for(path: Path) -> bytes | None:
+    return KEY if path.stem.endswith("-signed") else None
+
+
+def load(path: Path):
+    return load_blob(str(path), key=key_for(path))
+
+
+def chunk_stream(data: bytes, header) -> bytes:
+    """The decompressed body, signature frame excluded."""
+    end = len(data) - (44 if key_for_header(header) else 0)
+    body = data[header.header_size:end]
+    if str(header.compression) == "none":
+        return body
+    return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+
+
+def key_for_header(header) -> bool:
+    return bool(header.flags & 1)
+
+
+def resave(path: Path) -> bytes:
+    """Restore the blob and save the restored scenario with the header's own settings."""
+    blob = load(path)
+    header = blob.header
+    restored = restore_blob(blob)
+    level = None if str(header.compression) == "none" else header.level
+    return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE), len(restored.servers),
+                       level=level, key=key_for(path), created_ns=header.created_ns,
+                       writer_version=header.writer_version)
+
+
+def test_the_fixture_set_is_complete():
+    assert sorted(p.name for p in BLOBS) == sorted(EXPECTED)
+    assert len(KEY) == 32
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_fixture_loads_and_is_what_the_recipe_made(path):
+    blob = load(path)
+    header = blob.header
+    assert (header.format_major, header.format_minor) == (1, 0)
+    assert header.created_ns == CREATED_NS
+    assert str(header.compression) == "zstd" and header.level == LEVEL
+    assert blob.signed == (key_for(path) is not None)
+    assert blob.scenario.scenario == EXPECTED[path.name]
+    assert (blob.scenario.seed, blob.scenario.steps_taken) == (SEED, STEPS)
+    assert header.channel_count == len(blob.channels) >= 1
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_fixture_has_no_problems(path):
+    assert check_blob(load(path)) == []
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_fixture_chunks_re_encode_byte_for_byte(path):
+    """crit-recode: every chunk's data parses and builds back to the same bytes."""
+    blob = load(path)
+    for raw in blob.chunks:
+        grammar = REGISTRY[raw.type].grammar
+        value = codec.parse(grammar, raw.data, REGISTRY[raw.type].name,
+                            raw.offset + CHUNK_HEADER_SIZE)
+        assert codec.build(grammar, value, REGISTRY[raw.type].name) == raw.data, raw.offset
+    assert blob.chunks[-1].type == ChunkType.END
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_restored_fixture_re_saves_byte_identical(path):
+    original = path.read_bytes()
+    again = resave(path)
+    header = load(path).header
+    # the chunk streams first, so a difference names the chunk rather than zstd bytes
+    assert chunk_stream(again, header) == chunk_stream(original, header)
+    assert again == original
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_restored_fixture_carries_on(path):
+    restored = restore_blob(load(path))
+    restored.start()
+    restored.run(50)
+    assert restored.steps_taken == STEPS + 50
+    assert all(server.started for server in restored.servers)
+
+
+def test_signed_fixture_needs_its_key():
+    path = FIXTURES / "storage-signed.vmb"
+    with pytest.raises(BlobError, match="give the key") as no_key:
+        load_blob(str(path))
+    assert no_key.value.status == NtStatus.UNSUCCESSFUL
+    with pytest.raises(BlobError, match="HMAC does not match"):
+        load_blob(str(path), key=bytes(32))
+    with pytest.raises(BlobError, match="not signed"):
+        load_blob(str(FIXTURES / "storage.vmb"), key=KEY)
+
+
+def test_signed_and_unsigned_storage_fixtures_hold_the_same_state():
+    signed = load(FIXTURES / "storage-signed.vmb")
+    plain = load(FIXTURES / "storage.vmb")
+    assert [c.data for c in signed.chunks[:-1]] == [c.data for c in plain.chunks[:-1]]
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+def test_zstd_command_reads_the_body(path, tmp_path):
+    """Something nobody here wrote: `zstd -d` decompresses the body (it skips the
+    signature frame) to the chunk stream vmbtool reads."""
+    data = path.read_bytes()
+    header = load(path).header
+    body = tmp_path / "body.zst"
+    body.write_bytes(data[header.header_size:])
+    result = subprocess.run(["zstd", "-d", "-c", "-q", str(body)], capture_output=True,
+                            check=True)
+    assert result.stdout == chunk_stream(data, header)
+    assert result.stdout.startswith((1).to_bytes(2, "little"))  # a CHANNEL chunk first
