@@ -7,7 +7,7 @@ packets by arrival number, channels by index.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,11 @@ def diff(a: dict, b: dict, ignore: tuple[str, ...] = DEFAULT_IGNORES) -> list[Ch
     return [c for c in changes if not ignored(c.path, ignore)]
 
 
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """`*` matches anything; brackets are literal, as in the paths diff prints."""
+    body = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.compile(rf"{body}(?:[.\[].*)?")
+
+
 def ignored(path: str, patterns: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p + ".") or path.startswith(p + "[")
-               or fnmatch.fnmatchcase(path, p) for p in patterns)
+    return any(pattern_regex(p).fullmatch(path) for p in patterns)

@@ -167,11 +167,40 @@ def decode(blob: Blob, with_data: bool = True) -> dict:
 
 def encode(doc: dict, key: bytes | None = None) -> bytes:
     """Bytes of the blob a decoded JSON document describes."""
+    try:
+        return _encode(doc, key)
+    except KeyError as exc:
+        raise BlobError("$", f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BlobError("$", f"malformed document: {exc}", NtStatus.INVALID_PARAMETER) \
+            from None
+
+
+class Fields:
+    """A JSON object whose missing fields are errors naming their path."""
+
+    def __init__(self, obj: Any, where: str) -> None:
+        if not isinstance(obj, dict):
+            raise BlobError(where, "must be a JSON object", NtStatus.INVALID_PARAMETER)
+        self.obj, self.where = obj, where
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.obj:
+            raise BlobError(f"{self.where}.{name}", "missing field",
+                            NtStatus.INVALID_PARAMETER)
+        return self.obj[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.obj.get(name, default)
+
+
+def _encode(doc: dict, key: bytes | None) -> bytes:
     if not isinstance(doc, dict):
         raise BlobError("$", "a blob document must be a JSON object", NtStatus.INVALID_PARAMETER)
     try:
         header, channels = doc["header"], doc["channels"]
-        fmt = doc["format"]
+        fmt = Fields(doc["format"], "format")
+        header = Fields(header, "header")
     except KeyError as exc:
         raise BlobError("$", f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
     if header.get("signed") and key is None:
@@ -210,6 +239,7 @@ def encode(doc: dict, key: bytes | None = None) -> bytes:
                             f"{where}.channel_end"))
     s = doc.get("scenario")
     if s is not None:
+        s = Fields(s, "scenario")
         chunks.append(frame(ChunkType.SCENARIO, {
             "scenario": s["scenario"], "seed": s["seed"], "steps_taken": s["steps_taken"],
             "vsp_state": unhex(s["vsp_state"], "scenario.vsp_state"),
@@ -221,7 +251,8 @@ def encode(doc: dict, key: bytes | None = None) -> bytes:
                             incoming_build(e, f"scenario.guests[{i}].pending_incoming")
                             for e in g.get("pending_incoming", [])]}}
                        for i, g in enumerate(s.get("guests", []))]}, "scenario"))
-    for extra in sorted(doc.get("extra_chunks", []), key=lambda e: -e["after_chunk"]):
+    extras = [Fields(e, f"extra_chunks[{i}]") for i, e in enumerate(doc.get("extra_chunks", []))]
+    for extra in sorted(extras, key=lambda e: -e["after_chunk"]):
         chunks.insert(extra["after_chunk"], frame_bytes(
             extra["type"], unhex(extra["data"], "extra_chunks.data"), extra["flags"]))
     level = None if header["compression"] == "none" else header["level"]
