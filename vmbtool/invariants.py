@@ -104,7 +104,8 @@ def check_channel(saved: SavedChannel, where: str) -> list[Problem]:
     for direction in ("incoming", "outgoing"):
         ring = saved.rings.get(direction)
         if ring is None:
-            problems.append((f"{where}.rings.{direction}", "missing"))
+            if state in OPENED_STATES or saved.rings:
+                problems.append((f"{where}.rings.{direction}", "missing"))
             walks[direction] = None
         else:
             walks[direction] = check_ring(ring, f"{where}.rings.{direction}", problems)

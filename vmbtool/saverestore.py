@@ -112,6 +112,7 @@ class SaveContext:
     chunks: Iterator[bytes]
     next_chunk: bytes | None = None
     done: bool = False
+    failed: NtStatus | None = None  # a failed save stays failed until SaveEnd
 
 
 def _packet_save_buf(channel: ServerChannel, packet: VmbPacket) -> bytes:
@@ -173,6 +174,8 @@ def save_continue(channel: ServerChannel, buffer_size: int) -> tuple[NtStatus, b
         return NtStatus.INVALID_DEVICE_STATE, b"", 0
     if buffer_size < 0:
         return NtStatus.INVALID_PARAMETER_3, b"", 0
+    if context.failed is not None:
+        return context.failed, b"", 0
     out: list[bytes] = []
     used = 0
     while not context.done:
@@ -183,7 +186,12 @@ def save_continue(channel: ServerChannel, buffer_size: int) -> tuple[NtStatus, b
                 context.done = True
                 break
             except NtStatusError as exc:
-                return exc.status, b"", 0
+                # the VSP's sizing statuses are not about the caller's buffer
+                status = exc.status if exc.status not in (
+                    NtStatus.BUFFER_TOO_SMALL, NtStatus.BUFFER_OVERFLOW) \
+                    else NtStatus.UNSUCCESSFUL
+                context.failed = status
+                return status, b"", 0
         size = len(context.next_chunk)
         if used + size > buffer_size:
             if not out:
