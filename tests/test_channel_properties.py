@@ -107,6 +107,14 @@ class ChannelMachine(RuleBasedStateMachine):
         assert self.client.packet_complete(incoming, TXID.pack(txid) + bytes(extra)) == OK
         self.completed.add(txid)
 
+    @precondition(lambda self: self.client.pending_incoming)
+    @rule()
+    def client_complete_newest(self) -> None:
+        """Out of order on purpose: the newest pending packet first."""
+        incoming = list(self.client.pending_incoming.values())[-1]
+        assert self.client.packet_complete(incoming, TXID.pack(incoming.transaction_id)) == OK
+        self.completed.add(incoming.transaction_id)
+
     @rule()
     def server_poll(self) -> None:
         handled = self.server.poll()
