@@ -16,6 +16,7 @@ from vmbtool.blob import (
 )
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
+from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_blob
 from vmbtool.status import NtStatus
 
@@ -121,7 +122,7 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
                     sum(p.type == 0xB for p in s.backlog) for s in scenario.servers),
                 "pending_incoming": sum(len(s.pending_incoming) for s in scenario.servers),
                 "backlog": sum(len(s.backlog) for s in scenario.servers)}
-    backlogged = {(i, id(p)) for i, s in enumerate(scenario.servers) for p in s.backlog}
+    backlogged = [p for s in scenario.servers for p in s.backlog]
     scenario.start()
     scenario.run(steps)
     after = {(i, t) for i, s in enumerate(scenario.servers) for t in s.packets}
@@ -133,8 +134,7 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
         "completed_transactions": [{"channel": i, "transaction_id": t} for i, t in completed],
         "backlog_now": sum(len(s.backlog) for s in scenario.servers),
         # every packet that was in the backlog at restore has left it
-        "backlog_drained": not any((i, id(p)) in backlogged
-                                   for i, s in enumerate(scenario.servers) for p in s.backlog),
+        "backlog_drained": all(p.state != PacketState.BACKLOG for p in backlogged),
         "steps_taken": scenario.steps_taken,
     }
     return scenario, report
