@@ -324,7 +324,10 @@ def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
                                              "crc32c": crc32c(raw.data)}) + raw.data)
             staging = add_chunk(blob, staging, raw)
         if blob.end is None:
-            raise BlobError("end", "truncated: the blob has no end chunk")
+            last = blob.chunks[-1] if blob.chunks else None
+            offset = last.offset + CHUNK_HEADER_SIZE + len(last.data) if last else 0
+            raise BlobError(f"body (decompressed offset {offset})",
+                            "truncated: the body ends before the end chunk")
         if staging is not None:
             raise BlobError(f"channels[{len(blob.channels)}]", "channel without its end chunk")
         return blob
