@@ -42,6 +42,7 @@ from vmbtool.state import (
     packet_context,
     ring_from,
     ring_state,
+    set_life_cycle,
 )
 from vmbtool.status import NtStatus, NtStatusError
 
@@ -359,11 +360,7 @@ def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
         channel.next_incoming_number = ctx.next_incoming_number
         channel.packets, channel.backlog, channel.in_ring = {}, deque(), deque()
         channel.pending_incoming = {}
-        state = ctx.state
-        channel.enabled = state != 0
-        channel.opened = state in (3, 4, 5)
-        channel.started = state in (2, 5)
-        channel.paused = state == 4
+        set_life_cycle(channel, ctx.state)
         if "incoming" in saved.rings:
             incoming, outgoing = ring_from(saved.rings["incoming"]), ring_from(
                 saved.rings["outgoing"])

@@ -22,6 +22,7 @@ from vmbtool.state import (
     incoming_entries,
     incoming_from,
     packet_context,
+    set_life_cycle,
 )
 from vmbtool.status import NtStatus, NtStatusError
 
@@ -157,11 +158,7 @@ def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: 
     ctx = guest.context
     client.next_transaction_id = ctx.next_transaction_id
     client.next_incoming_number = ctx.next_incoming_number
-    client.initializing = False
-    client.enabled = ctx.state != 0
-    client.opened = ctx.state in (2, 4, 5)
-    client.started = ctx.state == 5
-    client.paused = ctx.state == 4
+    set_life_cycle(client, ctx.state)
     routines = scenario.completion_routines()
     client.packets, client.backlog = {}, deque()
     for record in guest.packets:

@@ -146,6 +146,22 @@ def config_from(context: Any) -> ChannelConfig:
     )
 
 
+def set_life_cycle(channel: Channel, state: int) -> None:
+    """The life-cycle flags a saved ServerState / ClientState value stands for."""
+    from vmbtool.sim.config import ClientState, Role, ServerState
+
+    channel.initializing = False
+    channel.enabled = state != 0
+    if channel.role == Role.SERVER:
+        channel.opened = state in (ServerState.STOPPED, ServerState.PAUSED, ServerState.ACTIVE)
+        channel.started = state in (ServerState.STARTED, ServerState.ACTIVE)
+        channel.paused = state == ServerState.PAUSED
+    else:
+        channel.opened = state in (ClientState.OPENED, ClientState.PAUSED, ClientState.ACTIVE)
+        channel.started = state == ClientState.ACTIVE
+        channel.paused = state == ClientState.PAUSED
+
+
 def ring_from(state: Any) -> RingBuffer:
     ring = RingBuffer(state.data_pages)
     ring.memory[4096:] = state.data

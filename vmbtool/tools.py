@@ -17,10 +17,8 @@ from vmbtool.blob import (
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
 from vmbtool.sim.packet import PacketState
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_blob
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob
 from vmbtool.status import NtStatus
-
-KEY_ENV = "VMBTOOL_KEY_FILE"
 
 
 def read_key(path: str | None) -> bytes | None:
@@ -138,10 +136,6 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
         "steps_taken": scenario.steps_taken,
     }
     return scenario, report
-
-
-def resave(scenario, level: int | None, key: bytes | None) -> bytes:
-    return save_blob(scenario, level=level, key=key)
 
 
 __all__ = ["BlobError", "Verdict", "expand_paths", "header_info", "read_key",
