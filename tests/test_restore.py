@@ -22,7 +22,7 @@ from vmbtool.formats.ring import RingState
 from vmbtool.saverestore import save_channel, split_chunks
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.channel import ServerChannel
-from vmbtool.snapshot import frame_raw, restore_blob, save_blob, split_buffers
+from vmbtool.snapshot import restore_blob, save_blob, split_buffers
 from vmbtool.status import NtStatus, nt_success
 
 SUCCESS = NtStatus.SUCCESS
@@ -35,7 +35,7 @@ SEED = 3
 
 # -- equivalence (zdtm) -------------------------------------------------------------
 def restore_sizes(blob) -> dict[str, int]:
-    largest = max(len(frame_raw(raw)) for chunks in blob.channel_chunks for raw in chunks)
+    largest = max(len(raw.framed) for chunks in blob.channel_chunks for raw in chunks)
     return {"largest": largest, "prime": 8191, "huge": HUGE}
 
 
@@ -61,7 +61,7 @@ def test_restored_scenario_carries_on_like_the_original(name, steps, size_kind,
     monkeypatch.setattr(ServerChannel, "restore_from_buffer", counting)
     r = restore_blob(blob, size)
     monkeypatch.undo()
-    expected_buffers = sum(len(split_buffers([frame_raw(c) for c in chunks], size))
+    expected_buffers = sum(len(split_buffers([c.framed for c in chunks], size))
                            for chunks in blob.channel_chunks)
     assert len(calls) == expected_buffers
     assert calls.count(SUCCESS) == len(blob.channels)
@@ -101,7 +101,7 @@ def source_chunks(name: str, steps: int = 75, index: int = 0, seed: int = SEED):
     scenario = SCENARIOS[name].create(seed)
     scenario.run(steps)
     blob = load_blob(save_blob(scenario, created_ns=0))
-    return scenario, [frame_raw(raw) for raw in blob.channel_chunks[index]]
+    return scenario, [raw.framed for raw in blob.channel_chunks[index]]
 
 
 @functools.cache
@@ -182,7 +182,7 @@ def test_more_processing_required_until_the_final_chunk(name):
     blob = load_blob(save_blob(scenario, created_ns=0))
     target = SCENARIOS[name](SEED)
     for index, raw_chunks in enumerate(blob.channel_chunks):
-        chunks = [frame_raw(raw) for raw in raw_chunks]
+        chunks = [raw.framed for raw in raw_chunks]
         channel = target.allocate_server(index)
         statuses = restore(channel, chunks, 1)  # one chunk per buffer
         assert statuses == [MORE] * (len(chunks) - 1) + [SUCCESS]

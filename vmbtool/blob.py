@@ -319,9 +319,7 @@ def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
                 blob.end = decode_chunk(raw, "blob")
                 check_end(blob, digest.digest(), raw.offset)
                 continue
-            digest.update(ChunkHeader.build({"type": raw.type, "flags": raw.flags,
-                                             "reserved": 0, "length": len(raw.data),
-                                             "crc32c": crc32c(raw.data)}) + raw.data)
+            digest.update(raw.framed)
             staging = add_chunk(blob, staging, raw)
         if blob.end is None:
             last = blob.chunks[-1] if blob.chunks else None

@@ -23,6 +23,7 @@ from vmbtool.chunks import (
     ChunkType,
     crc32c,
     frame,
+    frame_bytes,
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import ChunkHeader
@@ -59,6 +60,11 @@ class RawChunk:
     @property
     def required(self) -> bool:
         return bool(self.flags & 1)
+
+    @property
+    def framed(self) -> bytes:
+        """The chunk as it stands in a stream: header (with its CRC) and data."""
+        return frame_bytes(self.type, self.data, self.flags)
 
 
 def check_chunk_header(header, offset: int) -> None:
@@ -394,7 +400,6 @@ def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
             rebuild_in_ring(channel)
         if channel.enabled:
             channel.bus.offers[channel.config.offer_key] = channel
-        channel.initializing = False
     except BaseException:
         channel.__dict__.clear()
         channel.__dict__.update(pristine)

@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 from vmbtool.blob import Blob, encode_blob
-from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, frame
+from vmbtool.chunks import ChunkType, frame
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.invariants import check_channel
 from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
@@ -58,8 +58,7 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE) -> lis
     for index, server in enumerate(scenario.servers):
         try:
             for buffer in save_channel(server, chunk_size):
-                chunks.extend(buffer[raw.offset:raw.offset + CHUNK_HEADER_SIZE + len(raw.data)]
-                              for raw in split_chunks(buffer))
+                chunks.extend(raw.framed for raw in split_chunks(buffer))
         except NtStatusError as exc:
             raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
                                f"{exc.args[0]} ({exc.status!s})", exc.status) from None
@@ -116,7 +115,7 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     scenario.steps_taken = state.steps_taken
     for index, raw_chunks in enumerate(blob.channel_chunks):
         server = scenario.allocate_server(index)
-        chunks = [frame_raw(raw) for raw in raw_chunks]
+        chunks = [raw.framed for raw in raw_chunks]
         buffers = split_buffers(chunks, buffer_size)
         for number, buffer in enumerate(buffers):
             status = server.restore_from_buffer(buffer)
@@ -139,12 +138,6 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     except (ValueError, KeyError, struct.error) as exc:
         raise BlobError("scenario.vsp_state", f"cannot be restored: {exc}") from None
     return scenario
-
-
-def frame_raw(raw) -> bytes:
-    from vmbtool.chunks import frame_bytes
-
-    return frame_bytes(raw.type, raw.data, raw.flags)
 
 
 def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: int) -> None:
