@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from vmbtool.blob import load_blob, write_atomic
+from vmbtool.blob import FORMAT_MINOR, load_blob, write_atomic
 from vmbtool.errors import BlobError
 from vmbtool.scenarios import NetworkScenario, StorageScenario
 from vmbtool.snapshot import restore_blob, save_blob
@@ -121,7 +121,7 @@ def test_zstd_header_fields(blobs):
     magic, major, minor, size, flags, compression, level = struct.unpack_from(
         "<8sHHIIBb", blobs["signed"])
     assert (magic, major, minor, size, flags, compression, level) == (
-        b"VMBSAVE\x00", 1, 0, HEADER_SIZE, 1, 1, 3)
+        b"VMBSAVE\x00", 1, FORMAT_MINOR, HEADER_SIZE, 1, 1, 3)
     assert struct.unpack_from("<IB", blobs["plain"], 16) == (0, 0)
 
 
@@ -265,7 +265,7 @@ def test_wrong_magic(blobs):
 @pytest.mark.parametrize("major", [2, 0xFFFF])
 def test_newer_major(blobs, major):
     blob = blobs["zstd"]
-    newer = blob[:8] + struct.pack("<H", major) + blob[10:]
+    newer = blob[:8] + struct.pack("<HH", major, 0) + blob[12:]
     error = expect_blob_error(newer)
     assert error.status == NtStatus.REVISION_MISMATCH
     assert error.where.startswith("header.format_major")

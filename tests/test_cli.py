@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -341,7 +342,7 @@ def test_inspect_summary(blobs):
     result = ok("inspect", blobs["network"])
     doc = doc_of(blobs["network"])
     out = result.stdout
-    assert out.startswith(f"format 1.0, written by vmbtool {__version__} at ")
+    assert out.startswith(f"format 1.1, written by vmbtool {__version__} at ")
     assert "zstd level 3, unsigned" in out.splitlines()[0]
     assert f"scenario network, seed {SEED}, {STEPS} steps taken" in out
     for index, ch in enumerate(doc["channels"]):
@@ -355,7 +356,7 @@ def test_inspect_summary(blobs):
 def test_inspect_json_schema(blobs):
     doc = doc_of(blobs["storage"])
     assert list(doc) == ["format", "header", "channels", "scenario", "extra_chunks", "end"]
-    assert doc["format"] == {"major": 1, "minor": 0}
+    assert doc["format"] == {"major": 1, "minor": 1}
     ring = doc["channels"][0]["rings"]["outgoing"]
     assert "data" not in ring  # only with --hexdump
     assert set(ring) == {"write_index", "read_index", "interrupt_mask", "pending_send_size",
@@ -492,14 +493,14 @@ def test_inspect_stdin(blobs):
 
 def test_inspect_newer_major_format(blobs, tmp_path):
     data = bytearray(blobs["storage"].read_bytes())
-    data[8:10] = (2).to_bytes(2, "little")  # format_major; nothing else fixed up
+    data[8:12] = struct.pack("<HH", 2, 0)  # format 2.0; nothing else fixed up
     path = tmp_path / "v2.vmb"
     path.write_bytes(bytes(data))
     result = cli("inspect", path)
     line = error_line(result)
     assert result.stdout.startswith("format 2.0 ")
     assert "cannot be decoded" in result.stdout
-    assert "reads format 1.0" in result.stdout
+    assert "reads format 1.1" in result.stdout
     assert "2.0" in line and "header.format_major" in line
     result = cli("inspect", path, "--json")
     error_line(result)
@@ -623,7 +624,7 @@ def test_validate_signature_verdicts(blobs):
     result = cli("validate", blobs["signed"], blobs["storage"], "--key-file", blobs["key"])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{blobs['signed']}: valid (format 1.0")
+    assert lines[0].startswith(f"{blobs['signed']}: valid (format 1.1")
     assert lines[1] == (f"{blobs['storage']}: INVALID at header.flags (offset 16): blob is "
                         "not signed but a key was given")
     assert_key_hidden(result)
@@ -779,7 +780,7 @@ def test_validate_several_valid(blobs):
     for path, line in zip(paths, lines, strict=True):
         doc = doc_of(path)
         packets = sum(len(ch["packets"]) for ch in doc["channels"])
-        assert line == (f"{path}: valid (format 1.0, {len(doc['channels'])} channels, "
+        assert line == (f"{path}: valid (format 1.1, {len(doc['channels'])} channels, "
                         f"{packets} packets)")
     assert result.stderr.strip() == "4 valid, 0 invalid"
 
@@ -826,7 +827,7 @@ def test_validate_json(blobs, tmp_path):
     doc = json.loads(result.stdout)
     assert doc["valid"] is False
     good, wrong = doc["blobs"]
-    assert good == {"path": str(blobs["storage"]), "valid": True, "format": "1.0",
+    assert good == {"path": str(blobs["storage"]), "valid": True, "format": "1.1",
                     "channels": 1, "packets": good["packets"], "problems": []}
     assert wrong["path"] == str(bad) and wrong["valid"] is False and wrong["format"] is None
     assert wrong["problems"][0]["where"].startswith("chunk@")
@@ -853,7 +854,7 @@ def test_validate_semantic_problem(blobs, tmp_path):
 
 def test_validate_stdin(blobs):
     result = ok("validate", "-", input=blobs["network"].read_bytes())
-    assert result.stdout.startswith("-: valid (format 1.0, 3 channels")
+    assert result.stdout.startswith("-: valid (format 1.1, 3 channels")
 
 
 # -- restore ---------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_pipe_save_into_inspect(tmp_path):
     assert inspect.returncode == 0, err
     assert save_err == b"" and err == b""
     text = out.decode()
-    assert text.startswith("format 1.0, ")
+    assert text.startswith("format 1.1, ")
     assert "scenario network, seed 1, 30 steps taken" in text
     assert text.count('channel ') >= 3 and "    txid " in text
 
@@ -149,7 +149,7 @@ def test_save_to_stdout_is_a_blob():
     assert p.stdout.startswith(MAGIC)
     assert p.stderr == b""
     p = ok("validate", "-", input=p.stdout)
-    assert p.stdout.decode().startswith("-: valid (format 1.0, 1 channels")
+    assert p.stdout.decode().startswith("-: valid (format 1.1, 1 channels")
 
 
 def test_errors_in_a_real_process(tmp_path):
@@ -206,7 +206,7 @@ def test_broken_pipe_is_quiet(tmp_path):
     ok("save", "--scenario", "network", "--steps", 200, "-o", blob)
     p = subprocess.Popen([EXE, "inspect", blob, "--packets", "--hexdump"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
-    assert p.stdout.readline().startswith(b"format 1.0")
+    assert p.stdout.readline().startswith(b"format 1.1")
     p.stdout.close()
     err = p.stderr.read()
     p.stderr.close()

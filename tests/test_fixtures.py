@@ -55,7 +55,7 @@ def resave(path: Path) -> bytes:
     level = None if str(header.compression) == "none" else header.level
     return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE), len(restored.servers),
                        level=level, key=key_for(path), created_ns=header.created_ns,
-                       writer_version=header.writer_version)
+                       writer_version=header.writer_version, minor=header.format_minor)
 
 
 def test_the_fixture_set_is_complete():

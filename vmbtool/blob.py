@@ -1,10 +1,12 @@
 """Blob files: header, zstd-compressed chunk stream, optional HMAC signature frame.
 
     BLOB ::= FILE_HEADER BODY [SIGNATURE_FRAME]
-    BODY ::= zstd frame(s) of CHUNK... END_CHUNK     (or the raw chunks, uncompressed)
+    BODY ::= one zstd frame of CHUNK... END_CHUNK, [SEAL_FRAME]  (or the raw chunks)
+    SEAL_FRAME ::= u32 0x184D2A5B, u32 8, "SEAL", u32 crc32c    (format 1.1+, zstd only)
     SIGNATURE_FRAME ::= u32 0x184D2A5A, u32 36, "HMS1", u8 hmac_sha256[32]
 
-The signature frame is a zstd skippable frame, so `zstd -d` still reads the body.
+Seal and signature are zstd skippable frames, so `zstd -d` still reads the body.  The
+seal covers the compressed bytes, the chunk CRCs and END digest what they decode to.
 Reading streams with bounded memory: declared lengths are capped before allocating.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import google_crc32c
 import zstandard
 
 from vmbtool import __version__, codec
@@ -41,7 +44,8 @@ from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
+SEALED_SINCE_MINOR = 1
 FLAG_SIGNED = 0x1
 KNOWN_HEADER_FLAGS = FLAG_SIGNED
 HEADER_PREFIX_SIZE = HeaderPrefix.sizeof()
@@ -50,6 +54,9 @@ MAX_HEADER_SIZE = 4096
 SIGNATURE = struct.Struct("<II4s32s")
 SIGNATURE_MAGIC = 0x184D2A5A
 SIGNATURE_TAG = b"HMS1"
+SEAL = struct.Struct("<II4sI")
+SEAL_MAGIC = 0x184D2A5B
+SEAL_TAG = b"SEAL"
 MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
@@ -78,10 +85,10 @@ class Blob:
 
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
                 key: bytes | None = None, created_ns: int | None = None,
-                writer_version: str = __version__) -> bytes:
+                writer_version: str = __version__, minor: int = FORMAT_MINOR) -> bytes:
     """Header + (compressed) chunks + END chunk + optional signature frame."""
     header = codec.build(FileHeader, {
-        "format_major": FORMAT_MAJOR, "format_minor": FORMAT_MINOR,
+        "format_major": FORMAT_MAJOR, "format_minor": minor,
         "header_size": HEADER_SIZE, "flags": FLAG_SIGNED if key else 0,
         "compression": "none" if level is None else "zstd",
         "level": 0 if level is None else level, "reserved": 0,
@@ -110,6 +117,8 @@ def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
     body = b"".join(body_chunks) + end
     if level is not None:
         body = zstandard.ZstdCompressor(level=level).compress(body)
+        if int.from_bytes(header[10:12], "little") >= SEALED_SINCE_MINOR:
+            body += SEAL.pack(SEAL_MAGIC, SEAL.size - 8, SEAL_TAG, crc32c(body))
     out = header + body
     if key:
         out += SIGNATURE.pack(SIGNATURE_MAGIC, 36, SIGNATURE_TAG, sign(key, out))
@@ -187,7 +196,7 @@ def read_header(f: IO[bytes], size: int) -> tuple[Any, bytes]:
                         f"vmbtool reads {FORMAT_MAJOR}.x (at {FORMAT_MAJOR}.{FORMAT_MINOR})",
                         NtStatus.REVISION_MISMATCH)
     if not HEADER_SIZE <= prefix.header_size <= MAX_HEADER_SIZE or \
-            (prefix.format_minor == FORMAT_MINOR and prefix.header_size != HEADER_SIZE):
+            (prefix.format_minor <= FORMAT_MINOR and prefix.header_size != HEADER_SIZE):
         raise BlobError("header.header_size (offset 12)",
                         f"{prefix.header_size} is not a valid header size")
     if prefix.header_size > size:
@@ -270,7 +279,7 @@ def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
     if str(header.compression) == "none":
         return raw
     decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
-    return decompressor.stream_reader(raw, read_across_frames=True, read_size=1 << 16)
+    return decompressor.stream_reader(raw, read_across_frames=False, read_size=1 << 16)
 
 
 def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
@@ -300,80 +309,205 @@ def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
         offset += CHUNK_HEADER_SIZE + header.length
 
 
-def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
-    """Read, check and parse a whole blob; every problem is a BlobError."""
-    f, size = open_source(source)
-    try:
-        header, header_bytes = read_header(f, size)
-        body_end = verify_signature(f, size, header, key)
-        stream = body_stream(f, header, header.header_size, body_end)
-        blob = Blob(header, header_bytes, [], signed=bool(header.flags & FLAG_SIGNED),
-                    size=size)
-        digest = hashlib.sha256(header_bytes)
+def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
+    """Where the zstd frame at `start` ends, from its frame and block headers (RFC 8878).
+
+    The body is exactly one frame: anything after it would otherwise be skipped unseen."""
+
+    def read(pos: int, n: int, what: str) -> bytes:
+        if pos + n > end:
+            raise BlobError(f"body.{what} (offset {pos})", "truncated zstd frame")
+        f.seek(pos)
+        return f.read(n)
+
+    magic, descriptor = struct.unpack("<IB", read(start, 5, "frame_header"))
+    if magic != zstandard.MAGIC_NUMBER:
+        raise BlobError(f"body.frame_header (offset {start})",
+                        f"not a zstd frame (magic {magic:#010x})")
+    if descriptor & 0x08:
+        raise BlobError(f"body.frame_header (offset {start + 4})", "reserved bit set")
+    single_segment = bool(descriptor & 0x20)
+    pos = start + 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3] + \
+        ((1 if single_segment else 0), 2, 4, 8)[descriptor >> 6]
+    while True:
+        value = int.from_bytes(read(pos, 3, "block_header"), "little")
+        kind, size = (value >> 1) & 3, value >> 3
+        if kind == 3:
+            raise BlobError(f"body.block_header (offset {pos})", "reserved block type")
+        pos += 3 + (1 if kind == 1 else size)
+        if pos > end:
+            raise BlobError(f"body.block (offset {pos - size})", "truncated zstd frame")
+        if value & 1:
+            break
+    if descriptor & 0x04:
+        read(pos, 4, "content_checksum")
+        pos += 4
+    return pos
+
+
+def check_seal(f: IO[bytes], start: int, end: int) -> int:
+    """The seal frame closing a v1.1+ zstd body: CRC32C of the compressed bytes.
+
+    Returns where the compressed frame ends."""
+    seal_at = end - SEAL.size
+    if seal_at < start:
+        raise BlobError(f"body.seal (offset {max(start, 0)})", "truncated: no seal frame")
+    f.seek(seal_at)
+    magic, size, tag, stored = SEAL.unpack(f.read(SEAL.size))
+    if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
+        raise BlobError(f"body.seal (offset {seal_at})",
+                        "truncated: no seal frame at the end of the body")
+    f.seek(start)
+    crc, left = 0, seal_at - start
+    while left:
+        block = f.read(min(left, 1 << 20))
+        crc = google_crc32c.extend(crc, block)
+        left -= len(block)
+    if crc != stored:
+        raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
+                        "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
+    return seal_at
+
+
+@dataclass
+class BlobTally:
+    """What the END chunk is checked against, counted as the chunks stream past."""
+
+    chunks: int = 0
+    channels: int = 0
+    packets: int = 0
+
+
+class BlobReader:
+    """One blob read as a stream: header, signature, body extent, then channel by channel.
+
+    `channels()` yields each channel as soon as its CHANNEL_END is read, so a caller that
+    does not keep them reads any size of blob in bounded memory."""
+
+    def __init__(self, source: str | bytes, key: bytes | None = None,
+                 keep_chunks: bool = True) -> None:
+        self.f, self.size = open_source(source)
+        self.keep_chunks = keep_chunks
+        try:
+            self.header, self.header_bytes = read_header(self.f, self.size)
+            self.body_end = verify_signature(self.f, self.size, self.header, key)
+            self.frame_end = self.body_end
+            if str(self.header.compression) == "zstd":
+                if self.header.format_minor >= SEALED_SINCE_MINOR:
+                    self.frame_end = check_seal(self.f, self.header.header_size,
+                                                self.body_end)
+                end = zstd_frame_end(self.f, self.header.header_size, self.frame_end)
+                if end != self.frame_end:
+                    raise BlobError(f"body (offset {end})",
+                                    f"{self.frame_end - end} bytes after the body's zstd frame")
+        except BaseException:
+            self.f.close()
+            raise
+        self.signed = bool(self.header.flags & FLAG_SIGNED)
+        self.chunks: list[RawChunk] = []
+        self.extra: list[tuple[int, RawChunk]] = []  # optional chunks this reader skips
+        self.scenario: Any = None
+        self.end: Any = None
+        self.tally = BlobTally()
+
+    @property
+    def version(self) -> str:
+        return f"{self.header.format_major}.{self.header.format_minor}"
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def channels(self) -> Iterator[tuple[SavedChannel, list[RawChunk]]]:
+        """Each channel's saved state and its chunks; checks the END chunk last."""
+        stream = body_stream(self.f, self.header, self.header.header_size, self.frame_end)
+        digest = hashlib.sha256(self.header_bytes)
         staging: RestoreStaging | None = None
+        channel_chunks: list[RawChunk] = []
+        offset = 0
         for raw in iter_chunks(stream):
-            if blob.end is not None:
+            offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
+            if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
-            blob.chunks.append(raw)
+            if self.keep_chunks:
+                self.chunks.append(raw)
             if raw.type == ChunkType.END:
-                blob.end = decode_chunk(raw, "blob")
-                check_end(blob, digest.digest(), raw.offset)
+                self.end = decode_chunk(raw, "blob")
+                self.check_end(digest.digest(), raw.offset)
                 continue
             digest.update(raw.framed)
-            staging = add_chunk(blob, staging, raw)
-        if blob.end is None:
-            last = blob.chunks[-1] if blob.chunks else None
-            offset = last.offset + CHUNK_HEADER_SIZE + len(last.data) if last else 0
+            self.tally.chunks += 1
+            staging = self.add_chunk(staging, raw, channel_chunks)
+            if staging is not None and staging.saved.end is not None:
+                saved, chunks = staging.saved, channel_chunks
+                staging, channel_chunks = None, []
+                self.tally.channels += 1
+                self.tally.packets += len(saved.packets)
+                yield saved, chunks
+        if self.end is None:
             raise BlobError(f"body (decompressed offset {offset})",
                             "truncated: the body ends before the end chunk")
         if staging is not None:
-            raise BlobError(f"channels[{len(blob.channels)}]", "channel without its end chunk")
+            raise BlobError(f"channels[{self.tally.channels}]", "channel without its end chunk")
+
+    def add_chunk(self, staging: RestoreStaging | None, raw: RawChunk,
+                  channel_chunks: list[RawChunk]) -> RestoreStaging | None:
+        index = self.tally.channels
+        if raw.type == ChunkType.SCENARIO:
+            if staging is not None or self.scenario is not None:
+                raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
+            self.scenario = decode_chunk(raw, "scenario")
+            return None
+        if raw.type not in REGISTRY and not raw.required and staging is None:
+            # an optional chunk of a newer minor, between channels: skipped
+            self.extra.append((self.tally.chunks - 1, raw))
+            return None
+        if staging is None:
+            if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
+                raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
+                                f"{REGISTRY[raw.type].name} chunk outside a channel")
+            staging = RestoreStaging()
+        channel_chunks.append(raw)
+        try:
+            stage_chunk(staging, raw, f"channels[{index}]")
+        except BlobError as exc:
+            if exc.status == NtStatus.REVISION_MISMATCH:
+                raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
+                                f"vmbtool reads {FORMAT_MAJOR}.{FORMAT_MINOR})",
+                                exc.status) from None
+            raise
+        return staging
+
+    def check_end(self, digest: bytes, offset: int) -> None:
+        end, tally = self.end, self.tally
+        expect = {"channel_count": tally.channels, "chunk_count": tally.chunks,
+                  "packet_count": tally.packets}
+        for name, value in expect.items():
+            if getattr(end, name) != value:
+                raise BlobError(f"end.{name} (chunk@{offset})",
+                                f"says {getattr(end, name)}, the blob has {value}")
+        if self.header.channel_count != tally.channels:
+            raise BlobError("header.channel_count",
+                            f"says {self.header.channel_count}, the blob has {tally.channels}")
+        if not hmac.compare_digest(end.digest, digest):
+            raise BlobError(f"end.digest (chunk@{offset})", "digest of the blob does not match",
+                            NtStatus.CRC_ERROR)
+
+
+def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
+    """Read, check and parse a whole blob; every problem is a BlobError."""
+    with BlobReader(source, key) as reader:
+        blob = Blob(reader.header, reader.header_bytes, reader.chunks, signed=reader.signed,
+                    size=reader.size)
+        for saved, chunks in reader.channels():
+            blob.channels.append(saved)
+            blob.channel_chunks.append(chunks)
+        blob.scenario, blob.end = reader.scenario, reader.end
         return blob
-    finally:
-        f.close()
 
 
-def add_chunk(blob: Blob, staging: RestoreStaging | None, raw: RawChunk):
-    index = len(blob.channels)
-    if raw.type == ChunkType.SCENARIO:
-        if staging is not None or blob.scenario is not None:
-            raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
-        blob.scenario = decode_chunk(raw, "scenario")
-        return None
-    if raw.type not in REGISTRY and not raw.required and staging is None:
-        return None  # an optional chunk of a newer minor, between channels: skipped
-    if staging is None:
-        if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
-            raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
-                            f"{REGISTRY[raw.type].name} chunk outside a channel")
-        staging = RestoreStaging()
-        blob.channel_chunks.append([])
-    blob.channel_chunks[-1].append(raw)
-    try:
-        final = stage_chunk(staging, raw, f"channels[{index}]")
-    except BlobError as exc:
-        if exc.status == NtStatus.REVISION_MISMATCH:
-            raise BlobError(exc.where, f"{exc.why} (blob format {blob.version}, this vmbtool "
-                            f"reads {FORMAT_MAJOR}.{FORMAT_MINOR})", exc.status) from None
-        raise
-    if final:
-        blob.channels.append(staging.saved)
-        return None
-    return staging
-
-
-def check_end(blob: Blob, digest: bytes, offset: int) -> None:
-    end = blob.end
-    body = blob.chunks[:-1]
-    expect = {"channel_count": len(blob.channels), "chunk_count": len(body),
-              "packet_count": sum(len(c.packets) for c in blob.channels)}
-    for name, value in expect.items():
-        if getattr(end, name) != value:
-            raise BlobError(f"end.{name} (chunk@{offset})",
-                            f"says {getattr(end, name)}, the blob has {value}")
-    if blob.header.channel_count != len(blob.channels):
-        raise BlobError("header.channel_count",
-                        f"says {blob.header.channel_count}, the blob has {len(blob.channels)}")
-    if not hmac.compare_digest(end.digest, digest):
-        raise BlobError(f"end.digest (chunk@{offset})", "digest of the blob does not match",
-                        NtStatus.CRC_ERROR)
