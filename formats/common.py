@@ -24,6 +24,7 @@ from construct import (
     Prefixed,
     PrefixedArray,
     Struct,
+    Subconstruct,
     Switch,
     ValidationError,
     this,
@@ -98,6 +99,39 @@ class StrictFlagAdapter(Adapter):
 
 
 StrictFlag = StrictFlagAdapter(Int8ul)
+
+
+class Since(Subconstruct):
+    """A field a later minor version appended: `Since("1.1", "name" / Int32ul)`.
+
+    Blobs of an earlier minor end before it, so parsing at the end of the data gives
+    `default`; building `None` writes nothing (an earlier minor's bytes). Only the last
+    fields of a structure whose end the reader knows can be marked: a chunk's structure,
+    a length-prefixed structure or FileHeader (see FORMAT.md "Versioning"; `vmbtool
+    compat` checks it). `vmbtool.schema` reads `since` from here.
+    """
+
+    def __init__(self, since: str, subcon, default=None):
+        major, dot, minor = since.partition(".")
+        if not (dot and major.isdigit() and minor.isdigit()):
+            raise ValueError(f"Since: version {since!r} is not <major>.<minor>")
+        super().__init__(subcon)
+        self.name = subcon.name
+        self.since = since
+        self.default = default
+
+    def _parse(self, stream, context, path):
+        position = stream.tell()
+        if not stream.read(1):
+            return self.default
+        stream.seek(position)
+        return self.subcon._parsereport(stream, context, path)
+
+    def _build(self, obj, stream, context, path):
+        if obj is None:
+            return None
+        return self.subcon._build(obj, stream, context, path)
+
 
 ExternalKind = StrictEnum(Int16ul, none=0, transfer_pages=7, data_using_gpadl=8, gpa_direct=9)
 

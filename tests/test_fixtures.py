@@ -53,7 +53,8 @@ def resave(path: Path) -> bytes:
     header = blob.header
     restored = restore_blob(blob)
     level = None if str(header.compression) == "none" else header.level
-    return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE), len(restored.servers),
+    return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE, minor=header.format_minor),
+                       len(restored.servers),
                        level=level, key=key_for(path), created_ns=header.created_ns,
                        writer_version=header.writer_version, minor=header.format_minor)
 

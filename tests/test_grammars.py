@@ -29,6 +29,7 @@ from vmbtool.formats.incoming import PendingIncoming
 from vmbtool.formats.packet import PacketContext, PacketRecord
 from vmbtool.formats.ring import RingState
 from vmbtool.formats.scenario import ScenarioState
+from vmbtool.formats.stats import Annotation, ChannelStats
 from vmbtool.formats.vsp import VspState
 from vmbtool.scenarios import NetworkScenario, StorageScenario
 from vmbtool.snapshot import save_blob
@@ -40,11 +41,11 @@ GRAMMARS = {
     "PacketRecord": PacketRecord, "PacketContext": PacketContext,
     "PendingIncoming": PendingIncoming, "ScenarioState": ScenarioState,
     "ChannelEnd": ChannelEnd, "BlobEnd": BlobEnd, "ExternalData": ExternalData,
-    "VspState": VspState,
+    "VspState": VspState, "ChannelStats": ChannelStats, "Annotation": Annotation,
 }
 COMPILED = {name: grammar.compile() for name, grammar in GRAMMARS.items()}
 FIXED_SIZES = {"FileHeader": 52, "HeaderPrefix": 16, "ChunkHeader": 12, "ChannelEnd": 12,
-               "BlobEnd": 44}
+               "BlobEnd": 44, "ChannelStats": 44}
 
 # A GUID and its Windows byte order, written out by hand (u32 LE, u16 LE, u16 LE, 8 bytes).
 GUID = "12345678-9abc-def0-1122-334455667788"
@@ -251,6 +252,10 @@ HAND_MADE = {
     "PendingIncoming": ("PendingIncoming", *pending_incoming()),
     "PendingIncoming empty": ("PendingIncoming", u32(0), {"packets": []}),
     "ScenarioState": ("ScenarioState", *scenario_state()),
+    "ChannelStats": ("ChannelStats", u32(2) + u64(9) + u64(7) + u64(1 << 40) + u64(3) + u64(12),
+                     {"channel": 2, "packets_sent": 9, "packets_completed": 7,
+                      "bytes_sent": 1 << 40, "backlog_entries": 3, "backlog_packet_steps": 12}),
+    "Annotation": ("Annotation", u32(9) + "café ☕".encode(), {"text": "café ☕"}),
     "ChannelEnd": ("ChannelEnd", u32(1) + u32(70) + u32(0xFFFF_FFFF),
                    {"gpadl_count": 1, "packet_count": 70, "incoming_count": 0xFFFF_FFFF}),
     "BlobEnd": ("BlobEnd", u32(3) + u32(221) + u32(189) + bytes(range(32)),
@@ -298,14 +303,15 @@ def saved(request):
     else:
         scenario = NetworkScenario.create(3)
         scenario.run(40)
-    data = save_blob(scenario, level=None, created_ns=0)
+    data = save_blob(scenario, level=None, created_ns=0, note=f"{request.param} — a note")
     return scenario, data, load_blob(data)
 
 
 CHUNK_GRAMMARS = {ChunkType.CHANNEL: "ChannelContext", ChunkType.RING: "RingState",
                   ChunkType.GPADLS: "GpadlTable", ChunkType.PACKET: "PacketRecord",
                   ChunkType.INCOMING: "PendingIncoming", ChunkType.CHANNEL_END: "ChannelEnd",
-                  ChunkType.SCENARIO: "ScenarioState", ChunkType.END: "BlobEnd"}
+                  ChunkType.SCENARIO: "ScenarioState", ChunkType.END: "BlobEnd",
+                  ChunkType.STATS: "ChannelStats", ChunkType.NOTE: "Annotation"}
 
 
 def test_real_chunks(saved):
@@ -317,7 +323,8 @@ def test_real_chunks(saved):
         ctype, flags, reserved, length, crc = struct.unpack("<HBBII", head)
         assert four_way("ChunkHeader", head, {"type": ctype, "flags": flags, "reserved": 0,
                                               "length": length, "crc32c": crc})
-        assert (ctype, flags, reserved, length) == (raw.type, 1, 0, len(raw.data))
+        required = raw.type not in (ChunkType.STATS, ChunkType.NOTE)
+        assert (ctype, flags, reserved, length) == (raw.type, required, 0, len(raw.data))
         assert data[pos + 12:pos + 12 + length] == raw.data
         four_way(CHUNK_GRAMMARS[raw.type], raw.data)
         pos += 12 + length

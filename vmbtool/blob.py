@@ -28,7 +28,14 @@ import google_crc32c
 import zstandard
 
 from vmbtool import __version__, codec
-from vmbtool.chunks import CHUNK_HEADER_SIZE, REGISTRY, ChunkType, crc32c, frame
+from vmbtool.chunks import (
+    CHUNK_HEADER_SIZE,
+    REGISTRY,
+    ChunkType,
+    crc32c,
+    frame,
+    known_to,
+)
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.header import FileHeader, HeaderPrefix
@@ -45,6 +52,7 @@ from vmbtool.status import NtStatus
 
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 1
+READS = (1, 1)  # the newest format this reader knows
 SEALED_SINCE_MINOR = 1
 FLAG_SIGNED = 0x1
 KNOWN_HEADER_FLAGS = FLAG_SIGNED
@@ -74,6 +82,9 @@ class Blob:
     end: Any = None
     signed: bool = False
     size: int = 0
+    note: str | None = None
+    stats: dict[int, Any] = field(default_factory=dict)
+    extra: list[tuple[int, RawChunk]] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -185,7 +196,7 @@ def open_source(source: str | bytes) -> tuple[IO[bytes], int]:
     return f, size
 
 
-def read_header(f: IO[bytes], size: int) -> tuple[Any, bytes]:
+def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tuple[Any, bytes]:
     prefix_bytes = f.read(HEADER_PREFIX_SIZE)
     if not prefix_bytes:
         raise BlobError("header (offset 0)", "empty file")
@@ -193,10 +204,10 @@ def read_header(f: IO[bytes], size: int) -> tuple[Any, bytes]:
     if prefix.format_major != FORMAT_MAJOR:
         raise BlobError("header.format_major (offset 8)",
                         f"blob is format {prefix.format_major}.{prefix.format_minor}, this "
-                        f"vmbtool reads {FORMAT_MAJOR}.x (at {FORMAT_MAJOR}.{FORMAT_MINOR})",
+                        f"vmbtool reads {FORMAT_MAJOR}.x (at {reads[0]}.{reads[1]})",
                         NtStatus.REVISION_MISMATCH)
     if not HEADER_SIZE <= prefix.header_size <= MAX_HEADER_SIZE or \
-            (prefix.format_minor <= FORMAT_MINOR and prefix.header_size != HEADER_SIZE):
+            (prefix.format_minor <= reads[1] and prefix.header_size != HEADER_SIZE):
         raise BlobError("header.header_size (offset 12)",
                         f"{prefix.header_size} is not a valid header size")
     if prefix.header_size > size:
@@ -345,18 +356,18 @@ def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
     return pos
 
 
-def check_seal(f: IO[bytes], start: int, end: int) -> int:
-    """The seal frame closing a v1.1+ zstd body: CRC32C of the compressed bytes.
+def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
+    """The seal frame at `seal_at` closing a 1.1+ zstd body: CRC32C of the bytes before it.
 
-    Returns where the compressed frame ends."""
-    seal_at = end - SEAL.size
-    if seal_at < start:
-        raise BlobError(f"body.seal (offset {max(start, 0)})", "truncated: no seal frame")
+    Returns `seal_at`, where the compressed frame ends."""
+    if seal_at < start or seal_at + SEAL.size > end:
+        raise BlobError(f"body.seal (offset {max(seal_at, start)})",
+                        "truncated: no seal frame after the zstd frame")
     f.seek(seal_at)
     magic, size, tag, stored = SEAL.unpack(f.read(SEAL.size))
     if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
         raise BlobError(f"body.seal (offset {seal_at})",
-                        "truncated: no seal frame at the end of the body")
+                        "truncated or damaged: no seal frame after the zstd frame")
     f.seek(start)
     crc, left = 0, seal_at - start
     while left:
@@ -367,6 +378,19 @@ def check_seal(f: IO[bytes], start: int, end: int) -> int:
         raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
                         "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
     return seal_at
+
+
+def skip_frames(f: IO[bytes], pos: int, end: int) -> None:
+    """Skippable frames a newer minor put after the body: checked for shape, not read."""
+    while pos < end:
+        if end - pos < 8:
+            raise BlobError(f"body (offset {pos})", "truncated frame after the body")
+        f.seek(pos)
+        magic, size = struct.unpack("<II", f.read(8))
+        if magic & 0xFFFFFFF0 != 0x184D2A50 or pos + 8 + size > end:
+            raise BlobError(f"body (offset {pos})",
+                            "after the body's zstd frame only skippable frames may follow")
+        pos += 8 + size
 
 
 @dataclass
@@ -385,21 +409,16 @@ class BlobReader:
     does not keep them reads any size of blob in bounded memory."""
 
     def __init__(self, source: str | bytes, key: bytes | None = None,
-                 keep_chunks: bool = True) -> None:
+                 keep_chunks: bool = True, reads: tuple[int, int] = READS) -> None:
         self.f, self.size = open_source(source)
-        self.keep_chunks = keep_chunks
+        self.keep_chunks, self.reads = keep_chunks, reads
+        self.known = known_to(reads)
         try:
-            self.header, self.header_bytes = read_header(self.f, self.size)
+            self.header, self.header_bytes = read_header(self.f, self.size, reads)
             self.body_end = verify_signature(self.f, self.size, self.header, key)
             self.frame_end = self.body_end
             if str(self.header.compression) == "zstd":
-                if self.header.format_minor >= SEALED_SINCE_MINOR:
-                    self.frame_end = check_seal(self.f, self.header.header_size,
-                                                self.body_end)
-                end = zstd_frame_end(self.f, self.header.header_size, self.frame_end)
-                if end != self.frame_end:
-                    raise BlobError(f"body (offset {end})",
-                                    f"{self.frame_end - end} bytes after the body's zstd frame")
+                self.frame_end = self.find_frame_end()
         except BaseException:
             self.f.close()
             raise
@@ -407,12 +426,35 @@ class BlobReader:
         self.chunks: list[RawChunk] = []
         self.extra: list[tuple[int, RawChunk]] = []  # optional chunks this reader skips
         self.scenario: Any = None
+        self.note: str | None = None
+        self.stats: dict[int, Any] = {}  # channel index -> ChannelStats
         self.end: Any = None
         self.tally = BlobTally()
 
     @property
     def version(self) -> str:
         return f"{self.header.format_major}.{self.header.format_minor}"
+
+    def find_frame_end(self) -> int:
+        """The body's one zstd frame, its seal, and (from a newer minor) skippable frames."""
+        start, end, minor = self.header.header_size, self.body_end, self.header.format_minor
+        sealed = minor >= SEALED_SINCE_MINOR and self.reads[1] >= SEALED_SINCE_MINOR
+        newer = minor > self.reads[1]
+        if sealed and not newer:
+            seal_at = check_seal(self.f, start, end - SEAL.size, end)
+            frame_end = zstd_frame_end(self.f, start, seal_at)
+            if frame_end != seal_at:
+                raise BlobError(f"body (offset {frame_end})",
+                                f"{seal_at - frame_end} bytes between the zstd frame and the seal")
+            return frame_end
+        frame_end = zstd_frame_end(self.f, start, end)
+        pos = check_seal(self.f, start, frame_end, end) + SEAL.size if sealed else frame_end
+        if newer:
+            skip_frames(self.f, pos, end)
+        elif pos != end:
+            raise BlobError(f"body (offset {pos})",
+                            f"{end - pos} bytes after the body's zstd frame")
+        return frame_end
 
     def close(self) -> None:
         self.f.close()
@@ -463,7 +505,13 @@ class BlobReader:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
             self.scenario = decode_chunk(raw, "scenario")
             return None
-        if raw.type not in REGISTRY and not raw.required and staging is None:
+        if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
+            if staging is not None:
+                raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
+                                f"{REGISTRY[raw.type].name} chunk inside a channel")
+            self.add_annex(raw)
+            return None
+        if raw.type not in self.known and not raw.required and staging is None:
             # an optional chunk of a newer minor, between channels: skipped
             self.extra.append((self.tally.chunks - 1, raw))
             return None
@@ -478,10 +526,26 @@ class BlobReader:
         except BlobError as exc:
             if exc.status == NtStatus.REVISION_MISMATCH:
                 raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
-                                f"vmbtool reads {FORMAT_MAJOR}.{FORMAT_MINOR})",
+                                f"vmbtool reads {self.reads[0]}.{self.reads[1]})",
                                 exc.status) from None
             raise
         return staging
+
+    def add_annex(self, raw: RawChunk) -> None:
+        """A 1.1 chunk beside the channels: the note, or the last channel's statistics."""
+        if raw.type == ChunkType.NOTE:
+            if self.note is not None:
+                raise BlobError(f"note (chunk@{raw.offset})", "a blob has at most one note")
+            self.note = decode_chunk(raw, "note").text
+            return
+        stats = decode_chunk(raw, f"channels[{self.tally.channels - 1}]")
+        last = self.tally.channels - 1
+        if stats.channel != last or last in self.stats:
+            raise BlobError(f"channels[{last}].stats.channel (chunk@{raw.offset})",
+                            f"statistics of channel {stats.channel} where those of channel "
+                            f"{last} belong" if last >= 0 else
+                            "statistics before any channel")
+        self.stats[last] = stats
 
     def check_end(self, digest: bytes, offset: int) -> None:
         end, tally = self.end, self.tally
@@ -499,15 +563,19 @@ class BlobReader:
                             NtStatus.CRC_ERROR)
 
 
-def load_blob(source: str | bytes, key: bytes | None = None) -> Blob:
-    """Read, check and parse a whole blob; every problem is a BlobError."""
-    with BlobReader(source, key) as reader:
+def load_blob(source: str | bytes, key: bytes | None = None,
+              reads: tuple[int, int] = READS) -> Blob:
+    """Read, check and parse a whole blob; every problem is a BlobError.
+
+    `reads` restricts the reader to an older format, as a vmbtool of that version."""
+    with BlobReader(source, key, reads=reads) as reader:
         blob = Blob(reader.header, reader.header_bytes, reader.chunks, signed=reader.signed,
                     size=reader.size)
         for saved, chunks in reader.channels():
             blob.channels.append(saved)
             blob.channel_chunks.append(chunks)
         blob.scenario, blob.end = reader.scenario, reader.end
+        blob.note, blob.stats, blob.extra = reader.note, reader.stats, reader.extra
         return blob
 
 

@@ -20,6 +20,7 @@ from vmbtool.formats.incoming import PendingIncoming
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.formats.ring import RingState
 from vmbtool.formats.scenario import ScenarioState
+from vmbtool.formats.stats import Annotation, ChannelStats
 
 CHUNK_HEADER_SIZE = ChunkHeader.sizeof()
 FLAG_REQUIRED = 0x1
@@ -34,7 +35,9 @@ class ChunkType(IntEnum):
     PACKET = 0x0004
     INCOMING = 0x0005
     CHANNEL_END = 0x0006
+    STATS = 0x0007
     SCENARIO = 0x0010
+    NOTE = 0x0011
     END = 0x00FF
 
 
@@ -44,6 +47,7 @@ class ChunkKind:
     name: str
     grammar: Construct
     required: bool
+    since: str = "1.0"  # the format version that added the chunk type (vmbtool.schema)
 
 
 REGISTRY: dict[int, ChunkKind] = {
@@ -55,10 +59,22 @@ REGISTRY: dict[int, ChunkKind] = {
         ChunkKind(ChunkType.PACKET, "packet", PacketRecord, True),
         ChunkKind(ChunkType.INCOMING, "pending_incoming", PendingIncoming, True),
         ChunkKind(ChunkType.CHANNEL_END, "channel_end", ChannelEnd, True),
+        ChunkKind(ChunkType.STATS, "stats", ChannelStats, False, "1.1"),
         ChunkKind(ChunkType.SCENARIO, "scenario", ScenarioState, True),
+        ChunkKind(ChunkType.NOTE, "note", Annotation, False, "1.1"),
         ChunkKind(ChunkType.END, "end", BlobEnd, True),
     )
 }
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    major, _, minor = version.partition(".")
+    return int(major), int(minor)
+
+
+def known_to(reads: tuple[int, int]) -> dict[int, ChunkKind]:
+    """The chunk types a reader of format `reads` knows: those added up to it."""
+    return {t: k for t, k in REGISTRY.items() if version_tuple(k.since) <= reads}
 
 
 def crc32c(data: bytes) -> int:

@@ -129,7 +129,7 @@ def decode(blob: Blob, with_data: bool = True) -> dict:
     """The whole blob as a JSON-ready dict (see README: JSON schema)."""
     h = blob.header
     channels = []
-    for saved in blob.channels:
+    for index, saved in enumerate(blob.channels):
         ch = context_json(saved.context)
         ch["rings"] = {d: ring_json(saved.rings[d], with_data)
                        for d in ("incoming", "outgoing") if d in saved.rings}
@@ -137,6 +137,8 @@ def decode(blob: Blob, with_data: bool = True) -> dict:
         ch["packets"] = [packet_json(r) for r in saved.packets]
         ch["pending_incoming"] = [incoming_json(e) for e in saved.incoming]
         ch["channel_end"] = plain(saved.end)
+        if index in blob.stats:
+            ch["stats"] = {k: v for k, v in plain(blob.stats[index]).items() if k != "channel"}
         channels.append(ch)
     scenario = None
     if blob.scenario is not None:
@@ -155,6 +157,7 @@ def decode(blob: Blob, with_data: bool = True) -> dict:
                    "compression": str(h.compression), "level": h.level,
                    "writer_version": h.writer_version, "created_ns": h.created_ns,
                    "channel_count": h.channel_count, "signed": blob.signed},
+        **({"note": blob.note} if blob.note is not None else {}),
         "channels": channels,
         "scenario": scenario,
         "extra_chunks": [{"after_chunk": index, "type": raw.type, "flags": raw.flags,
@@ -216,6 +219,8 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
     head += b"\0" * (header["header_size"] - 4 - len(head))
     head += struct.pack("<I", crc32c(head))
     chunks: list[bytes] = []
+    if doc.get("note") is not None:
+        chunks.append(frame(ChunkType.NOTE, {"text": doc["note"]}, "note"))
     for index, ch in enumerate(channels):
         where = f"channels[{index}]"
         chunks.append(frame(ChunkType.CHANNEL, context_build(ch, where), f"{where}.context"))
@@ -237,6 +242,9 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
             for i, e in enumerate(ch.get("pending_incoming", []))]}, f"{where}.pending_incoming"))
         chunks.append(frame(ChunkType.CHANNEL_END, ch.get("channel_end", {}),
                             f"{where}.channel_end"))
+        if ch.get("stats") is not None:
+            chunks.append(frame(ChunkType.STATS, {**Fields(ch["stats"], f"{where}.stats").obj,
+                                                  "channel": index}, f"{where}.stats"))
     s = doc.get("scenario")
     if s is not None:
         s = Fields(s, "scenario")

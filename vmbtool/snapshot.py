@@ -7,13 +7,13 @@ import struct
 from collections import deque
 from typing import Any
 
-from vmbtool.blob import Blob, encode_blob
+from vmbtool.blob import FORMAT_MINOR, Blob, encode_blob
 from vmbtool.chunks import ChunkType, frame
 from vmbtool.errors import BlobError, VmbtoolError
-from vmbtool.invariants import check_channel
+from vmbtool.invariants import check_channel, check_guest
 from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
 from vmbtool.scenarios import SCENARIOS, Scenario
-from vmbtool.sim.channel import ClientChannel
+from vmbtool.sim.channel import ChannelStats, ClientChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.state import (
     channel_context,
@@ -46,8 +46,14 @@ def scenario_state(scenario: Scenario) -> dict:
     }
 
 
-def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[bytes]:
-    """Pause the scenario's channels, save each through SaveBegin/Continue/End."""
+def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
+                minor: int = FORMAT_MINOR, note: str | None = None) -> list[bytes]:
+    """Pause the scenario's channels, save each through SaveBegin/Continue/End.
+
+    From format 1.1: the note first, each channel's statistics after its state."""
+    if note is not None and minor < 1:
+        raise VmbtoolError("bad option", "--note", "format 1.0 has no place for a note",
+                           NtStatus.INVALID_PARAMETER)
     for server in scenario.servers:
         if server.started:
             status = server.pause()
@@ -55,6 +61,8 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE) -> lis
                 raise VmbtoolError("cannot pause", f"channels[{server.config.subchannel_index}]",
                                    f"{NtStatus(status)!s}", NtStatus(status))
     chunks: list[bytes] = []
+    if note is not None:
+        chunks.append(frame(ChunkType.NOTE, {"text": note}, "note"))
     for index, server in enumerate(scenario.servers):
         try:
             for buffer in save_channel(server, chunk_size):
@@ -62,16 +70,20 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE) -> lis
         except NtStatusError as exc:
             raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
                                f"{exc.args[0]} ({exc.status!s})", exc.status) from None
+        if minor >= 1:
+            chunks.append(frame(ChunkType.STATS, {"channel": index, **server.stats.as_dict()},
+                                f"channels[{index}].stats"))
     chunks.append(frame(ChunkType.SCENARIO, scenario_state(scenario)))
     return chunks
 
 
 def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
               level: int | None = 3, key: bytes | None = None,
-              created_ns: int | None = None) -> bytes:
-    chunks = save_chunks(scenario, chunk_size)
+              created_ns: int | None = None, minor: int = FORMAT_MINOR,
+              note: str | None = None) -> bytes:
+    chunks = save_chunks(scenario, chunk_size, minor=minor, note=note)
     return encode_blob(chunks, len(scenario.servers), level=level, key=key,
-                       created_ns=created_ns)
+                       created_ns=created_ns, minor=minor)
 
 
 def split_buffers(chunks: list[bytes], buffer_size: int) -> list[bytes]:
@@ -101,6 +113,8 @@ def check_blob(blob: Blob) -> list[tuple[str, str]]:
         if len(state.guests) != len(blob.channels):
             problems.append(("scenario.guests", f"{len(state.guests)} guest channels for "
                              f"{len(blob.channels)} channels"))
+        for index, guest in enumerate(state.guests):
+            problems.extend(check_guest(guest, f"scenario.guests[{index}]"))
     return problems
 
 
@@ -127,6 +141,9 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
                                                  else "")
                 why = error.args[0] if error else "unexpected status"
                 raise BlobError(where, f"{why} ({NtStatus(status)!s})", NtStatus(status))
+        if index in blob.stats:
+            stats = blob.stats[index]
+            server.stats = ChannelStats(**{k: stats[k] for k in ChannelStats().as_dict()})
         scenario.servers.append(server)
     for index, guest in enumerate(state.guests):
         client = scenario.allocate_client(index)

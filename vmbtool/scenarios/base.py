@@ -114,6 +114,8 @@ class Scenario:
         rng = self.rng()
         self.host_step(rng)
         self.guest_step(rng)
+        for server in self.servers:
+            server.tick()
         self.steps_taken += 1
 
     def run(self, steps: int, pause_at: int | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -44,6 +45,24 @@ SavePacket = Callable[["Channel", VmbPacket, int], tuple[NtStatus, bytes, int]]
 RestorePacket = Callable[["Channel", bytes, bytes], NtStatus]
 
 
+@dataclass
+class ChannelStats:
+    """Counters a channel keeps while it runs (saved from format 1.1 on).
+
+    backlog_packet_steps is the time packets spent in the backlog, in scenario steps:
+    each `tick` adds the backlog's length, so divided by backlog_entries it is the mean
+    wait."""
+
+    packets_sent: int = 0  # packet objects written into the outgoing ring
+    packets_completed: int = 0  # packet objects retired: completed, or done in the ring
+    bytes_sent: int = 0  # ring bytes written: descriptors, payloads, trailers
+    backlog_entries: int = 0  # packets (completions included) that had to wait
+    backlog_packet_steps: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
 class Channel:
     """What both endpoints share: init calls, life cycle, packets, rings."""
 
@@ -72,6 +91,7 @@ class Channel:
         self.next_incoming_number = 1
         self.signals_received = 0
         self.unknown_completions = 0
+        self.stats = ChannelStats()
 
     # -- init calls ------------------------------------------------------------
     def _init_check(self) -> NtStatus | None:
@@ -268,6 +288,7 @@ class Channel:
         except RingFull:
             return False
         self.in_ring.append((offset, packet))
+        self.stats.bytes_sent += (ring.write_index - offset) % ring.data_size
         if packet is not None:
             packet.ring_offset = offset
         if was_empty and ring.reader_needs_signal:
@@ -344,6 +365,7 @@ class Channel:
             return NtStatus.SUCCESS
         packet.state = PacketState.BACKLOG
         self.backlog.append(packet)
+        self.stats.backlog_entries += 1
         return NtStatus.PENDING
 
     def _write_packet_object(self, packet: VmbPacket) -> bool:
@@ -357,6 +379,7 @@ class Channel:
                            packet.payload, packet.external, packet):
             return False
         packet.state = PacketState.IN_RING
+        self.stats.packets_sent += 1
         if not packet.wants_completion:
             # DOMAIN §2: without wait-for-completion a packet is complete in the ring
             self._retire(packet, NtStatus.SUCCESS, b"")
@@ -381,6 +404,7 @@ class Channel:
             return
         self.packets.pop(packet.transaction_id, None)
         packet.state = PacketState.FREE
+        self.stats.packets_completed += 1
         if packet.completion_routine is not None:
             packet.completion_routine(packet, status, payload)
 
@@ -439,9 +463,14 @@ class Channel:
             if self.backlog or not self.io_running or not self._write_packet_object(queued):
                 queued.state = PacketState.BACKLOG
                 self.backlog.append(queued)
+                self.stats.backlog_entries += 1
         if self.pausing and not self.pending_incoming:
             self._finish_pause()
         return NtStatus.SUCCESS
+
+    def tick(self) -> None:
+        """One scenario step went by: the backlog's packets waited one step more."""
+        self.stats.backlog_packet_steps += len(self.backlog)
 
     # -- inspection ----------------------------------------------------------------
     def packets_in_use(self) -> list[VmbPacket]:
