@@ -1,5 +1,6 @@
-"""The golden format 1.0 blobs in fixtures/v1: they load, check, restore, re-save byte for
-byte and carry on. They are never regenerated here (the recipe is make_fixtures.py)."""
+"""The golden blobs of every format version (fixtures/v1: 1.0, fixtures/v1.1: 1.1): they
+load, check, restore, re-save byte for byte and carry on. They are never regenerated here
+(the recipes are each directory's make_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from vmbtool.errors import BlobError
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_chunks
 from vmbtool.status import NtStatus
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+ROOT = Path(__file__).resolve().parent.parent / "fixtures"
+VERSIONS = {ROOT / "v1": (1, 0), ROOT / "v1.1": (1, 1)}
+FIXTURES = ROOT / "v1"
 KEY = (FIXTURES / "test-key").read_bytes()
-BLOBS = sorted(FIXTURES.glob("*.vmb"))
+BLOBS = sorted(p for directory in VERSIONS for p in directory.glob("*.vmb"))
 EXPECTED = {"storage.vmb": "storage", "network.vmb": "network", "pipe.vmb": "pipe",
-            "storage-signed.vmb": "storage"}
+            "storage-signed.vmb": "storage", "pipe-plain.vmb": "pipe"}
 # the recipe's fixed inputs (make_fixtures.py)
 SEED, STEPS, CREATED_NS, LEVEL = 11, 120, 1_700_000_000_000_000_000, 3
 
@@ -35,8 +38,10 @@ def load(path: Path):
 
 
 def chunk_stream(data: bytes, header) -> bytes:
-    """The decompressed body, signature frame excluded."""
+    """The decompressed body, seal and signature frames excluded."""
     end = len(data) - (44 if key_for_header(header) else 0)
+    if header.format_minor >= 1 and str(header.compression) == "zstd":
+        end -= 16
     body = data[header.header_size:end]
     if str(header.compression) == "none":
         return body
@@ -53,36 +58,42 @@ def resave(path: Path) -> bytes:
     header = blob.header
     restored = restore_blob(blob)
     level = None if str(header.compression) == "none" else header.level
-    return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE, minor=header.format_minor),
+    return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE, minor=header.format_minor,
+                                   note=blob.note),
                        len(restored.servers),
                        level=level, key=key_for(path), created_ns=header.created_ns,
                        writer_version=header.writer_version, minor=header.format_minor)
 
 
 def test_the_fixture_set_is_complete():
-    assert sorted(p.name for p in BLOBS) == sorted(EXPECTED)
-    assert len(KEY) == 32
+    assert sorted(p.name for p in (ROOT / "v1").glob("*.vmb")) == sorted(
+        set(EXPECTED) - {"pipe-plain.vmb"})
+    assert sorted(p.name for p in (ROOT / "v1.1").glob("*.vmb")) == sorted(EXPECTED)
+    assert len(KEY) == 32 and (ROOT / "v1.1" / "test-key").read_bytes() == KEY
 
 
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_loads_and_is_what_the_recipe_made(path):
     blob = load(path)
     header = blob.header
-    assert (header.format_major, header.format_minor) == (1, 0)
+    assert (header.format_major, header.format_minor) == VERSIONS[path.parent]
     assert header.created_ns == CREATED_NS
-    assert str(header.compression) == "zstd" and header.level == LEVEL
+    plain = path.name.endswith("-plain.vmb")
+    assert str(header.compression) == ("none" if plain else "zstd")
+    assert header.level == (0 if plain else LEVEL)
+    assert len(blob.stats) == (len(blob.channels) if header.format_minor >= 1 else 0)
     assert blob.signed == (key_for(path) is not None)
     assert blob.scenario.scenario == EXPECTED[path.name]
     assert (blob.scenario.seed, blob.scenario.steps_taken) == (SEED, STEPS)
     assert header.channel_count == len(blob.channels) >= 1
 
 
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_has_no_problems(path):
     assert check_blob(load(path)) == []
 
 
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_chunks_re_encode_byte_for_byte(path):
     """crit-recode: every chunk's data parses and builds back to the same bytes."""
     blob = load(path)
@@ -94,7 +105,7 @@ def test_fixture_chunks_re_encode_byte_for_byte(path):
     assert blob.chunks[-1].type == ChunkType.END
 
 
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_restored_fixture_re_saves_byte_identical(path):
     original = path.read_bytes()
     again = resave(path)
@@ -104,7 +115,7 @@ def test_restored_fixture_re_saves_byte_identical(path):
     assert again == original
 
 
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_restored_fixture_carries_on(path):
     restored = restore_blob(load(path))
     restored.start()
@@ -113,28 +124,31 @@ def test_restored_fixture_carries_on(path):
     assert all(server.started for server in restored.servers)
 
 
-def test_signed_fixture_needs_its_key():
-    path = FIXTURES / "storage-signed.vmb"
+@pytest.mark.parametrize("directory", VERSIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_signed_fixture_needs_its_key(directory):
+    path = directory / "storage-signed.vmb"
     with pytest.raises(BlobError, match="give the key") as no_key:
         load_blob(str(path))
     assert no_key.value.status == NtStatus.UNSUCCESSFUL
     with pytest.raises(BlobError, match="HMAC does not match"):
         load_blob(str(path), key=bytes(32))
     with pytest.raises(BlobError, match="not signed"):
-        load_blob(str(FIXTURES / "storage.vmb"), key=KEY)
+        load_blob(str(directory / "storage.vmb"), key=KEY)
 
 
-def test_signed_and_unsigned_storage_fixtures_hold_the_same_state():
-    signed = load(FIXTURES / "storage-signed.vmb")
-    plain = load(FIXTURES / "storage.vmb")
+@pytest.mark.parametrize("directory", VERSIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_signed_and_unsigned_storage_fixtures_hold_the_same_state(directory):
+    signed = load(directory / "storage-signed.vmb")
+    plain = load(directory / "storage.vmb")
     assert [c.data for c in signed.chunks[:-1]] == [c.data for c in plain.chunks[:-1]]
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in BLOBS if not p.name.endswith("-plain.vmb")],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_zstd_command_reads_the_body(path, tmp_path):
-    """Something nobody here wrote: `zstd -d` decompresses the body (it skips the
-    signature frame) to the chunk stream vmbtool reads."""
+    """Something nobody here wrote: `zstd -d` decompresses the body (it skips the seal
+    and signature frames) to the chunk stream vmbtool reads."""
     data = path.read_bytes()
     header = load(path).header
     body = tmp_path / "body.zst"
@@ -142,4 +156,5 @@ def test_zstd_command_reads_the_body(path, tmp_path):
     result = subprocess.run(["zstd", "-d", "-c", "-q", str(body)], capture_output=True,
                             check=True)
     assert result.stdout == chunk_stream(data, header)
-    assert result.stdout.startswith((1).to_bytes(2, "little"))  # a CHANNEL chunk first
+    # a CHANNEL chunk first, or the NOTE chunk (1.1) before it
+    assert result.stdout[:2] in ((1).to_bytes(2, "little"), (0x11).to_bytes(2, "little"))

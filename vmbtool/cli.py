@@ -7,10 +7,8 @@ traceback. Heavy modules are imported inside the commands that need them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -31,6 +29,8 @@ class VmbtoolGroup(click.Group):
             return super().invoke(ctx)
         except VmbtoolError as exc:
             if ctx.obj and ctx.obj.get("debug"):
+                import traceback
+
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
@@ -39,13 +39,19 @@ class VmbtoolGroup(click.Group):
             ctx.exit(1)
 
 
+MAX_NOTE = 65536
+KEY_FILE_TYPE = click.Path(dir_okay=False)  # one instance for every command: a faster start
+
+
 def key_option(f):
-    return click.option("--key-file", type=click.Path(dir_okay=False), envvar=KEY_ENV,
+    return click.option("--key-file", type=KEY_FILE_TYPE, envvar=KEY_ENV,
                         help=f"HMAC-SHA256 key file (or ${KEY_ENV}); the key is never "
                              "printed.")(f)
 
 
 def emit_json(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
@@ -103,10 +109,13 @@ def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
 @click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True,
               help="zstd compression level.")
 @click.option("--no-compress", is_flag=True, help="Store the body uncompressed.")
+@click.option("--note", metavar="TEXT", help="A free-form note to keep in the blob "
+              f"(format 1.1; up to {MAX_NOTE} UTF-8 bytes); inspect shows it.")
 @key_option
 @click.option("-o", "--output", required=True, help="Blob file to write, or - for stdout.")
 def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size: int,
-         level: int, no_compress: bool, key_file: str | None, output: str) -> None:
+         level: int, no_compress: bool, note: str | None, key_file: str | None,
+         output: str) -> None:
     """Run a scenario N steps, pause its channels and save them to a blob."""
     from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
@@ -115,9 +124,18 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write a binary blob to a terminal")
     check_pause_at(steps, pause_at)
+    if note is not None:
+        try:
+            size = len(note.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise click.BadParameter("not valid UTF-8", param_hint="'--note'") from None
+        if size > MAX_NOTE:
+            raise click.BadParameter(f"{size} bytes, more than {MAX_NOTE}",
+                                     param_hint="'--note'")
     key = read_key(key_file)
     sim = run_scenario(scenario, seed, steps, pause_at)
-    data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key)
+    data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key,
+                     note=note)
     write_atomic(output, data)
     if output != "-":
         click.echo(f"saved {scenario} seed {seed} at step {steps}: {len(sim.servers)} "
@@ -209,30 +227,33 @@ def _jsonable(value: Any) -> Any:
 @main.command()
 @click.argument("blobs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("-j", "--jobs", type=click.IntRange(1), metavar="N",
+              help="Worker processes for several blobs (default: every core).")
 @key_option
-def validate(blobs: tuple[str, ...], as_json: bool, key_file: str | None) -> None:
-    """Check grammar, checksums, version, signature and invariants of each blob."""
-    from vmbtool.tools import expand_paths, read_key, validate_file
+def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
+             key_file: str | None) -> None:
+    """Check grammar, checksums, version, signature and invariants of each blob
+    (a directory stands for its *.vmb files)."""
+    from vmbtool.tools import expand_paths, read_key, validate_files
 
     key = read_key(key_file)
     paths = expand_paths(list(blobs))
     if not paths:
         raise click.UsageError("no blobs to validate")
-    verdicts = []
     show_progress = sys.stderr.isatty() and len(paths) > 1 and not as_json
-    with click.progressbar(paths, label="validating", file=sys.stderr,
+    with click.progressbar(length=len(paths), label="validating", file=sys.stderr,
                            hidden=not show_progress) as bar:
-        for path in bar:
-            verdicts.append(validate_file(path, key))
+        verdicts = validate_files(paths, key, jobs, done=lambda _verdict: bar.update(1))
+    bad = sum(not v.valid for v in verdicts)
     if as_json:
-        emit_json({"valid": all(v.valid for v in verdicts),
-                   "blobs": [v.as_json() for v in verdicts]})
+        emit_json({"valid": not bad, "blobs": [v.as_json() for v in verdicts],
+                   "summary": {"blobs": len(verdicts), "valid": len(verdicts) - bad,
+                               "invalid": bad}})
     else:
         for v in verdicts:
             click.echo(v.line() if v.valid else colour(v.line(), fg="red"))
-        bad = sum(not v.valid for v in verdicts)
         click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
-    sys.exit(0 if all(v.valid for v in verdicts) else 1)
+    sys.exit(1 if bad else 0)
 
 
 @main.command()
@@ -278,6 +299,8 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
 @key_option
 def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
+    import json
+
     from vmbtool.blob import write_atomic
     from vmbtool.tools import read_key
 
@@ -294,6 +317,8 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
 @key_option
 def encode(json_file: str, output: str, key_file: str | None) -> None:
     """A blob from decode's JSON (byte-identical to the decoded blob)."""
+    import json
+
     from vmbtool import jsonview
     from vmbtool.blob import write_atomic
     from vmbtool.errors import BlobError
@@ -313,3 +338,74 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
         raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
                         f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
     write_atomic(output, jsonview.encode(doc, read_key(key_file)))
+
+
+@main.command()
+@click.argument("blob")
+@click.option("-o", "--output", required=True, help="Blob file to write, or - for stdout.")
+@click.option("--to", "to", metavar="VERSION", help="Target format (default: the newest).")
+@click.option("--allow-loss", is_flag=True,
+              help="Going down, drop optional information the target has no place for.")
+@key_option
+def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
+            key_file: str | None) -> None:
+    """Rewrite a blob in a newer (or, without loss, older) format version."""
+    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, write_atomic
+    from vmbtool.errors import VmbtoolError
+    from vmbtool.tools import read_key
+    from vmbtool.upgrade import parse_version, upgrade_blob
+
+    try:
+        target = parse_version(to) if to else (FORMAT_MAJOR, FORMAT_MINOR)
+    except VmbtoolError as exc:
+        raise click.BadParameter(exc.why, param_hint="'--to'") from None
+    result = upgrade_blob(blob, read_key(key_file), target, allow_loss)
+    write_atomic(output, result.data)
+    dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
+    click.echo(f"format {result.source_version} -> {result.target_version}: {result.chunks} "
+               f"chunks, {len(result.data)} bytes -> {output}{dropped}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True,
+              help="The machine-readable description (what formats/schemas/*.json hold).")
+@click.option("--as-of", "as_of", metavar="VERSION",
+              help="Describe an earlier minor version (e.g. 1.0) of the current major.")
+def schema(as_json: bool, as_of: str | None) -> None:
+    """Describe the blob format, derived from the grammars."""
+    from vmbtool.schema import VERSION, describe_format, render_text, to_json
+
+    if as_of is not None and not VERSION.match(as_of):
+        raise click.BadParameter(f"{as_of!r} is not <major>.<minor>", param_hint="'--as-of'")
+    description = describe_format(as_of)
+    if as_json:
+        click.echo(to_json(description), nl=False)
+        return
+    for line in render_text(description):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--reverse", is_flag=True,
+              help="Can OLD read blobs NEW writes? (default: can NEW read OLD's?)")
+def compat(old: str, new: str, as_json: bool, reverse: bool) -> None:
+    """Can NEW read blobs OLD wrote? OLD and NEW are schema JSON files, a frozen version
+    (1.0) or `current`. Exit 0 compatible, 1 not."""
+    from vmbtool.compat import compare
+    from vmbtool.schema import load
+
+    report = compare(load(old), load(new), reverse=reverse)
+    if as_json:
+        emit_json(report.as_json())
+    else:
+        for finding in report.findings:
+            click.echo(colour(finding.line(), fg="red"))
+        for note in report.notes:
+            click.echo(f"note: {note.line()}")
+        verdict = ("compatible" if report.compatible else
+                   f"not compatible: {len(report.findings)} findings")
+        click.echo(f"{report.question} {verdict}", err=True)
+    sys.exit(0 if report.compatible else 1)

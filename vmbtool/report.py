@@ -39,6 +39,8 @@ def ring_picture(ring: dict) -> str:
     """`[r####.....w    ]`-style bar: used bytes between the read and write index."""
     size = ring["data_pages"] * 4096
     read, write = ring["read_index"], ring["write_index"]
+    if not (read < size and write < size):  # a damaged blob: no picture to draw
+        return f"read {read} write {write} of {size} B (index out of range)"
     used = (write - read) % size
     cells = []
     for i in range(BAR_WIDTH):
@@ -71,6 +73,8 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
               f"{h['compression']}"
               f"{' level ' + str(h['level']) if h['compression'] != 'none' else ''}, "
               f"{'signed' if h['signed'] else 'unsigned'}\n")
+    if doc.get("note") is not None:
+        out.write(f"note: {doc['note']}\n")
     s = doc.get("scenario")
     if s:
         out.write(f"scenario {s['scenario']}, seed {s['seed']}, {s['steps_taken']} steps "
@@ -93,10 +97,13 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
         out.write(f"  packets: {len(ch['packets'])} ({by_state}); VSP state {vsp_bytes} B\n"
                   f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
                   f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
+        if ch.get("stats"):
+            out.write(f"  stats: {stats_line(ch['stats'])}\n")
         if gpadls:
             for g in ch["gpadls"]:
+                first = f"{g['pfns'][0]:#x}" if g["pfns"] else "(none)"
                 out.write(f"    GPADL {g['handle']:#x}: {len(g['pfns'])} pages from PFN "
-                          f"{g['pfns'][0]:#x}, offset {g['byte_offset']}, "
+                          f"{first}, offset {g['byte_offset']}, "
                           f"{g['byte_length']} B{', read-only' if g['read_only'] else ''}"
                           f"{', mapped' if g['mapped'] else ''}\n")
         if rings or hexdump_rings:
@@ -107,7 +114,8 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
                 out.write(f"    {direction}: interrupt_mask {ring['interrupt_mask']}, "
                           f"pending_send_size {ring['pending_send_size']}, feature_bits "
                           f"{ring['feature_bits']:#x}, {ring['data_pages']} data pages\n")
-                if hexdump_rings and "data" in ring:
+                if hexdump_rings and "data" in ring and max(
+                        ring["read_index"], ring["write_index"]) < len(ring["data"]) // 2:
                     data = bytes.fromhex(ring["data"])
                     used = (ring["write_index"] - ring["read_index"]) % len(data)
                     hexdump(data, ring["read_index"], used, out, "      ")
@@ -123,6 +131,13 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
                           f" vsp {len(p['vsp_state']) // 2} B\n")
             if flt and not selected:
                 out.write("    no packet matches the filter\n")
+
+
+def stats_line(stats: dict[str, int]) -> str:
+    entries = stats["backlog_entries"]
+    wait = f", mean wait {stats['backlog_packet_steps'] / entries:.1f} steps" if entries else ""
+    return (f"{stats['packets_sent']} sent, {stats['packets_completed']} completed, "
+            f"{stats['bytes_sent']} ring bytes; {entries} backlogged{wait}")
 
 
 def newer_version_note(info: dict[str, Any], out: TextIO) -> None:
