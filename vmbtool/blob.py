@@ -20,7 +20,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.header import FileHeader, HeaderPrefix
 from vmbtool.saverestore import (
+    ORDER,
     RawChunk,
     RestoreStaging,
     check_chunk_crc,
@@ -65,6 +66,8 @@ SIGNATURE_TAG = b"HMS1"
 SEAL = struct.Struct("<II4sI")
 SEAL_MAGIC = 0x184D2A5B
 SEAL_TAG = b"SEAL"
+MAX_SKIPPED_CHUNKS = 65536  # unknown optional chunks a reader skips in one blob
+MAX_SKIPPED_BYTES = 32 << 20  # and their data, in bytes
 MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
@@ -244,7 +247,11 @@ class LimitedReader(io.RawIOBase):
 
 
 def read_exact(stream: IO[bytes], n: int) -> bytes:
-    parts, left = [], n
+    """Up to `n` bytes, fewer only at the end of the stream (one buffer when it can)."""
+    data = stream.read(n)
+    if len(data) == n or not data:
+        return data
+    parts, left = [data], n - len(data)
     while left:
         block = stream.read(min(left, 1 << 20))
         if not block:
@@ -293,8 +300,11 @@ def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
     return decompressor.stream_reader(raw, read_across_frames=False, read_size=1 << 16)
 
 
-def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
-    """Framed chunks from a (decompressed) body stream, each checked as it comes."""
+def iter_chunks(stream: IO[bytes],
+                admit: Callable[[Any, int], None] | None = None) -> Iterator[RawChunk]:
+    """Framed chunks from a (decompressed) body stream, each checked as it comes.
+
+    `admit(chunk_header, offset)` may refuse a chunk before its data is read."""
     offset = 0
     while True:
         try:
@@ -308,6 +318,8 @@ def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
             raise BlobError(f"chunk@{offset}", "truncated chunk header")
         header = codec.parse(ChunkHeader, head, "chunk_header", offset)
         check_chunk_header(header, offset)
+        if admit is not None:
+            admit(header, offset)
         try:
             data = read_exact(stream, header.length)
         except zstandard.ZstdError as exc:
@@ -316,7 +328,7 @@ def iter_chunks(stream: IO[bytes]) -> Iterator[RawChunk]:
             raise BlobError(f"chunk@{offset}.length",
                             f"truncated: {header.length} bytes declared, {len(data)} present")
         check_chunk_crc(header, data, offset)
-        yield RawChunk(header.type, header.flags, data, offset)
+        yield RawChunk(header.type, header.flags, data, offset, head)
         offset += CHUNK_HEADER_SIZE + header.length
 
 
@@ -430,6 +442,8 @@ class BlobReader:
         self.stats: dict[int, Any] = {}  # channel index -> ChannelStats
         self.end: Any = None
         self.tally = BlobTally()
+        self.skipped_chunks = self.skipped_bytes = 0
+        self.packet_keys: set[tuple[bool, int]] = set()
 
     @property
     def version(self) -> str:
@@ -472,7 +486,7 @@ class BlobReader:
         staging: RestoreStaging | None = None
         channel_chunks: list[RawChunk] = []
         offset = 0
-        for raw in iter_chunks(stream):
+        for raw in iter_chunks(stream, self.admit):
             offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
@@ -482,7 +496,8 @@ class BlobReader:
                 self.end = decode_chunk(raw, "blob")
                 self.check_end(digest.digest(), raw.offset)
                 continue
-            digest.update(raw.framed)
+            digest.update(raw.header_bytes)
+            digest.update(raw.data)
             self.tally.chunks += 1
             staging = self.add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
@@ -513,16 +528,28 @@ class BlobReader:
             return None
         if raw.type not in self.known and not raw.required and staging is None:
             # an optional chunk of a newer minor, between channels: skipped
-            self.extra.append((self.tally.chunks - 1, raw))
+            self.skip(raw)
             return None
         if staging is None:
+            if raw.type == ChunkType.CHANNEL and self.scenario is not None:
+                raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
+                                "channel state after the scenario chunk")
+            if raw.type == ChunkType.CHANNEL and index >= self.header.channel_count:
+                raise BlobError("header.channel_count",
+                                f"says {self.header.channel_count}, but channels[{index}] "
+                                f"follows at chunk@{raw.offset}")
+            self.packet_keys = set()
             if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{REGISTRY[raw.type].name} chunk outside a channel")
             staging = RestoreStaging()
         channel_chunks.append(raw)
+        if raw.type not in ORDER and not raw.required:
+            self.skip(raw)  # inside a channel: stage_chunk notes it as skipped
         try:
             stage_chunk(staging, raw, f"channels[{index}]")
+            if raw.type == ChunkType.PACKET:
+                self.check_new_packet(staging.saved.packets[-1].lib_buf, index)
         except BlobError as exc:
             if exc.status == NtStatus.REVISION_MISMATCH:
                 raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
@@ -530,6 +557,32 @@ class BlobReader:
                                 exc.status) from None
             raise
         return staging
+
+    def admit(self, header: Any, offset: int) -> None:
+        if header.type not in self.known and not header.flags & 1 and \
+                self.skipped_bytes + header.length > MAX_SKIPPED_BYTES:
+            raise BlobError(f"chunk@{offset}.length", f"more than {MAX_SKIPPED_BYTES} bytes "
+                            "of unknown optional chunks", NtStatus.INVALID_BUFFER_SIZE)
+
+    def skip(self, raw: RawChunk) -> None:
+        """Unknown optional chunks are skipped, within limits: no endless stream of them."""
+        self.skipped_chunks += 1
+        self.skipped_bytes += len(raw.data)
+        if self.skipped_chunks > MAX_SKIPPED_CHUNKS or self.skipped_bytes > MAX_SKIPPED_BYTES:
+            raise BlobError(f"chunk@{raw.offset}",
+                            f"more than {MAX_SKIPPED_CHUNKS} unknown optional chunks or "
+                            f"{MAX_SKIPPED_BYTES} bytes of them", NtStatus.INVALID_BUFFER_SIZE)
+        if self.keep_chunks:
+            self.extra.append((self.tally.chunks - 1, raw))
+
+    def check_new_packet(self, packet: Any, index: int) -> None:
+        """A repeated packet is refused as it comes, not after an endless channel."""
+        completion = str(packet.type) == "completion"
+        key = (completion, packet.transaction_id)
+        if key in self.packet_keys:
+            raise BlobError(f"channels[{index}].packets[{'completion' if completion else 'txid'}"
+                            f"={packet.transaction_id}]", "duplicate transaction id")
+        self.packet_keys.add(key)
 
     def add_annex(self, raw: RawChunk) -> None:
         """A 1.1 chunk beside the channels: the note, or the last channel's statistics."""

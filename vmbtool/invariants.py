@@ -31,19 +31,26 @@ def check_ring(state, where: str, problems: list[Problem]) -> list[WirePacket] |
             problems.append((f"{where}.{name}", f"{value} is not a multiple of 8"))
             return None
     ring: RingBuffer = ring_from(state)
-    try:
-        return ring.packets()
-    except WireError as exc:
-        problems.append((f"{where}.data.{exc.where}", exc.why))
-        return None
+    packets, offset, left = [], state.read_index, ring.used_bytes
+    while left:  # as RingBuffer.packets(), naming where each packet starts
+        try:
+            packet = ring.parse_at(offset, left)
+        except WireError as exc:
+            problems.append((f"{where}.data@{offset}.{exc.where}", exc.why))
+            return None
+        packets.append(packet)
+        offset = (offset + packet.total_size) % size
+        left -= packet.total_size
+    return packets
 
 
 def check_external(external, where: str, saved: SavedChannel, ptype: str,
                    problems: list[Problem]) -> None:
     ctx = saved.context
-    kind = str(external.kind)
-    if kind != "none" and kind != ptype:
-        problems.append((f"{where}.external.kind", f"{kind} data on a {ptype} packet"))
+    shape: list[Problem] = []
+    check_external_shape(external, where, ptype, shape)
+    if shape:
+        problems.extend(shape)
         return
     data = external_from(external)
     if data is None:
@@ -57,12 +64,6 @@ def check_external(external, where: str, saved: SavedChannel, ptype: str,
         problems.append((f"{where}.external", f"{data.pfn_total} PFNs exceed the channel's "
                          f"max chain length {ctx.max_chain_length}"))
     if data.kind == PacketType.GPA_DIRECT:
-        for i, r in enumerate(external.body.ranges):
-            if r.byte_offset >= PAGE_SIZE or len(r.pfns) != pfn_count(r.byte_offset,
-                                                                       r.byte_count):
-                problems.append((f"{where}.external.ranges[{i}]",
-                                 f"{len(r.pfns)} PFNs for {r.byte_count} bytes at offset "
-                                 f"{r.byte_offset}"))
         return
     if data.kind == PacketType.TRANSFER_PAGES and data.handle > 0xFFFF:
         problems.append((f"{where}.external.handle",
@@ -78,6 +79,46 @@ def check_external(external, where: str, saved: SavedChannel, ptype: str,
         if r.byte_offset + r.byte_count > gpadl.byte_length:
             problems.append((f"{where}.external.ranges[{i}]",
                              f"runs past GPADL {data.handle:#x} ({gpadl.byte_length} bytes)"))
+
+
+def check_external_shape(external, where: str, ptype: str, problems: list[Problem]) -> None:
+    """What a packet we cannot check against a channel's GPADLs must still be: external
+    data of its own type, GPA ranges whose PFN count fits their offset and length."""
+    kind = str(external.kind)
+    if kind != "none" and kind != ptype:
+        problems.append((f"{where}.external.kind", f"{kind} data on a {ptype} packet"))
+        return
+    if kind != "gpa_direct":
+        return
+    for i, r in enumerate(external.body.ranges):
+        if r.byte_offset >= PAGE_SIZE or len(r.pfns) != pfn_count(r.byte_offset, r.byte_count):
+            problems.append((f"{where}.external.ranges[{i}]",
+                             f"{len(r.pfns)} PFNs for {r.byte_count} bytes at offset "
+                             f"{r.byte_offset}"))
+
+
+def check_guest(guest, where: str) -> list[Problem]:
+    """The simulated guest's side of one channel (the scenario chunk's GuestChannel)."""
+    problems: list[Problem] = []
+    if guest.context.role != "client":
+        problems.append((f"{where}.context.role", "a guest channel's context says server"))
+    seen: set[tuple[bool, int]] = set()
+    for record in guest.packets:
+        p = record.lib_buf
+        completion = str(p.type) == "completion"
+        pw = f"{where}.packets[{'completion' if completion else 'txid'}={p.transaction_id}]"
+        if (completion, p.transaction_id) in seen:
+            problems.append((pw, "duplicate transaction id"))
+        seen.add((completion, p.transaction_id))
+        check_external_shape(p.external, pw, str(p.type), problems)
+    numbers: set[int] = set()
+    for entry in guest.pending_incoming.packets:
+        iw = f"{where}.pending_incoming[number={entry.number}]"
+        if entry.number in numbers:
+            problems.append((iw, "duplicate arrival number"))
+        numbers.add(entry.number)
+        check_external_shape(entry.external, iw, str(entry.type), problems)
+    return problems
 
 
 def check_channel(saved: SavedChannel, where: str) -> list[Problem]:
@@ -184,6 +225,7 @@ def check_channel(saved: SavedChannel, where: str) -> list[Problem]:
         numbers.add(entry.number)
         if entry.flags & ~1:
             problems.append((f"{iw}.flags", f"unknown flag bits {entry.flags & ~1:#x}"))
+        check_external_shape(entry.external, iw, str(entry.type), problems)
 
     end = saved.end
     if end is None:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from vmbtool import codec
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
+    FLAG_REQUIRED,
     KNOWN_CHUNK_FLAGS,
     MAX_CHUNK_LENGTH,
     REGISTRY,
     ChunkType,
     crc32c,
     frame,
-    frame_bytes,
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import ChunkHeader
@@ -45,7 +45,7 @@ from vmbtool.state import (
     ring_state,
     set_life_cycle,
 )
-from vmbtool.status import NtStatus, NtStatusError
+from vmbtool.status import NtStatus, NtStatusError, nt_success
 
 # -- framed chunks in a buffer ------------------------------------------------------
 
@@ -56,20 +56,33 @@ class RawChunk:
     flags: int
     data: bytes
     offset: int  # of the chunk header, in whatever stream it came from
+    head: bytes = b""  # the 12 header bytes as read, when they were
 
     @property
     def required(self) -> bool:
         return bool(self.flags & 1)
 
     @property
+    def header_bytes(self) -> bytes:
+        """The chunk's header as it stands in a stream (length and CRC of its data)."""
+        return self.head or ChunkHeader.build(
+            {"type": self.type, "flags": self.flags, "reserved": 0,
+             "length": len(self.data), "crc32c": crc32c(self.data)})
+
+    @property
     def framed(self) -> bytes:
         """The chunk as it stands in a stream: header (with its CRC) and data."""
-        return frame_bytes(self.type, self.data, self.flags)
+        return self.header_bytes + self.data
 
 
 def check_chunk_header(header, offset: int) -> None:
     if header.flags & ~KNOWN_CHUNK_FLAGS:
         raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header.flags:#x}")
+    kind = REGISTRY.get(header.type)
+    if kind is not None and bool(header.flags & FLAG_REQUIRED) != kind.required:
+        # the END chunk's own header is under no checksum: its flags byte must be exact
+        raise BlobError(f"chunk@{offset}.flags", f"a {kind.name} chunk has the required bit "
+                        f"{'clear' if kind.required else 'set'}")
     if header.length > MAX_CHUNK_LENGTH:
         raise BlobError(f"chunk@{offset}.length",
                         f"{header.length} bytes exceeds the {MAX_CHUNK_LENGTH}-byte cap",
@@ -98,7 +111,8 @@ def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
                             NtStatus.INVALID_BUFFER_SIZE)
         data = bytes(view[start:start + header.length])
         check_chunk_crc(header, data, base + pos)
-        chunks.append(RawChunk(header.type, header.flags, data, base + pos))
+        chunks.append(RawChunk(header.type, header.flags, data, base + pos,
+                               bytes(view[pos:pos + CHUNK_HEADER_SIZE])))
         pos = start + header.length
     return chunks
 
@@ -249,6 +263,7 @@ class RestoreStaging:
     saved: SavedChannel = field(default_factory=SavedChannel)
     last_order: int = -1
     chunks_seen: int = 0
+    seen: set[int] = field(default_factory=set)  # chunk types staged so far
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
@@ -270,7 +285,16 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
                         f"{REGISTRY[raw.type].name} chunk out of order")
     if order > 0 and staging.saved.context is None:
         raise BlobError(f"{where}.chunk@{raw.offset}.type", "state before the channel chunk")
+    if raw.type == ChunkType.CHANNEL_END:
+        # CHANNEL_STATE ::= CHANNEL RING RING GPADLS {PACKET} INCOMING CHANNEL_END: the
+        # GPADLS and INCOMING chunks are always written, empty or not
+        for needed in (ChunkType.GPADLS, ChunkType.INCOMING):
+            if needed not in staging.seen:
+                raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                                f"channel_end chunk without the channel's "
+                                f"{REGISTRY[needed].name} chunk")
     staging.last_order = order
+    staging.seen.add(raw.type)
     value = decode_chunk(raw, where)
     saved = staging.saved
     if raw.type == ChunkType.CHANNEL:
@@ -279,10 +303,14 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
         direction = str(value.direction)
         if direction in saved.rings:
             raise BlobError(f"{where}.rings.{direction}", "ring saved twice")
+        if direction == "incoming" and "outgoing" in saved.rings:
+            raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                            "ring chunk out of order: the incoming ring comes first")
         saved.rings[direction] = value
     elif raw.type == ChunkType.GPADLS:
         saved.gpadls = list(value.gpadls)
     elif raw.type == ChunkType.PACKET:
+        _check_packet_order(saved.packets, value.lib_buf, where)
         saved.packets.append(value)
     elif raw.type == ChunkType.INCOMING:
         saved.incoming = list(value.packets)
@@ -290,6 +318,19 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
         saved.end = value
         return True
     return False
+
+
+def _check_packet_order(packets: list, lib, where: str) -> None:
+    """PACKET chunks come as packets_in_use() hands them out: the packets not in the
+    backlog by rising transaction id, then the backlog in its own order."""
+    if str(lib.state) == "backlog" or not packets:
+        return
+    last = packets[-1].lib_buf
+    if str(last.state) == "backlog" or last.transaction_id >= lib.transaction_id:
+        raise BlobError(f"{where}.packets[txid={lib.transaction_id}]",
+                        "packet chunk out of order: packets not in the backlog come first, "
+                        f"by rising transaction id (after txid={last.transaction_id} "
+                        f"{last.state})")
 
 
 def _check_target(channel: ServerChannel, saved: SavedChannel) -> None:
@@ -342,8 +383,33 @@ def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
         return _fail(channel, NtStatusError(exc.status, exc.why, exc.where))
     except NtStatusError as exc:
         return _fail(channel, exc)
+    except BaseException:
+        channel.restore_context = None  # a VSP callback raised: drop what was staged too
+        raise
     channel.restore_context = None
     return NtStatus.SUCCESS
+
+
+def _callback_failure(status: object) -> NtStatus:
+    """What RestoreFromBuffer returns when the VSP's restore callback did not succeed.
+
+    The callback's own failure status passes through; an answer that is no failure
+    (MORE_PROCESSING_REQUIRED would read as "continue", PENDING as success) or is no
+    NTSTATUS we know becomes UNSUCCESSFUL."""
+    try:
+        known = NtStatus(status)
+    except ValueError:
+        return NtStatus.UNSUCCESSFUL
+    if nt_success(known) or known == NtStatus.MORE_PROCESSING_REQUIRED:
+        return NtStatus.UNSUCCESSFUL
+    return known
+
+
+def _status_text(status: object) -> str:
+    try:
+        return str(NtStatus(status))
+    except ValueError:
+        return f"0x{status:08X}" if isinstance(status, int) else repr(status)
 
 
 def _fail(channel: ServerChannel, error: NtStatusError) -> NtStatus:
@@ -384,7 +450,8 @@ def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
             status = channel.restore_packet(channel, codec.build(PacketContext, lib, "lib_buf"),
                                             record.save_buf)
             if status != NtStatus.SUCCESS:
-                raise NtStatusError(NtStatus(status), "the VSP's restore callback failed",
+                raise NtStatusError(_callback_failure(status),
+                                    f"the VSP's restore callback failed ({_status_text(status)})",
                                     f"channel.packets[txid={lib.transaction_id}]")
         channel.next_transaction_id = ctx.next_transaction_id  # allocate() moved it
         restored = len(channel.packets) + sum(p.type == 0xB for p in channel.backlog)

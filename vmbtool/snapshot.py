@@ -3,6 +3,7 @@ the simulated guest through the scenario chunk."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections import deque
 from typing import Any
@@ -13,6 +14,7 @@ from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.invariants import check_channel, check_guest
 from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
 from vmbtool.scenarios import SCENARIOS, Scenario
+from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.state import (
@@ -104,17 +106,33 @@ def check_blob(blob: Blob) -> list[tuple[str, str]]:
     problems = []
     for index, saved in enumerate(blob.channels):
         problems.extend(check_channel(saved, f"channels[{index}]"))
-    state = blob.scenario
+    offers = [config_from(saved.context).offer_key for saved in blob.channels]
+    return problems + check_scenario(blob.scenario, offers)
+
+
+def check_scenario(state: Any, offers: list[tuple]) -> list[tuple[str, str]]:
+    """The scenario chunk against the channels' offers (interface, instance, index)."""
     if state is None:
-        problems.append(("scenario", "missing: this blob cannot be continued"))
+        return [("scenario", "missing: this blob cannot be continued")]
+    problems = []
+    cls = SCENARIOS.get(state.scenario)
+    if cls is None:
+        problems.append(("scenario.scenario", f"unknown scenario {state.scenario!r}"))
     else:
-        if state.scenario not in SCENARIOS:
-            problems.append(("scenario.scenario", f"unknown scenario {state.scenario!r}"))
-        if len(state.guests) != len(blob.channels):
-            problems.append(("scenario.guests", f"{len(state.guests)} guest channels for "
-                             f"{len(blob.channels)} channels"))
-        for index, guest in enumerate(state.guests):
-            problems.extend(check_guest(guest, f"scenario.guests[{index}]"))
+        instance = instance_guid(state.scenario, state.seed)
+        for index, offer in enumerate(offers):
+            if offer != (cls.interface_type, instance, index):
+                problems.append((f"channels[{index}].context.offer",
+                                 f"not the offer of {state.scenario} channel {index} "
+                                 f"(seed {state.seed})"))
+    if len(state.guests) != len(offers):
+        problems.append(("scenario.guests", f"{len(state.guests)} guest channels for "
+                         f"{len(offers)} channels"))
+    for index, guest in enumerate(state.guests):
+        where = f"scenario.guests[{index}]"
+        problems.extend(check_guest(guest, where))
+        if index < len(offers) and config_from(guest.context).offer_key != offers[index]:
+            problems.append((f"{where}.context", "the guest channel names another offer"))
     return problems
 
 
@@ -129,6 +147,8 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     scenario.steps_taken = state.steps_taken
     for index, raw_chunks in enumerate(blob.channel_chunks):
         server = scenario.allocate_server(index)
+        check_config(server.config, blob.channels[index].context, f"channels[{index}]",
+                     f"{scenario.name} VSP")
         chunks = [raw.framed for raw in raw_chunks]
         buffers = split_buffers(chunks, buffer_size)
         for number, buffer in enumerate(buffers):
@@ -149,12 +169,23 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
         client = scenario.allocate_client(index)
         restore_guest(scenario, client, guest, index)
         scenario.clients.append(client)
-    try:
-        scenario.decode_vsp_state(bytes(state.vsp_state))
-        scenario.decode_vsc_state(bytes(state.vsc_state))
-    except (ValueError, KeyError, struct.error) as exc:
-        raise BlobError("scenario.vsp_state", f"cannot be restored: {exc}") from None
+    for name in ("vsp_state", "vsc_state"):
+        try:
+            getattr(scenario, f"decode_{name}")(bytes(getattr(state, name)))
+        except (ValueError, KeyError, struct.error) as exc:
+            raise BlobError(f"scenario.{name}", f"cannot be restored: {exc}") from None
     return scenario
+
+
+def check_config(expected: Any, context: Any, where: str, who: str) -> None:
+    """A scenario's VSP and VSC configure their own channels (the init calls): a saved
+    configuration that differs is not theirs, and they cannot carry on with it."""
+    saved = config_from(context)
+    for item in dataclasses.fields(saved):
+        ours, theirs = getattr(expected, item.name), getattr(saved, item.name)
+        if ours != theirs:
+            raise BlobError(f"{where}.context.{item.name}",
+                            f"blob has {theirs}, the {who} configures {ours}")
 
 
 def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: int) -> None:
@@ -164,6 +195,7 @@ def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: 
     config = config_from(guest.context)
     if config.offer_key != server.config.offer_key:
         raise BlobError(f"{where}.context", "the guest channel names another offer")
+    check_config(client.config, guest.context, where, f"{scenario.name} VSC")
     client.config = config
     ctx = guest.context
     client.next_transaction_id = ctx.next_transaction_id

@@ -17,8 +17,10 @@ from vmbtool.blob import (
 )
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
+from vmbtool.invariants import check_channel
 from vmbtool.sim.packet import PacketState
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_scenario, restore_blob
+from vmbtool.state import config_from
 from vmbtool.status import NtStatus
 
 
@@ -75,21 +77,45 @@ class Verdict:
                 "problems": [{"where": w, "why": y} for w, y in self.problems]}
 
 
+DRY_RUN_BUDGET = 32 << 20  # decoded chunk bytes a validate keeps for a dry-run restore
+
+
 def validate_file(path: str, key: bytes | None = None) -> Verdict:
-    """Grammar, checksums, version, signature and semantic invariants of one blob."""
+    """Grammar, checksums, version, signature and semantic invariants of one blob.
+
+    Channels are checked as they stream past and then dropped, so memory stays bounded
+    whatever the blob's size. A blob whose chunks fit `DRY_RUN_BUDGET` is also restored
+    into throwaway channels: the scenario's VSP and VSC judge their own saved state."""
+    from vmbtool.blob import Blob, BlobReader
+
+    problems: list[tuple[str, str]] = []
+    packets = 0
     try:
-        blob = load_blob(path, key)
+        with BlobReader(path, key, keep_chunks=False) as reader:
+            kept: list[list] | None = []
+            saved_channels, offers, size = [], [], 0
+            for index, (saved, chunks) in enumerate(reader.channels()):
+                problems.extend(check_channel(saved, f"channels[{index}]"))
+                offers.append(config_from(saved.context).offer_key)
+                packets += len(saved.packets)
+                size += sum(len(raw.data) for raw in chunks)
+                if kept is not None and size <= DRY_RUN_BUDGET:
+                    kept.append(chunks)
+                    saved_channels.append(saved)
+                else:
+                    kept, saved_channels = None, []
+            problems.extend(check_scenario(reader.scenario, offers))
+            if not problems and kept is not None:
+                blob = Blob(reader.header, reader.header_bytes, [], saved_channels, kept,
+                            reader.scenario, reader.end, stats=reader.stats)
+                try:
+                    restore_blob(blob)
+                except VmbtoolError as exc:
+                    problems.append((exc.where, exc.why))
+            version = reader.version
     except VmbtoolError as exc:
         return Verdict(path, False, [(exc.where, exc.why)])
-    problems = check_blob(blob)
-    if not problems:
-        # what only the scenario's VSP and VSC can judge (their saved state): a dry run
-        try:
-            restore_blob(blob)
-        except VmbtoolError as exc:
-            problems.append((exc.where, exc.why))
-    return Verdict(path, not problems, problems, blob.version, len(blob.channels),
-                   sum(len(c.packets) for c in blob.channels))
+    return Verdict(path, not problems, problems, version, len(offers), packets)
 
 
 def expand_paths(paths: list[str]) -> list[str]:

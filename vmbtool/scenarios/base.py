@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import struct
 from collections.abc import Callable
 from typing import ClassVar
 from uuid import UUID
@@ -26,6 +27,19 @@ from vmbtool.status import NtStatus
 
 class ScenarioError(RuntimeError):
     """A simulated VSP or VSC saw its library call fail: a bug in the simulation."""
+
+
+class ProtocolError(ValueError):
+    """A peer's message that breaks the scenario's protocol (short, or naming something
+    that does not exist): the simulated VSP or VSC logs it and drops it, as a real one
+    must with whatever a restored ring or a hostile peer hands it."""
+
+
+def unpack(layout: struct.Struct, payload: bytes, what: str) -> tuple:
+    """A peer's message parsed with `layout`; one too short is a ProtocolError."""
+    if len(payload) < layout.size:
+        raise ProtocolError(f"{what} of {len(payload)} bytes, need {layout.size}")
+    return layout.unpack_from(payload)
 
 
 def check(status: NtStatus, what: str) -> None:
@@ -91,9 +105,9 @@ class Scenario:
             self.interface_type, instance_guid(self.name, self.seed), index), "init interface id")
         check(channel.init_set_friendly_name(f"{self.name}-{index}"), "init friendly name")
         if isinstance(channel, ServerChannel):
-            process = self.host_process_packet
+            process = self.dropping_malformed("host", self.host_process_packet)
         else:
-            process = self.guest_process_packet
+            process = self.dropping_malformed("guest", self.guest_process_packet)
         check(channel.init_set_process_packet_callbacks(process), "init process callbacks")
         check(channel.init_set_state_change_callbacks(StateCallbacks()), "init state callbacks")
 
@@ -105,6 +119,19 @@ class Scenario:
 
     def after_open(self) -> None:
         """Set-up once every channel is open (GPADLs, handshakes)."""
+
+    def dropping_malformed(self, who: str, handler: Callable) -> Callable:
+        """A process-packet callback that completes and drops a malformed packet."""
+
+        def process(channel, incoming: IncomingPacket) -> None:
+            try:
+                handler(channel, incoming)
+            except ProtocolError as exc:
+                self.log(f"{who} dropped malformed packet txid={incoming.transaction_id}: "
+                         f"{exc}")
+                channel.packet_complete(incoming)
+
+        return process
 
     # -- running -----------------------------------------------------------------
     def rng(self) -> random.Random:

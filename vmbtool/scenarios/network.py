@@ -21,7 +21,7 @@ import random
 import struct
 from uuid import UUID
 
-from vmbtool.scenarios.base import Scenario, check
+from vmbtool.scenarios.base import Scenario, check, unpack
 from vmbtool.sim import (
     ByteRange,
     ClientChannel,
@@ -70,10 +70,12 @@ class NetworkScenario(Scenario):
             check(status, "receive buffer GPADL create")
             check(server.gpadl_map(handle)[0], "receive buffer GPADL map")
 
-    def receive_buffer(self, channel: ServerChannel) -> int:
-        """The handle of the queue's receive buffer: the one GPADL the server maps."""
+    def receive_buffer(self, channel: ServerChannel) -> int | None:
+        """The handle of the queue's receive buffer: the one GPADL the server maps (None
+        when a restored channel has none: no receives can be sent)."""
         assert channel.connection is not None
-        return next(h for h, g in channel.connection.gpadls.gpadls.items() if g.mapped)
+        return next((h for h, g in channel.connection.gpadls.gpadls.items() if g.mapped),
+                    None)
 
     def completion_routines(self):
         return {"netvsp_receive_done": self.host_receive_done,
@@ -94,7 +96,7 @@ class NetworkScenario(Scenario):
             queue = channel.config.subchannel_index
             for _ in range(rng.randint(0, 6)):
                 free = self.free_sections(channel)
-                if not free:
+                if not free or self.receive_buffer(channel) is None:
                     break
                 self.host_receive(channel, queue, free[0], rng)
 
@@ -118,7 +120,7 @@ class NetworkScenario(Scenario):
         self.log(f"host receive done q={queue} section={section} len={length}")
 
     def host_process_packet(self, channel: ServerChannel, incoming: IncomingPacket) -> None:
-        seq, length = SEND_HEADER.unpack_from(incoming.payload)
+        seq, length = unpack(SEND_HEADER, incoming.payload, "send")
         self.log(f"host got send q={channel.config.subchannel_index} seq={seq} len={length}")
         check(channel.packet_complete(incoming, SEND_HEADER.pack(seq, 0)), "send complete")
 
@@ -136,7 +138,8 @@ class NetworkScenario(Scenario):
 
     # -- guest (VSC) ---------------------------------------------------------------
     def guest_process_packet(self, channel: ClientChannel, incoming: IncomingPacket) -> None:
-        _type, _length, offset, data_length = RNDIS_HEADER.unpack_from(incoming.payload)
+        _type, _length, offset, data_length = unpack(RNDIS_HEADER, incoming.payload,
+                                                     "receive")
         digest = sum(incoming.payload[offset:offset + data_length]) & 0xFFFF
         self.log(f"guest got receive q={channel.config.subchannel_index} len={data_length} "
                  f"sum={digest:#06x}")
@@ -157,9 +160,13 @@ class NetworkScenario(Scenario):
         assert packet is not None
         packet.set_completion_routine("netvsc_send_done", self.guest_send_done)
         frame = rng.randbytes(rng.randint(40, 200))
-        check(channel.packet_send(packet, SEND_HEADER.pack(packet.transaction_id, len(frame))
-                                  + frame, SendFlags.WAIT_FOR_COMPLETION), "guest send")
+        sequence = packet.transaction_id & 0xFFFFFFFF  # a u32 sequence number wraps
+        check(channel.packet_send(packet, SEND_HEADER.pack(sequence, len(frame)) + frame,
+                                  SendFlags.WAIT_FOR_COMPLETION), "guest send")
 
     def guest_send_done(self, packet: VmbPacket, status: int, payload: bytes) -> None:
+        if len(payload) < SEND_HEADER.size:  # a malformed completion: no sequence number
+            self.log(f"guest send done txid={packet.transaction_id}: malformed completion")
+            return
         seq, _ = SEND_HEADER.unpack_from(payload)
         self.log(f"guest send done seq={seq}")

@@ -14,7 +14,7 @@ import random
 import struct
 from uuid import UUID
 
-from vmbtool.scenarios.base import Scenario, check
+from vmbtool.scenarios.base import Scenario, check, unpack
 from vmbtool.sim import (
     ClientChannel,
     ClientFlags,
@@ -44,11 +44,12 @@ class PipeScenario(Scenario):
         packet = channel.packet_allocate()
         assert packet is not None
         body = rng.randbytes(rng.randint(16, 200))
-        check(channel.packet_send(packet, DATAGRAM.pack(packet.transaction_id, len(body), 0)
-                                  + body), f"{who} datagram send")
+        sequence = packet.transaction_id & 0xFFFFFFFF  # a u32 sequence number wraps
+        check(channel.packet_send(packet, DATAGRAM.pack(sequence, len(body), 0) + body),
+              f"{who} datagram send")
 
     def receive(self, who: str, channel, incoming: IncomingPacket) -> None:
-        seq, length, _ = DATAGRAM.unpack_from(incoming.payload)
+        seq, length, _ = unpack(DATAGRAM, incoming.payload, "datagram")
         body = incoming.payload[DATAGRAM.size:DATAGRAM.size + length]
         self.log(f"{who} got datagram seq={seq} len={length} sum={sum(body) & 0xFFFF:#06x}")
 

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 from uuid import UUID
 
-from vmbtool.scenarios.base import Scenario, check
+from vmbtool.scenarios.base import ProtocolError, Scenario, check, unpack
 from vmbtool.sim import (
     ClientChannel,
     ExternalData,
@@ -46,6 +46,7 @@ SCSI_GOOD, SCSI_BUSY = 0x00, 0x08
 READ_10, WRITE_10 = 0x28, 0x2A
 GUEST_DATA_PFN_BASE = 0x80000
 MAX_OUTSTANDING = 6
+MAX_REQUEST_LENGTH = 65536  # the largest request the guest issues (the VSP's max external)
 
 
 @dataclass
@@ -86,8 +87,9 @@ class StorageScenario(Scenario):
 
     # -- host (VSP) ----------------------------------------------------------------
     def host_process_packet(self, channel: ServerChannel, incoming: IncomingPacket) -> None:
-        tag, lun, op, _reserved, length, _lba = REQUEST.unpack_from(incoming.payload)
-        assert incoming.external is not None and incoming.external.total_bytes == length
+        tag, lun, op, _reserved, length, _lba = unpack(REQUEST, incoming.payload, "request")
+        if incoming.external is None or incoming.external.total_bytes != length:
+            raise ProtocolError(f"request tag={tag}: its data buffer is not {length} bytes")
         self.host_requests[incoming.number] = HostRequest(tag, lun, op, length, length, incoming)
         self.log(f"host got request tag={tag} lun={lun} op={op:#x} len={length}")
 
@@ -158,6 +160,9 @@ class StorageScenario(Scenario):
         for i in range(count):
             number, tag, lun, op, _, length, remaining = HOST_REQUEST.unpack_from(
                 state, 4 + i * HOST_REQUEST.size)
+            if remaining > length:
+                raise ValueError(f"storage VSP request tag={tag}: {remaining} bytes remain "
+                                 f"of {length}")
             self.host_requests[number] = HostRequest(tag, lun, op, length, remaining,
                                                      pending[number])
 
@@ -183,11 +188,15 @@ class StorageScenario(Scenario):
         for i in range(count):
             tag, lun, op, _, length, lba = GUEST_REQUEST.unpack_from(
                 state, pos + i * GUEST_REQUEST.size)
+            if op not in (READ_10, WRITE_10) or length > MAX_REQUEST_LENGTH:
+                raise ValueError(f"storage VSC request tag={tag}: op {op:#x}, {length} bytes")
             self.guest_requests[tag] = (lun, op, length, lba)
+        if any(tag not in self.guest_requests for tag in self.guest_retry):
+            raise ValueError("storage VSC state retries a request it does not have")
 
     # -- guest (VSC) ---------------------------------------------------------------
     def guest_process_packet(self, channel: ClientChannel, incoming: IncomingPacket) -> None:
-        tag, offset, count, _ = TRANSFER.unpack_from(incoming.payload)
+        tag, offset, count, _ = unpack(TRANSFER, incoming.payload, "transfer")
         self.log(f"guest got transfer tag={tag} offset={offset} count={count}")
 
     def guest_step(self, rng: random.Random) -> None:
@@ -210,9 +219,10 @@ class StorageScenario(Scenario):
             lun, op, length, lba = self.guest_requests[tag]
         else:
             tag = self.guest_next_tag
-            self.guest_next_tag += 1
+            self.guest_next_tag = (tag + 1) & 0xFFFFFFFF  # a u32 tag wraps
             lun, op = rng.randrange(4), rng.choice((READ_10, WRITE_10))
-            length, lba = rng.choice((512, 4096, 8192, 16384, 65536)), rng.randrange(1 << 20)
+            length = rng.choice((512, 4096, 8192, 16384, MAX_REQUEST_LENGTH))
+            lba = rng.randrange(1 << 20)
             self.guest_requests[tag] = (lun, op, length, lba)
         byte_offset = rng.choice((0, 512, 1024))
         first_pfn = GUEST_DATA_PFN_BASE + (tag % 4096) * 32
@@ -229,7 +239,13 @@ class StorageScenario(Scenario):
         self.log(f"guest sent request tag={tag}")
 
     def guest_request_done(self, packet: VmbPacket, status: int, payload: bytes) -> None:
+        if len(payload) < REQUEST_DONE.size:
+            self.log(f"guest request done txid={packet.transaction_id}: malformed completion")
+            return
         tag, done, scsi_status = REQUEST_DONE.unpack_from(payload)
+        if tag not in self.guest_requests:
+            self.log(f"guest request done tag={tag}: no such request")
+            return
         if scsi_status == SCSI_BUSY:
             self.guest_retry.append(tag)
         else:

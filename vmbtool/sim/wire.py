@@ -203,9 +203,11 @@ def check_descriptor(ptype: int, offset8: int, len8: int, flags: int) -> None:
     if ptype not in PacketType._value2member_map_:
         raise WireError("descriptor.type", f"unknown packet type {ptype:#x}")
     if offset8 < 2:
-        raise WireError("descriptor.offset8", f"{offset8} < 2")
+        raise WireError("descriptor.offset8",
+                        f"{offset8} < 2: the header would end inside the 16-byte descriptor")
     if len8 < offset8:
-        raise WireError("descriptor.len8", f"{len8} < offset8 {offset8}")
+        raise WireError("descriptor.len8",
+                        f"{len8} < offset8 {offset8}: the packet would end inside its header")
     if flags & ~KNOWN_DESCRIPTOR_FLAGS:
         unknown = flags & ~KNOWN_DESCRIPTOR_FLAGS
         raise WireError("descriptor.flags", f"unknown flag bits {unknown:#x}")

@@ -1,0 +1,60 @@
+"""The benchmark workload builder (benchmarks/workloads.py) builds what the harness
+claims; the benchmark itself is not part of the test run (python3 benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmbtool.scenarios import SCENARIOS
+from vmbtool.sim import PacketState
+from vmbtool.status import NtStatus
+
+WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads.py"
+
+
+@pytest.fixture(autouse=True)
+def scenario_registry_kept():
+    """The workloads register a `bench` scenario: other tests must not see it."""
+    before = dict(SCENARIOS)
+    yield
+    SCENARIOS.clear()
+    SCENARIOS.update(before)
+
+
+def load_workloads():
+    spec = importlib.util.spec_from_file_location("bench_workloads", WORKLOADS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_1000_packet_workload_has_the_requested_mix():
+    workloads = load_workloads()
+    scenario = workloads.build_channel_workload(1_000)
+    assert workloads.packet_mix(scenario) == {
+        "awaiting-completion": 333, "in-ring": 333, "backlog": 334}
+    (server,) = scenario.servers
+    assert server.paused and server.state.name == "PAUSED"
+    assert server.outgoing_ring.data_size == server.incoming_ring.data_size == 256 * 4096
+    assert scenario.clients[0].config.incoming_ring_pages == 256
+    # the outgoing ring has no room for another packet object: the backlog is real
+    assert server.outgoing_ring.free_bytes <= 16 + 64 + 8
+    assert server.incoming_ring.used_bytes > 255 * 4096  # the guest's unread traffic
+    packets = server.packets_in_use()
+    assert len({p.transaction_id for p in packets}) == 1_000
+    for packet in packets:
+        assert 64 <= len(packet.payload) <= 256
+        assert packet.wants_completion and packet.completion_routine_name == "bench_done"
+        status, _, needed = server.save_packet(server, packet, 0)
+        assert status == NtStatus.BUFFER_TOO_SMALL and 64 <= needed <= 256
+        status, state, _ = server.save_packet(server, packet, needed)
+        assert status == NtStatus.SUCCESS and state == packet.vsp_context
+    awaiting = [p for p in packets if p.state == PacketState.AWAITING_COMPLETION]
+    assert len(scenario.clients[0].pending_incoming) == len(awaiting)
+    plain = workloads.plain_state(scenario)
+    assert len(plain["channels"][0]["packets"]) == 1_000
