@@ -10,8 +10,9 @@ signature recomputed, so the grammars and the semantic invariants see them), and
 JSON documents of the golden blobs put back through `jsonview.encode`.
 
 Each input goes through `load_blob`, `tools.validate_file`, `jsonview.decode` (and
-`encode` of the result), the `inspect` summary, `snapshot.check_blob`, `restore_blob` and
-a few steps of the restored scenario. Any exception other than `VmbtoolError` (and its
+`encode` of the result), `diff` against a golden blob, the `inspect` summary,
+`snapshot.check_blob`, `restore_blob` and 3 to 40 steps of the restored scenario
+(`vmbtool restore`). Any exception other than `VmbtoolError` (and its
 subclasses) is a bug, and so is an input that validates but does not restore, or that
 restores while validate calls it invalid; so is an input that runs past `--timeout`
 seconds or, with the address-space limit, runs out of memory.
@@ -57,6 +58,7 @@ from vmbtool.blob import (
     sign,
 )
 from vmbtool.chunks import REGISTRY, ChunkType, crc32c, frame_bytes
+from vmbtool.diff import diff as semantic_diff
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats.header import FileHeader
 from vmbtool.snapshot import check_blob, restore_blob
@@ -499,6 +501,9 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
         report.summary(jsonview.decode(blob, with_data=False), io.StringIO(), packets=True,
                        rings=True, gpadls=True)
         report.summary(doc, io.StringIO(), rings=True, hexdump_rings=True)
+        stage = "diff"
+        for change in semantic_diff(doc, SEEDS[len(data) % len(SEEDS)].doc):
+            str(change)
         stage = "jsonview.encode"
         try:
             jsonview.encode(doc, key)

@@ -179,16 +179,15 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
             report.newer_version_note(info, sys.stdout)
         raise BlobError("header.format_major", f"format {info['major']}.{info['minor']} "
                         f"is not readable by this vmbtool (format {info['reads']})")
-    doc = load_doc(blob, key, with_data=hexdump)
-    if as_json:
-        if flt:
-            for index, ch in enumerate(doc["channels"]):
-                ch["packets"] = [p for p in ch["packets"]
-                                 if report.packet_matches(index, p, flt)]
-        emit_json(doc)
+    if not as_json:
+        report.stream_summary(blob, key, sys.stdout, packets=packets, rings=ring,
+                              gpadls=gpadls, hexdump_rings=hexdump, flt=flt)
         return
-    report.summary(doc, sys.stdout, packets=packets, rings=ring, gpadls=gpadls,
-                   hexdump_rings=hexdump, flt=flt)
+    doc = load_doc(blob, key, with_data=hexdump)
+    if flt:
+        for index, ch in enumerate(doc["channels"]):
+            ch["packets"] = [p for p in ch["packets"] if report.packet_matches(index, p, flt)]
+    emit_json(doc)
 
 
 @main.command()

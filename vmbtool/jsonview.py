@@ -19,6 +19,7 @@ from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
 from vmbtool.errors import BlobError
 from vmbtool.formats.header import FileHeader
 from vmbtool.sim.config import ClientState, ServerState
+from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
 PACKET_STATE_JSON = {"allocated": "allocated", "backlog": "backlog", "in_ring": "in-ring",
@@ -127,22 +128,48 @@ def ring_json(ring: Container, with_data: bool) -> dict:
 
 def decode(blob: Blob, with_data: bool = True) -> dict:
     """The whole blob as a JSON-ready dict (see README: JSON schema)."""
-    h = blob.header
-    channels = []
-    for index, saved in enumerate(blob.channels):
-        ch = context_json(saved.context)
-        ch["rings"] = {d: ring_json(saved.rings[d], with_data)
-                       for d in ("incoming", "outgoing") if d in saved.rings}
-        ch["gpadls"] = plain(saved.gpadls)
-        ch["packets"] = [packet_json(r) for r in saved.packets]
-        ch["pending_incoming"] = [incoming_json(e) for e in saved.incoming]
-        ch["channel_end"] = plain(saved.end)
-        if index in blob.stats:
-            ch["stats"] = {k: v for k, v in plain(blob.stats[index]).items() if k != "channel"}
-        channels.append(ch)
+    channels = [channel_json(saved, blob.stats.get(index), with_data)
+                for index, saved in enumerate(blob.channels)]
+    return {
+        **header_json(blob.header, blob.signed, blob.note),
+        "channels": channels,
+        "scenario": scenario_json(blob.scenario),
+        "extra_chunks": [{"after_chunk": index, "type": raw.type, "flags": raw.flags,
+                          "data": raw.data.hex()}
+                         for index, raw in enumerate(blob.chunks)
+                         if raw.type not in set(ChunkType)],
+        "end": {k: v for k, v in plain(blob.end).items() if k != "digest"},
+    }
+
+
+def channel_json(saved: SavedChannel, stats: Any, with_data: bool = True) -> dict:
+    """One channel's saved state (and its 1.1 statistics) as JSON."""
+    ch = context_json(saved.context)
+    ch["rings"] = {d: ring_json(saved.rings[d], with_data)
+                   for d in ("incoming", "outgoing") if d in saved.rings}
+    ch["gpadls"] = plain(saved.gpadls)
+    ch["packets"] = [packet_json(r) for r in saved.packets]
+    ch["pending_incoming"] = [incoming_json(e) for e in saved.incoming]
+    ch["channel_end"] = plain(saved.end)
+    if stats is not None:
+        ch["stats"] = {k: v for k, v in plain(stats).items() if k != "channel"}
+    return ch
+
+
+def header_json(h: Any, signed: bool, note: str | None) -> dict:
+    return {
+        "format": {"major": h.format_major, "minor": h.format_minor},
+        "header": {"header_size": h.header_size, "flags": h.flags,
+                   "compression": str(h.compression), "level": h.level,
+                   "writer_version": h.writer_version, "created_ns": h.created_ns,
+                   "channel_count": h.channel_count, "signed": signed},
+        **({"note": note} if note is not None else {}),
+    }
+
+
+def scenario_json(s: Any) -> dict | None:
     scenario = None
-    if blob.scenario is not None:
-        s = blob.scenario
+    if s is not None:
         scenario = {"scenario": s.scenario, "seed": s.seed, "steps_taken": s.steps_taken,
                     "vsp_state": bytes(s.vsp_state).hex(),
                     "vsc_state": bytes(s.vsc_state).hex(),
@@ -151,21 +178,7 @@ def decode(blob: Blob, with_data: bool = True) -> dict:
                                 "pending_incoming": [incoming_json(e) for e in
                                                      g.pending_incoming.packets]}
                                for g in s.guests]}
-    return {
-        "format": {"major": h.format_major, "minor": h.format_minor},
-        "header": {"header_size": h.header_size, "flags": h.flags,
-                   "compression": str(h.compression), "level": h.level,
-                   "writer_version": h.writer_version, "created_ns": h.created_ns,
-                   "channel_count": h.channel_count, "signed": blob.signed},
-        **({"note": blob.note} if blob.note is not None else {}),
-        "channels": channels,
-        "scenario": scenario,
-        "extra_chunks": [{"after_chunk": index, "type": raw.type, "flags": raw.flags,
-                          "data": raw.data.hex()}
-                         for index, raw in enumerate(blob.chunks)
-                         if raw.type not in set(ChunkType)],
-        "end": {k: v for k, v in plain(blob.end).items() if k != "digest"},
-    }
+    return scenario
 
 
 def encode(doc: dict, key: bytes | None = None) -> bytes:

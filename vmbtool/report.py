@@ -65,7 +65,41 @@ def hexdump(data: bytes, start: int, length: int, out: TextIO, indent: str) -> N
 def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = False,
             gpadls: bool = False, hexdump_rings: bool = False,
             flt: dict[str, str] | None = None) -> None:
-    flt = flt or {}
+    """The summary of a decoded blob (see `stream_summary` for one read as a stream)."""
+    write_head(doc, doc.get("scenario"), out)
+    for index, ch in enumerate(doc["channels"]):
+        write_channel(index, ch, out, packets=packets, rings=rings, gpadls=gpadls,
+                      hexdump_rings=hexdump_rings, flt=flt or {})
+
+
+def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) -> None:
+    """The summary of a blob of any size: each channel is summed up as it streams past
+    and dropped, so memory stays that of the largest channel."""
+    import io
+
+    from vmbtool.blob import BlobReader
+    from vmbtool.jsonview import channel_json, header_json, scenario_json
+
+    flt = options.pop("flt", None) or {}
+    channels = io.StringIO()
+    with BlobReader(source, key, keep_chunks=False) as reader:
+        last = None  # a channel's statistics follow it: it is written once they came
+        for index, (saved, _chunks) in enumerate(reader.channels()):
+            if last is not None:
+                write_channel(index - 1, channel_json(last, reader.stats.get(index - 1),
+                              options["hexdump_rings"]), channels, flt=flt, **options)
+            last = saved
+        if last is not None:
+            index = reader.tally.channels - 1
+            write_channel(index, channel_json(last, reader.stats.get(index),
+                          options["hexdump_rings"]), channels, flt=flt, **options)
+        head = header_json(reader.header, reader.signed, reader.note)
+        scenario = scenario_json(reader.scenario)
+    write_head(head, scenario, out)
+    out.write(channels.getvalue())
+
+
+def write_head(doc: dict, s: dict | None, out: TextIO) -> None:
     h = doc["header"]
     created = datetime.datetime.fromtimestamp(h["created_ns"] / 1e9, datetime.UTC)
     out.write(f"format {doc['format']['major']}.{doc['format']['minor']}, written by vmbtool "
@@ -75,62 +109,64 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
               f"{'signed' if h['signed'] else 'unsigned'}\n")
     if doc.get("note") is not None:
         out.write(f"note: {doc['note']}\n")
-    s = doc.get("scenario")
     if s:
         out.write(f"scenario {s['scenario']}, seed {s['seed']}, {s['steps_taken']} steps "
                   f"taken; VSP state {len(s['vsp_state']) // 2} B, VSC state "
                   f"{len(s['vsc_state']) // 2} B\n")
-    for index, ch in enumerate(doc["channels"]):
-        if "channel" in flt and flt["channel"] != str(index):
-            continue
-        offer = ch["offer"]
-        out.write(f"\nchannel {index} \"{ch['config']['friendly_name']}\": {ch['state']}\n"
-                  f"  offer {offer['interface_type']} / {offer['interface_instance']} "
-                  f"sub {offer['subchannel_index']}\n")
+
+
+def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bool,
+                  gpadls: bool, hexdump_rings: bool, flt: dict[str, str]) -> None:
+    if "channel" in flt and flt["channel"] != str(index):
+        return
+    offer = ch["offer"]
+    out.write(f"\nchannel {index} \"{ch['config']['friendly_name']}\": {ch['state']}\n"
+              f"  offer {offer['interface_type']} / {offer['interface_instance']} "
+              f"sub {offer['subchannel_index']}\n")
+    for direction in ("incoming", "outgoing"):
+        ring = ch["rings"].get(direction)
+        if ring:
+            out.write(f"  {direction:<8} {ring_picture(ring)}\n")
+    states = Counter(p["state"] for p in ch["packets"])
+    vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in ch["packets"])
+    by_state = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+    out.write(f"  packets: {len(ch['packets'])} ({by_state}); VSP state {vsp_bytes} B\n"
+              f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
+              f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
+    if ch.get("stats"):
+        out.write(f"  stats: {stats_line(ch['stats'])}\n")
+    if gpadls:
+        for g in ch["gpadls"]:
+            first = f"{g['pfns'][0]:#x}" if g["pfns"] else "(none)"
+            out.write(f"    GPADL {g['handle']:#x}: {len(g['pfns'])} pages from PFN "
+                      f"{first}, offset {g['byte_offset']}, "
+                      f"{g['byte_length']} B{', read-only' if g['read_only'] else ''}"
+                      f"{', mapped' if g['mapped'] else ''}\n")
+    if rings or hexdump_rings:
         for direction in ("incoming", "outgoing"):
             ring = ch["rings"].get(direction)
-            if ring:
-                out.write(f"  {direction:<8} {ring_picture(ring)}\n")
-        states = Counter(p["state"] for p in ch["packets"])
-        vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in ch["packets"])
-        by_state = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-        out.write(f"  packets: {len(ch['packets'])} ({by_state}); VSP state {vsp_bytes} B\n"
-                  f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
-                  f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
-        if ch.get("stats"):
-            out.write(f"  stats: {stats_line(ch['stats'])}\n")
-        if gpadls:
-            for g in ch["gpadls"]:
-                first = f"{g['pfns'][0]:#x}" if g["pfns"] else "(none)"
-                out.write(f"    GPADL {g['handle']:#x}: {len(g['pfns'])} pages from PFN "
-                          f"{first}, offset {g['byte_offset']}, "
-                          f"{g['byte_length']} B{', read-only' if g['read_only'] else ''}"
-                          f"{', mapped' if g['mapped'] else ''}\n")
-        if rings or hexdump_rings:
-            for direction in ("incoming", "outgoing"):
-                ring = ch["rings"].get(direction)
-                if not ring:
-                    continue
-                out.write(f"    {direction}: interrupt_mask {ring['interrupt_mask']}, "
-                          f"pending_send_size {ring['pending_send_size']}, feature_bits "
-                          f"{ring['feature_bits']:#x}, {ring['data_pages']} data pages\n")
-                if hexdump_rings and "data" in ring and max(
-                        ring["read_index"], ring["write_index"]) < len(ring["data"]) // 2:
-                    data = bytes.fromhex(ring["data"])
-                    used = (ring["write_index"] - ring["read_index"]) % len(data)
-                    hexdump(data, ring["read_index"], used, out, "      ")
-        if packets or flt:
-            selected = [p for p in ch["packets"] if packet_matches(index, p, flt)]
-            for p in selected:
-                ext = p["external"]["kind"]
-                routine = p["completion_routine"]
-                out.write(f"    txid {p['transaction_id']:>6} {p['state']:<19} {p['type']:<15}"
-                          f" flags {p['flags']:#x} payload {len(p['payload']) // 2} B"
-                          f"{' ext ' + ext if ext != 'none' else ''}"
-                          f"{' routine ' + routine if routine else ''}"
-                          f" vsp {len(p['vsp_state']) // 2} B\n")
-            if flt and not selected:
-                out.write("    no packet matches the filter\n")
+            if not ring:
+                continue
+            out.write(f"    {direction}: interrupt_mask {ring['interrupt_mask']}, "
+                      f"pending_send_size {ring['pending_send_size']}, feature_bits "
+                      f"{ring['feature_bits']:#x}, {ring['data_pages']} data pages\n")
+            if hexdump_rings and "data" in ring and max(
+                    ring["read_index"], ring["write_index"]) < len(ring["data"]) // 2:
+                data = bytes.fromhex(ring["data"])
+                used = (ring["write_index"] - ring["read_index"]) % len(data)
+                hexdump(data, ring["read_index"], used, out, "      ")
+    if packets or flt:
+        selected = [p for p in ch["packets"] if packet_matches(index, p, flt)]
+        for p in selected:
+            ext = p["external"]["kind"]
+            routine = p["completion_routine"]
+            out.write(f"    txid {p['transaction_id']:>6} {p['state']:<19} {p['type']:<15}"
+                      f" flags {p['flags']:#x} payload {len(p['payload']) // 2} B"
+                      f"{' ext ' + ext if ext != 'none' else ''}"
+                      f"{' routine ' + routine if routine else ''}"
+                      f" vsp {len(p['vsp_state']) // 2} B\n")
+        if flt and not selected:
+            out.write("    no packet matches the filter\n")
 
 
 def stats_line(stats: dict[str, int]) -> str:
