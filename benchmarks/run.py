@@ -115,12 +115,27 @@ print(json.dumps({"seconds": seconds, "maxrss": usage.ru_maxrss,
 """
 
 
+REPO = os.path.dirname(HERE)
+
+
+def command_env() -> dict[str, str]:
+    """The commands' environment: this checkout's vmbtool first on the path, and
+    bytecode caching on. An installed vmbtool has its bytecode compiled; with
+    PYTHONDONTWRITEBYTECODE set (some sandboxes set it) every run would compile vmbtool's
+    sources while click's come precompiled from site-packages."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def run_command(argv: list[str]) -> Run:
     """Run a command; wall time and peak resident memory (os.wait4's ru_maxrss)."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
         launcher = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, out, err, *argv],
-                                  capture_output=True, text=True, check=True)
+                                  capture_output=True, text=True, check=True,
+                                  env=command_env())
         result = json.loads(launcher.stdout)
         with open(out, "rb") as f_out, open(err, "rb") as f_err:
             stdout = f_out.read().decode(errors="replace")
@@ -145,6 +160,17 @@ def vmbtool_script() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-m", "vmbtool"]
+
+
+def where_vmbtool_is() -> list[str]:
+    """Notes when the commands would not run this checkout's code (e.g. the editable
+    install points at another checkout: vmbtool.formats comes from there)."""
+    probe = ("import vmbtool, vmbtool.cli, vmbtool.formats; "
+             "print(vmbtool.cli.__file__); print(vmbtool.formats.__file__)")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env=command_env(), cwd=tempfile.gettempdir())
+    return [f"WARNING: the commands import {path}, not this checkout ({REPO})"
+            for path in run.stdout.split() if not path.startswith(REPO + os.sep)]
 
 
 def vmbtool_with_bench() -> list[str]:
@@ -234,6 +260,7 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
                      "uncompressed")
     cli = vmbtool_with_bench()
     big_path = infos["big"]["path"]
+    must(run_command([*cli, "validate", infos["10MB"]["path"]]), cli)  # bytecode, page cache
     for rep in range(repeat):
         for label in ("big", "10MB"):
             if label == "10MB" and "3" not in targets:
@@ -320,6 +347,8 @@ def measure_jobs(res: Results, count: int, repeat: int, workdir: str) -> None:
     """Target 6: validate a directory of small blobs with --jobs 1 and --jobs 2."""
     directory = small_blobs(workdir, count)
     script = vmbtool_script()
+    warm = [*script, "validate", os.path.join(directory, "storage-0001.vmb")]
+    must(run_command(warm), warm)  # bytecode, page cache
     for rep in range(repeat):
         for jobs in (1, 2):
             argv = [*script, "validate", directory, "--jobs", str(jobs)]
@@ -417,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads.register()
     res = Results()
     info = machine()
+    res.notes.extend(where_vmbtool_is())
     started = time.perf_counter()
 
     if targets & {"1", "2"}:

@@ -11,9 +11,9 @@ so the state is one the library could really be in:
 * every packet object carries 64-256 bytes of inline payload and 64-256 bytes of VSP
   state, which the VSP's save-packet callback hands to the library.
 
-The `bench` scenario is not one of vmbtool's built-in scenarios: `register()` adds it to
+The `bench-<pages>p` scenarios are not vmbtool's: `register()` adds them to
 `vmbtool.scenarios.SCENARIOS` in this process so that `restore_blob` (and `validate`,
-run through `CLI_WRAPPER`) know it.
+run through `CLI_WRAPPER`) know them.
 
 Blob files are written by `write_blob` only: the one place to switch to a streaming
 writer.
@@ -44,17 +44,32 @@ WIRE_OVERHEAD = 16 + 8  # descriptor + trailer of an inband packet
 SMALL = (64, 256)  # inline payload and VSP state of the N-packet workloads
 LARGE = (16 << 10, 60 << 10)  # payload of the big blob's in-ring and backlog packets
 MIB = 1 << 20
-WORKLOAD_VERSION = 3  # part of a kept blob's name: bump when the builder changes
+MAX_PACKET = 0x10000  # the bench VSP's and VSC's maximum packet size
+RING_SIZES = (256, 2048, 4095)  # pages: the N-packet channels, the quick and 1 GiB blobs
+WORKLOAD_VERSION = 4  # part of a kept blob's name: bump when the builder changes
 # SaveContinue / RestoreFromBuffer buffer size: the largest chunk must fit (a ring of
 # 4095 pages is a 16 MiB chunk; vmbtool's default of 1 MiB is too small for these rings)
 BUFFER_SIZE = 32 * MIB + 4096
 
 
 class BenchScenario(Scenario):
-    """A VSP that sends inband requests and keeps opaque per-packet state."""
+    """A VSP that sends inband requests and keeps opaque per-packet state.
+
+    A scenario's VSP and VSC configure their channels themselves (restore checks the
+    saved configuration against theirs), so each ring size is its own scenario:
+    `bench-<pages>p`, made by `bench_scenario`."""
 
     name = "bench"
     interface_type = UUID("5be0a1c4-3f1e-4d8a-9c55-0b3e2a7d9f01")
+    ring_pages = 256
+
+    def configure_server(self, channel: ServerChannel, index: int) -> None:
+        check(channel.init_set_maximum_packet_size(MAX_PACKET), "max packet size")
+
+    def configure_client(self, channel: ClientChannel, index: int) -> None:
+        check(channel.init_set_ring_buffer_page_counts(self.ring_pages, self.ring_pages),
+              "ring pages")
+        check(channel.init_set_maximum_packet_size(MAX_PACKET), "max packet size")
 
     def host_process_packet(self, channel: ServerChannel, incoming: IncomingPacket) -> None:
         pass  # the host never polls in these workloads
@@ -82,9 +97,21 @@ class BenchScenario(Scenario):
         return NtStatus.SUCCESS
 
 
+def bench_scenario(ring_pages: int) -> type[BenchScenario]:
+    """The `bench` scenario with rings of `ring_pages`, known to this process's vmbtool."""
+    name = f"bench-{ring_pages}p"
+    cls = SCENARIOS.get(name)
+    if cls is None:
+        cls = type(f"BenchScenario{ring_pages}", (BenchScenario,),
+                   {"name": name, "ring_pages": ring_pages, "__module__": __name__})
+        SCENARIOS[name] = cls
+    return cls
+
+
 def register() -> None:
-    """Make the `bench` scenario known to this process's vmbtool."""
-    SCENARIOS.setdefault(BenchScenario.name, BenchScenario)
+    """Make the `bench` scenarios of every ring size used here known to vmbtool."""
+    for pages in RING_SIZES:
+        bench_scenario(pages)
 
 
 # `python3 -c CLI_WRAPPER validate big.vmb`: the vmbtool console script with `bench` known.
@@ -129,7 +156,7 @@ class ChannelSpec:
     payload: tuple[int, int] = SMALL  # in-ring and backlog packets
     awaiting_payload: tuple[int, int] = SMALL
     vsp_state: tuple[int, int] = SMALL
-    max_packet_size: int = 0x1000
+    filler_payload: int = 0x1000  # largest fire-and-forget filler packet
 
     @property
     def packets(self) -> int:
@@ -200,32 +227,28 @@ def fill_channel(scenario: BenchScenario, index: int, spec: ChannelSpec,
             break
         _send(server, packet, payload, wait, "in-ring")
         sent += 1
-    _fill_ring(server, content, spec.max_packet_size, "host filler")
+    _fill_ring(server, content, spec.filler_payload, "host filler")
     # the backlog: no room in the ring
     for _ in range(spec.packets - spec.awaiting - sent):
         packet, payload = _object(scenario, server, content, spec, spec.payload)
         status = _send(server, packet, payload, wait, "backlog")
         assert status == NtStatus.PENDING
     # the guest's unread traffic towards the host
-    _fill_ring(client, content, spec.max_packet_size, "guest filler")
+    _fill_ring(client, content, spec.filler_payload, "guest filler")
 
 
 def build_scenario(specs: list[ChannelSpec], seed: int = 1) -> BenchScenario:
     """A paused `bench` scenario, one server channel per spec, filled as described."""
-    register()
-    scenario = BenchScenario(seed)
+    (ring_pages,) = {spec.ring_pages for spec in specs}  # one scenario, one ring size
+    scenario = bench_scenario(ring_pages)(seed)
     content = Content(seed)
-    for index, spec in enumerate(specs):
+    for index in range(len(specs)):
         server = scenario.allocate_server(index)
-        check(server.init_set_maximum_packet_size(spec.max_packet_size), "max packet size")
         scenario.servers.append(server)
         check(server.enable(), "server enable")
         check(server.start(), "server start")
-    for index, spec in enumerate(specs):
+    for index in range(len(specs)):
         client = scenario.allocate_client(index)
-        check(client.init_set_ring_buffer_page_counts(spec.ring_pages, spec.ring_pages),
-              "ring pages")
-        check(client.init_set_maximum_packet_size(spec.max_packet_size), "max packet size")
         scenario.clients.append(client)
         check(client.enable(), "client enable")
         check(client.start(), "client start")
@@ -321,7 +344,7 @@ class BlobSpec:
         in_ring = ring // ((LARGE[0] + LARGE[1]) // 2 + WIRE_OVERHEAD)  # a full ring
         return [ChannelSpec(awaiting=self.awaiting, in_ring=in_ring, backlog=backlog,
                             ring_pages=self.ring_pages, payload=LARGE,
-                            max_packet_size=0x10000)
+                            filler_payload=MAX_PACKET)
                 for _ in range(self.channels)]
 
 
@@ -377,6 +400,6 @@ def blob_body_offset(path: str) -> int:
 
 
 __all__ = ["CLI_WRAPPER", "GIB_BLOB", "QUICK_BLOB", "SMALL_BLOB", "BenchScenario",
-           "BlobSpec", "ChannelSpec", "build_channel_workload", "build_scenario",
+           "BlobSpec", "ChannelSpec", "bench_scenario", "build_channel_workload", "build_scenario",
            "ensure_blob", "mix", "packet_mix", "plain_state", "read_and_restore",
            "register", "write_blob"]

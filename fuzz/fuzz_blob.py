@@ -82,6 +82,8 @@ class Bug(Exception):
     def __init__(self, what: str, tb: str, signature: str) -> None:
         super().__init__(what)
         self.what, self.tb, self.signature = what, tb, signature
+        self.input = b""  # set when the input is not a blob (an edited JSON document)
+        self.keyed = False
 
 
 class Timeout(BaseException):  # noqa: N818 - BaseException: the library must not catch it
@@ -397,8 +399,11 @@ def ring_descriptor_edit(doc: dict, rng: random.Random) -> bool:
 def mutate_doc(doc: dict, rng: random.Random) -> dict:
     doc = copy.deepcopy(doc)
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
-        if rng.random() < 0.2 and ring_descriptor_edit(doc, rng):
-            continue
+        try:
+            if rng.random() < 0.2 and ring_descriptor_edit(doc, rng):
+                continue
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, struct.error):
+            pass  # an earlier edit left no ring to edit (a string index, no data...)
         paths = [(p, v) for p, v in leaves(doc) if p and not (isinstance(v, str) and
                                                                len(v) > 4096)]
         path, value = rng.choice(paths)
@@ -458,7 +463,9 @@ def encoded_doc(seed: Seed, rng: random.Random) -> tuple[bytes, bool]:
     except VmbtoolError:
         return seed.data, seed.keyed
     except Exception as exc:
-        raise bug_from(exc, "jsonview.encode") from None
+        bug = bug_from(exc, "jsonview.encode of an edited document")
+        bug.input, bug.keyed = json.dumps(doc).encode(), keyed
+        raise bug from None
 
 
 # -- the targets --------------------------------------------------------------------
@@ -552,15 +559,18 @@ KINDS = tuple(name for name, weight in WEIGHTS for _ in range(weight)) + ("rando
 
 
 @st.composite
-def fuzz_inputs(draw) -> tuple[str, bytes, bool]:
-    """(how it was made, bytes, whether to pass the key)."""
+def fuzz_inputs(draw) -> tuple[str, bytes, bool, Bug | None]:
+    """(how it was made, bytes, whether to pass the key, a bug met while making it)."""
     kind = draw(st.sampled_from(KINDS))
     if kind == "random_bytes":
         prefix = draw(st.sampled_from((b"", b"VMBSAVE\0", SEEDS[0].data[:56])))
-        return kind, prefix + draw(st.binary(max_size=2048)), draw(st.booleans())
+        return kind, prefix + draw(st.binary(max_size=2048)), draw(st.booleans()), None
     rng = random.Random(draw(st.integers(0, (1 << 64) - 1)))
-    data, keyed = GENERATORS[kind](rng)
-    return kind, data, keyed
+    try:
+        data, keyed = GENERATORS[kind](rng)
+    except Bug as bug:  # jsonview.encode of an edited document: the input is the JSON
+        return kind, bug.input, bug.keyed, bug
+    return kind, data, keyed, None
 
 
 # -- the driver ---------------------------------------------------------------------
@@ -577,7 +587,8 @@ class Stats:
 def save_crash(bug: Bug, data: bytes, keyed: bool, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha1(bug.signature.encode()).hexdigest()[:12]
-    path = directory / f"{name}{'.keyed' if keyed else ''}.vmb"
+    suffix = ".json" if bug.input else ".vmb"  # a JSON document: `vmbtool encode` it
+    path = directory / f"{name}{'.keyed' if keyed else ''}{suffix}"
     path.write_bytes(data)
     path.with_suffix(".txt").write_text(
         f"signature: {bug.signature}\nwhat: {bug.what}\nkeyed: {keyed}\n"
@@ -586,9 +597,13 @@ def save_crash(bug: Bug, data: bytes, keyed: bool, directory: Path) -> Path:
 
 
 def one(stats: Stats, kind: str, data: bytes, keyed: bool, timeout: float,
-        crashes: Path | None, quiet: bool) -> None:
+        crashes: Path | None, quiet: bool, made_with: Bug | None = None) -> None:
     stats.inputs += 1
     stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
+    if made_with is not None:  # making the input already found a bug
+        record(stats, made_with, data, keyed, crashes, quiet)
+        stats.outcomes["BUG"] = stats.outcomes.get("BUG", 0) + 1
+        return
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
@@ -645,8 +660,8 @@ def fuzz(seconds: float, seed: int, crashes: Path | None, timeout: float = 10.0,
             def batch_run(case):
                 if time.monotonic() >= deadline:
                     return
-                kind, data, keyed = case
-                one(stats, kind, data, keyed, timeout, crashes, quiet)
+                kind, data, keyed, made_with = case
+                one(stats, kind, data, keyed, timeout, crashes, quiet, made_with)
 
             batch_run()
             round_number += 1
@@ -669,8 +684,18 @@ def replay(paths: list[str], timeout: float) -> int:
     failed = 0
     for path in paths:
         stats = Stats()
-        one(stats, "replay", Path(path).read_bytes(), ".keyed." in Path(path).name, timeout,
-            None, True)
+        data, keyed = Path(path).read_bytes(), ".keyed." in Path(path).name
+        if path.endswith(".json"):  # an edited document that broke jsonview.encode
+            try:
+                data = jsonview.encode(json.loads(data), KEY if keyed else None)
+            except VmbtoolError as exc:
+                print(f"{path}: ok (encode refuses it: {exc})")
+                continue
+            except Exception as exc:
+                print(f"{path}: BUG {bug_from(exc, 'jsonview.encode').tb}")
+                failed += 1
+                continue
+        one(stats, "replay", data, keyed, timeout, None, True)
         if stats.bugs:
             failed += 1
             for bug, _ in stats.bugs.values():

@@ -148,3 +148,11 @@ def test_once_crashed_now_refused_or_carried_on(case, fuzz_blob):
         return
     report.summary(jsonview.decode(blob), io.StringIO(), packets=True, rings=True,
                    gpadls=True, hexdump_rings=True)
+
+
+def test_encode_refuses_a_4_gib_header_before_padding_it():
+    """jsonview.encode once padded the header to whatever `header_size` said."""
+    doc = doc_of("storage.vmb")
+    doc["header"]["header_size"] = 0xFFFFFFFF
+    with pytest.raises(VmbtoolError, match="header_size"):
+        jsonview.encode(doc)

@@ -506,6 +506,7 @@ class BlobReader:
                 self.tally.channels += 1
                 self.tally.packets += len(saved.packets)
                 yield saved, chunks
+                del saved, chunks  # a caller that dropped the channel has freed it
         if self.end is None:
             raise BlobError(f"body (decompressed offset {offset})",
                             "truncated: the body ends before the end chunk")

@@ -14,7 +14,7 @@ from typing import Any
 from construct import Container, ListContainer
 
 from vmbtool import codec
-from vmbtool.blob import Blob, seal_body
+from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
 from vmbtool.errors import BlobError
 from vmbtool.formats.header import FileHeader
@@ -229,6 +229,9 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
         "compression": header["compression"], "level": header["level"], "reserved": 0,
         "writer_version": header["writer_version"], "created_ns": header["created_ns"],
         "channel_count": header["channel_count"]}, "header")
+    if not len(head) + 4 <= header["header_size"] <= MAX_HEADER_SIZE:
+        raise BlobError("header.header_size", f"{header['header_size']} is not "
+                        f"{len(head) + 4}..{MAX_HEADER_SIZE}", NtStatus.INVALID_PARAMETER)
     head += b"\0" * (header["header_size"] - 4 - len(head))
     head += struct.pack("<I", crc32c(head))
     chunks: list[bytes] = []

@@ -104,6 +104,7 @@ def validate_file(path: str, key: bytes | None = None) -> Verdict:
                     saved_channels.append(saved)
                 else:
                     kept, saved_channels = None, []
+                del saved, chunks  # nothing of a checked channel outlives the next one
             problems.extend(check_scenario(reader.scenario, offers))
             if not problems and kept is not None:
                 blob = Blob(reader.header, reader.header_bytes, [], saved_channels, kept,
@@ -162,7 +163,7 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
     # platform's default start method)
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux")
                                           else None)
-    chunksize = max(1, len(paths) // (jobs * 8))
+    chunksize = max(1, len(paths) // (jobs * 16))  # small: the last chunks end together
     verdicts = []
     with context.Pool(jobs) as pool:
         for verdict in pool.imap(functools.partial(validate_file, key=key), paths,
