@@ -7,9 +7,9 @@ kill the destination is absent, the old file byte for byte, or a complete new bl
 validates -- never partial -- and every other file is a temporary of the documented name.
 
 Kills land three ways: at a uniformly random moment of the whole run (mostly start-up and
-the simulation), the moment the temporary file appears (mid-write), and a few
-milliseconds after it (write, fsync, rename); half of the destinations already hold an
-old valid blob. Two of the runs write a multi-megabyte blob and are killed mid-write.
+the simulation), the moment the temporary file appears, and a few milliseconds after it
+(write, fsync, rename); half of the destinations already hold an old valid blob. Two
+more runs write a 2 MB blob and are killed as soon as its temporary file has data.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def save_args(scenario: tuple[str, int], directory: Path) -> list[str]:
 class Run:
     directory: Path
     had_old: bool
-    mode: str  # "uniform", "at-temporary", "after-temporary"
+    mode: str  # "uniform", "at-temporary", "after-temporary", "during-write"
     delay: float
     large: bool = False
     finished_first: bool = False  # the save completed before the kill came
@@ -79,6 +79,15 @@ def kill_run(run: Run, scenario: tuple[str, int]) -> Run:
             time.sleep(0.0005)
         if run.mode == "after-temporary":
             time.sleep(run.delay)
+        elif run.mode == "during-write":  # spin until the data starts to land
+            temporary = next((run.directory / n for n in os.listdir(run.directory)
+                              if TEMPORARY.match(n)), None)
+            while temporary is not None and proc.poll() is None:
+                try:
+                    if os.stat(temporary).st_size:
+                        break
+                except FileNotFoundError:
+                    break
     for n in os.listdir(run.directory):
         if TEMPORARY.match(n):
             try:
@@ -122,7 +131,7 @@ def runs(tmp_path_factory) -> list[Run]:
     full = subprocess.run(save_args(SMALL, base), capture_output=True)
     assert full.returncode == 0, full.stderr
     span = time.monotonic() - started
-    plans = [Run(base / f"large{i}", had_old=i == 0, mode="at-temporary", delay=0.0,
+    plans = [Run(base / f"large{i}", had_old=i == 0, mode="during-write", delay=0.0,
                  large=True) for i in range(2)]
     modes = ("uniform", "at-temporary", "after-temporary")
     for i in range(RUNS):

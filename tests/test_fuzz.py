@@ -108,6 +108,14 @@ def storage_vsc_retries_an_unknown_request(doc):
                                     + (0xDEAD).to_bytes(4, "little") + bytes(4)).hex()
 
 
+def guest_state_unknown(doc):
+    doc["scenario"]["guests"][0]["state"] = 7
+
+
+def guest_not_open_beside_an_open_server(doc):
+    doc["scenario"]["guests"][0]["state"] = "enabled"
+
+
 REGRESSIONS = {
     "inspect: ring index past the end": ("storage.vmb", ring_index_past_the_end),
     "guest GPA range with a wrong PFN count": (
@@ -121,6 +129,9 @@ REGRESSIONS = {
     "guest configuration not the scenario's": ("pipe.vmb", guest_config_not_the_scenarios),
     "storage VSC retries an unknown request": (
         "storage.vmb", storage_vsc_retries_an_unknown_request),
+    "guest channel in an unknown state": ("network.vmb", guest_state_unknown),
+    "guest channel not open, its server channel open": (
+        "storage.vmb", guest_not_open_beside_an_open_server),
 }
 
 

@@ -6,7 +6,7 @@ reports every problem with its field path.
 
 from __future__ import annotations
 
-from vmbtool.sim.config import MAX_FRIENDLY_NAME, MAX_RING_PAGES, ServerState
+from vmbtool.sim.config import MAX_FRIENDLY_NAME, MAX_RING_PAGES, ClientState, ServerState
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PAGE_SIZE, PacketType, WireError, WirePacket, pfn_count
 from vmbtool.state import SavedChannel, external_from, ring_from
@@ -102,6 +102,8 @@ def check_guest(guest, where: str) -> list[Problem]:
     problems: list[Problem] = []
     if guest.context.role != "client":
         problems.append((f"{where}.context.role", "a guest channel's context says server"))
+    if guest.context.state not in ClientState._value2member_map_:
+        problems.append((f"{where}.context.state", f"unknown client state {guest.context.state}"))
     seen: set[tuple[bool, int]] = set()
     for record in guest.packets:
         p = record.lib_buf

@@ -201,6 +201,10 @@ def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: 
     client.next_transaction_id = ctx.next_transaction_id
     client.next_incoming_number = ctx.next_incoming_number
     set_life_cycle(client, ctx.state)
+    if client.opened != (server.connection is not None):  # each end of one connection
+        raise BlobError(f"{where}.context.state",
+                        f"the guest channel is {'' if client.opened else 'not '}open, the "
+                        f"server channel is {'' if server.connection else 'not '}open")
     routines = scenario.completion_routines()
     client.packets, client.backlog = {}, deque()
     for record in guest.packets:
