@@ -261,6 +261,18 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
+def blocks(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The bytes [start, end) of a seekable file, in 1 MiB blocks."""
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(left, 1 << 20))
+        if not block:
+            return
+        yield block
+        left -= len(block)
+
+
 def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) -> int:
     """Check the HMAC frame; returns where the body ends."""
     signed = bool(header.flags & FLAG_SIGNED)
@@ -279,12 +291,8 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
     if magic != SIGNATURE_MAGIC or frame_size != 36 or tag != SIGNATURE_TAG:
         raise BlobError(f"signature (offset {size - SIGNATURE.size})", "no signature frame")
     digest = hmac.new(key, digestmod=hashlib.sha256)
-    f.seek(0)
-    left = size - SIGNATURE.size
-    while left:
-        block = f.read(min(left, 1 << 20))
+    for block in blocks(f, 0, size - SIGNATURE.size):
         digest.update(block)
-        left -= len(block)
     if not hmac.compare_digest(digest.digest(), mac):
         raise BlobError(f"signature (offset {size - SIGNATURE.size})",
                         "HMAC does not match: wrong key or the blob was changed",
@@ -380,12 +388,9 @@ def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
     if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
         raise BlobError(f"body.seal (offset {seal_at})",
                         "truncated or damaged: no seal frame after the zstd frame")
-    f.seek(start)
-    crc, left = 0, seal_at - start
-    while left:
-        block = f.read(min(left, 1 << 20))
+    crc = 0
+    for block in blocks(f, start, seal_at):
         crc = google_crc32c.extend(crc, block)
-        left -= len(block)
     if crc != stored:
         raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
                         "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
