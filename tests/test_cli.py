@@ -828,7 +828,8 @@ def test_validate_json(blobs, tmp_path):
     assert doc["valid"] is False
     good, wrong = doc["blobs"]
     assert good == {"path": str(blobs["storage"]), "valid": True, "format": "1.1",
-                    "channels": 1, "packets": good["packets"], "problems": []}
+                    "channels": 1, "packets": good["packets"], "unlisted_problems": 0,
+                    "problems": []}
     assert wrong["path"] == str(bad) and wrong["valid"] is False and wrong["format"] is None
     assert wrong["problems"][0]["where"].startswith("chunk@")
     assert wrong["problems"][0]["why"] == "checksum mismatch"

@@ -374,14 +374,7 @@ def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
         return {name: future.result() for name, future in futures.items()}
 
 
-# Cases that need a blob.py change (the lead's file): strict, so the fix flips them.
-XFAIL = {
-    "endless backlog PACKET chunks, each its own transaction id": (
-        "nothing caps the PACKET chunks one channel stages: each costs ~3-4 KB of parsed "
-        "state (RawChunk + construct containers), so ~25k of them pass 100 MB before the "
-        "stream ends; needs a per-channel packet cap checked in BlobReader.add_chunk before "
-        "the chunk is decoded (or a leaner staged form): see the campaign report"),
-}
+XFAIL: dict[str, str] = {}  # cases known to fail, strict: none today
 
 
 @pytest.mark.parametrize("case", [

@@ -12,9 +12,11 @@ Reading streams with bounded memory: declared lengths are capped before allocati
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
+import itertools
 import os
 import struct
 import sys
@@ -26,6 +28,7 @@ from typing import IO, Any
 
 import google_crc32c
 import zstandard
+from construct import Struct
 
 from vmbtool import __version__, codec
 from vmbtool.chunks import (
@@ -39,6 +42,8 @@ from vmbtool.chunks import (
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.header import FileHeader, HeaderPrefix
+from vmbtool.formats.ring import RingState
+from vmbtool.invariants import ChannelCheck
 from vmbtool.saverestore import (
     ORDER,
     RawChunk,
@@ -68,6 +73,11 @@ SEAL_MAGIC = 0x184D2A5B
 SEAL_TAG = b"SEAL"
 MAX_SKIPPED_CHUNKS = 65536  # unknown optional chunks a reader skips in one blob
 MAX_SKIPPED_BYTES = 32 << 20  # and their data, in bytes
+# a RING chunk's fields before its data area: what a lean read parses of a streamed ring
+RingControl = Struct(*RingState.subcons[:-1])
+RING_CONTROL_SIZE = RingControl.sizeof()
+LOAD_BUDGET = 24 << 20  # estimated bytes of parsed state a one-pass load may hold
+PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
 MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
@@ -178,8 +188,12 @@ def write_atomic(path: str, data: bytes) -> None:
 # -- reading ----------------------------------------------------------------------
 
 
-def open_source(source: str | bytes) -> tuple[IO[bytes], int]:
+def open_source(source: str | bytes | IO[bytes]) -> tuple[IO[bytes], int]:
     """A seekable stream and its size; `-` spools stdin."""
+    if hasattr(source, "read"):
+        size = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        return source, size
     if isinstance(source, (bytes, bytearray)):
         return io.BytesIO(source), len(source)
     if source == "-":
@@ -197,6 +211,19 @@ def open_source(source: str | bytes) -> tuple[IO[bytes], int]:
     size = f.tell()
     f.seek(0)
     return f, size
+
+
+@contextlib.contextmanager
+def rereadable(source: str | bytes | IO[bytes]) -> Iterator[str | bytes | IO[bytes]]:
+    """A source that can be read more than once: stdin (`-`) is spooled first."""
+    if source != "-":
+        yield source
+        return
+    f, _size = open_source(source)
+    try:
+        yield f
+    finally:
+        f.close()
 
 
 def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tuple[Any, bytes]:
@@ -308,11 +335,18 @@ def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
     return decompressor.stream_reader(raw, read_across_frames=False, read_size=1 << 16)
 
 
-def iter_chunks(stream: IO[bytes],
-                admit: Callable[[Any, int], None] | None = None) -> Iterator[RawChunk]:
+STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
+
+
+def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = None,
+                stream_if: Callable[[Any], bool] | None = None,
+                on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
     """Framed chunks from a (decompressed) body stream, each checked as it comes.
 
-    `admit(chunk_header, offset)` may refuse a chunk before its data is read."""
+    `admit(chunk_header, offset)` may refuse a chunk before its data is read. A chunk
+    `stream_if(chunk_header)` picks comes with its data as `blocks` (each also handed to
+    `on_block`), its CRC checked after the last; whatever the caller left unread of them
+    is read before the next chunk."""
     offset = 0
     while True:
         try:
@@ -328,16 +362,54 @@ def iter_chunks(stream: IO[bytes],
         check_chunk_header(header, offset)
         if admit is not None:
             admit(header, offset)
+        if stream_if is not None and stream_if(header):
+            blocks = chunk_blocks(stream, header, offset, on_block)
+            yield RawChunk(header.type, header.flags, b"", offset, head, blocks)
+            for _ in blocks:
+                pass
+        else:
+            try:
+                data = read_exact(stream, header.length)
+            except zstandard.ZstdError as exc:
+                raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
+            if len(data) < header.length:
+                raise BlobError(f"chunk@{offset}.length", f"truncated: {header.length} bytes "
+                                f"declared, {len(data)} present")
+            check_chunk_crc(header, data, offset)
+            yield RawChunk(header.type, header.flags, data, offset, head)
+        offset += CHUNK_HEADER_SIZE + header.length
+
+
+def chunk_blocks(stream: IO[bytes], header: Any, offset: int,
+                 on_block: Callable[[bytes], None] | None) -> Iterator[bytes]:
+    """A chunk's data in 1 MiB blocks; its CRC is checked when the last has been read."""
+    crc, left = 0, header.length
+    while left:
         try:
-            data = read_exact(stream, header.length)
+            block = read_exact(stream, min(left, 1 << 20))
         except zstandard.ZstdError as exc:
             raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
-        if len(data) < header.length:
-            raise BlobError(f"chunk@{offset}.length",
-                            f"truncated: {header.length} bytes declared, {len(data)} present")
-        check_chunk_crc(header, data, offset)
-        yield RawChunk(header.type, header.flags, data, offset, head)
-        offset += CHUNK_HEADER_SIZE + header.length
+        if not block:
+            raise BlobError(f"chunk@{offset}.length", f"truncated: {header.length} bytes "
+                            f"declared, {header.length - left} present")
+        crc = google_crc32c.extend(crc, block)
+        if on_block is not None:
+            on_block(block)
+        left -= len(block)
+        yield block
+    if crc != header.crc32c:
+        raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
+
+
+def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
+    """The first `n` bytes of a stream of blocks (fewer at its end), and the rest."""
+    head = b""
+    for block in blocks:
+        head += block
+        if len(head) >= n:
+            break
+    rest = head[n:]
+    return head[:n], itertools.chain((rest,) if rest else (), blocks)
 
 
 def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
@@ -417,18 +489,28 @@ class BlobTally:
     chunks: int = 0
     channels: int = 0
     packets: int = 0
+    bytes: int = 0  # decoded chunk bytes, headers included
 
 
 class BlobReader:
     """One blob read as a stream: header, signature, body extent, then channel by channel.
 
-    `channels()` yields each channel as soon as its CHANNEL_END is read, so a caller that
-    does not keep them reads any size of blob in bounded memory."""
+    `channels()` yields each channel as soon as its CHANNEL_END is read. A `lean` read
+    keeps no chunks and no packets: each part of a channel is checked as it arrives
+    (`SavedChannel.problems`, `invariants.ChannelCheck`), large rings stream through in
+    blocks and only their control fields stay, so any blob is read in bounded memory."""
 
-    def __init__(self, source: str | bytes, key: bytes | None = None,
-                 keep_chunks: bool = True, reads: tuple[int, int] = READS) -> None:
+    def __init__(self, source: str | bytes | IO[bytes], key: bytes | None = None,
+                 keep_chunks: bool = True, reads: tuple[int, int] = READS,
+                 lean: bool = False,
+                 on_packet: Callable[[int, Any], None] | None = None,
+                 hold_budget: int | None = None) -> None:
         self.f, self.size = open_source(source)
-        self.keep_chunks, self.reads = keep_chunks, reads
+        self.owns_file = not hasattr(source, "read")
+        self.keep_chunks, self.reads, self.lean = keep_chunks, reads, lean
+        self.on_packet = on_packet  # called with (channel index, PacketRecord) as each comes
+        self.hold_budget = hold_budget  # HoldBudgetExceeded past this estimate of held state
+        self.staged_packets = 0  # of the channel being read
         self.known = known_to(reads)
         try:
             self.header, self.header_bytes = read_header(self.f, self.size, reads)
@@ -437,7 +519,7 @@ class BlobReader:
             if str(self.header.compression) == "zstd":
                 self.frame_end = self.find_frame_end()
         except BaseException:
-            self.f.close()
+            self.close()
             raise
         self.signed = bool(self.header.flags & FLAG_SIGNED)
         self.chunks: list[RawChunk] = []
@@ -476,7 +558,8 @@ class BlobReader:
         return frame_end
 
     def close(self) -> None:
-        self.f.close()
+        if self.owns_file:
+            self.f.close()
 
     def __enter__(self) -> BlobReader:
         return self
@@ -491,7 +574,8 @@ class BlobReader:
         staging: RestoreStaging | None = None
         channel_chunks: list[RawChunk] = []
         offset = 0
-        for raw in iter_chunks(stream, self.admit):
+        stream_if = self.streams if self.lean else None
+        for raw in iter_chunks(stream, self.admit, stream_if, digest.update):
             offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
@@ -504,12 +588,15 @@ class BlobReader:
             digest.update(raw.header_bytes)
             digest.update(raw.data)
             self.tally.chunks += 1
+            self.tally.bytes += CHUNK_HEADER_SIZE + int.from_bytes(raw.head[4:8], "little") \
+                if raw.head else CHUNK_HEADER_SIZE + len(raw.data)
+            self.staged_packets = staging.saved.packet_count if staging else 0
             staging = self.add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks
                 staging, channel_chunks = None, []
                 self.tally.channels += 1
-                self.tally.packets += len(saved.packets)
+                self.tally.packets += saved.packet_count
                 yield saved, chunks
                 del saved, chunks  # a caller that dropped the channel has freed it
         if self.end is None:
@@ -548,14 +635,23 @@ class BlobReader:
             if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{REGISTRY[raw.type].name} chunk outside a channel")
-            staging = RestoreStaging()
-        channel_chunks.append(raw)
+            staging = RestoreStaging(check=ChannelCheck(f"channels[{index}]"),
+                                     keep_packets=False) if self.lean else RestoreStaging()
+        if not self.lean:
+            channel_chunks.append(raw)
         if raw.type not in ORDER and not raw.required:
             self.skip(raw)  # inside a channel: stage_chunk notes it as skipped
         try:
-            stage_chunk(staging, raw, f"channels[{index}]")
+            if raw.blocks is not None:
+                control, rest = split_head(raw.blocks, RING_CONTROL_SIZE)
+                stage_chunk(staging, raw, f"channels[{index}]",
+                            self.ring_control(raw, control, f"channels[{index}]"), rest)
+            else:
+                stage_chunk(staging, raw, f"channels[{index}]")
             if raw.type == ChunkType.PACKET:
-                self.check_new_packet(staging.saved.packets[-1].lib_buf, index)
+                self.check_new_packet(staging, index)
+                if self.on_packet is not None:
+                    self.on_packet(index, staging.last_record)
         except BlobError as exc:
             if exc.status == NtStatus.REVISION_MISMATCH:
                 raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
@@ -564,7 +660,31 @@ class BlobReader:
             raise
         return staging
 
+    def streams(self, header: Any) -> bool:
+        """A lean read streams large rings instead of holding their data."""
+        return header.type == ChunkType.RING and header.length >= STREAMED_MIN
+
+    @staticmethod
+    def ring_control(raw: RawChunk, control: bytes, where: str) -> Any:
+        """A streamed RING chunk's fields before its data; the data's length checked as
+        the grammar's `Bytes(data_pages * 4096)` would."""
+        at = raw.offset + CHUNK_HEADER_SIZE
+        value = codec.parse(RingControl, control, f"{where}.ring", at, exact=False)
+        length = int.from_bytes(raw.head[4:8], "little") - RING_CONTROL_SIZE
+        need = value.data_pages * 4096
+        if length > need:
+            raise BlobError(f"{where}.ring (offset {at + RING_CONTROL_SIZE + need})",
+                            f"{length - need} bytes left over after the structure")
+        if length < need:
+            raise BlobError(f"{where}.ring.data (offset {at})", f"truncated: {value.data_pages}"
+                            f" pages need {need} bytes, the chunk holds {length}")
+        value.data = None
+        return value
+
     def admit(self, header: Any, offset: int) -> None:
+        if self.hold_budget is not None and self.tally.bytes + header.length + \
+                PACKET_HOLD_COST * (self.tally.packets + self.staged_packets) > self.hold_budget:
+            raise HoldBudgetExceeded(self.tally.bytes)
         if header.type not in self.known and not header.flags & 1 and \
                 self.skipped_bytes + header.length > MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {MAX_SKIPPED_BYTES} bytes "
@@ -581,13 +701,19 @@ class BlobReader:
         if self.keep_chunks:
             self.extra.append((self.tally.chunks - 1, raw))
 
-    def check_new_packet(self, packet: Any, index: int) -> None:
+    def check_new_packet(self, staging: RestoreStaging, index: int) -> None:
         """A repeated packet is refused as it comes, not after an endless channel."""
+        check, packet = staging.check, staging.last_record.lib_buf
         completion = str(packet.type) == "completion"
+        where = (f"channels[{index}].packets[{'completion' if completion else 'txid'}"
+                 f"={packet.transaction_id}]")
+        if check is not None:  # a lean read: the channel's check keeps the keys
+            if check.duplicates:
+                raise BlobError(where, "duplicate transaction id")
+            return
         key = (completion, packet.transaction_id)
         if key in self.packet_keys:
-            raise BlobError(f"channels[{index}].packets[{'completion' if completion else 'txid'}"
-                            f"={packet.transaction_id}]", "duplicate transaction id")
+            raise BlobError(where, "duplicate transaction id")
         self.packet_keys.add(key)
 
     def add_annex(self, raw: RawChunk) -> None:
@@ -622,12 +748,32 @@ class BlobReader:
                             NtStatus.CRC_ERROR)
 
 
-def load_blob(source: str | bytes, key: bytes | None = None,
+class HoldBudgetExceeded(Exception):
+    """A full read passed its budget of held state (not a problem with the blob)."""
+
+
+def load_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
               reads: tuple[int, int] = READS) -> Blob:
     """Read, check and parse a whole blob; every problem is a BlobError.
 
-    `reads` restricts the reader to an older format, as a vmbtool of that version."""
-    with BlobReader(source, key, reads=reads) as reader:
+    A blob whose parsed state would pass `LOAD_BUDGET` is read twice: first lean, in
+    bounded memory, so that an endless or lying stream is refused before anything of it
+    is held, then whole. `reads` restricts the reader to an older format, as a vmbtool
+    of that version."""
+    with rereadable(source) as src:
+        try:
+            return read_whole(src, key, reads, LOAD_BUDGET)
+        except HoldBudgetExceeded:
+            pass  # (outside the handler: its traceback would keep the first read alive)
+        with BlobReader(src, key, keep_chunks=False, reads=reads, lean=True) as reader:
+            for _channel in reader.channels():
+                pass
+        return read_whole(src, key, reads, None)
+
+
+def read_whole(source: str | bytes | IO[bytes], key: bytes | None, reads: tuple[int, int],
+               budget: int | None) -> Blob:
+    with BlobReader(source, key, reads=reads, hold_budget=budget) as reader:
         blob = Blob(reader.header, reader.header_bytes, reader.chunks, signed=reader.signed,
                     size=reader.size)
         for saved, chunks in reader.channels():
@@ -636,5 +782,3 @@ def load_blob(source: str | bytes, key: bytes | None = None,
         blob.scenario, blob.end = reader.scenario, reader.end
         blob.note, blob.stats, blob.extra = reader.note, reader.stats, reader.extra
         return blob
-
-

@@ -72,27 +72,68 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
                       hexdump_rings=hexdump_rings, flt=flt or {})
 
 
+class PacketTally:
+    """What the summary says of a channel's packets, counted as they stream past; with
+    `--packets` or a filter, the packets it lists (as JSON) are kept too."""
+
+    def __init__(self, listing: bool, flt: dict[str, str]) -> None:
+        self.listing, self.flt = listing, flt
+        self.count, self.vsp_bytes, self.states = 0, 0, Counter()
+        self.selected: list[dict] = []
+
+    def add(self, index: int, record: Any) -> None:
+        from vmbtool.jsonview import PACKET_STATE_JSON
+
+        self.count += 1
+        self.vsp_bytes += len(record.save_buf)
+        self.states[PACKET_STATE_JSON[str(record.lib_buf.state)]] += 1
+        if self.listing:
+            from vmbtool.jsonview import packet_json
+
+            p = packet_json(record)
+            if packet_matches(index, p, self.flt):
+                self.selected.append(p)
+
+    @classmethod
+    def of(cls, packets: list[dict]) -> PacketTally:
+        tally = cls(False, {})
+        tally.count = len(packets)
+        tally.vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in packets)
+        tally.states = Counter(p["state"] for p in packets)
+        return tally
+
+
 def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) -> None:
-    """The summary of a blob of any size: each channel is summed up as it streams past
-    and dropped, so memory stays that of the largest channel."""
+    """The summary of a blob of any size from a lean read: each channel is summed up as
+    it streams past and dropped, its packets counted and never kept (unless listed)."""
     import io
 
     from vmbtool.blob import BlobReader
     from vmbtool.jsonview import channel_json, header_json, scenario_json
 
     flt = options.pop("flt", None) or {}
+    listing = bool(options["packets"] or flt)
+    tallies: dict[int, PacketTally] = {}
+
+    def on_packet(index: int, record: Any) -> None:
+        tallies.setdefault(index, PacketTally(listing, flt)).add(index, record)
+
+    def write(index: int, saved: Any) -> None:
+        ch = channel_json(saved, reader.stats.get(index), options["hexdump_rings"])
+        tally = tallies.pop(index, None) or PacketTally(listing, flt)
+        ch["packets"] = tally.selected
+        write_channel(index, ch, channels, flt=flt, tally=tally, **options)
+
     channels = io.StringIO()
-    with BlobReader(source, key, keep_chunks=False) as reader:
+    with BlobReader(source, key, keep_chunks=False, lean=not options["hexdump_rings"],
+                    on_packet=on_packet) as reader:
         last = None  # a channel's statistics follow it: it is written once they came
         for index, (saved, _chunks) in enumerate(reader.channels()):
             if last is not None:
-                write_channel(index - 1, channel_json(last, reader.stats.get(index - 1),
-                              options["hexdump_rings"]), channels, flt=flt, **options)
+                write(index - 1, last)
             last = saved
         if last is not None:
-            index = reader.tally.channels - 1
-            write_channel(index, channel_json(last, reader.stats.get(index),
-                          options["hexdump_rings"]), channels, flt=flt, **options)
+            write(reader.tally.channels - 1, last)
         head = header_json(reader.header, reader.signed, reader.note)
         scenario = scenario_json(reader.scenario)
     write_head(head, scenario, out)
@@ -116,7 +157,9 @@ def write_head(doc: dict, s: dict | None, out: TextIO) -> None:
 
 
 def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bool,
-                  gpadls: bool, hexdump_rings: bool, flt: dict[str, str]) -> None:
+                  gpadls: bool, hexdump_rings: bool, flt: dict[str, str],
+                  tally: PacketTally | None = None) -> None:
+    """One channel's lines; `tally` counts its packets when `ch` lists only some."""
     if "channel" in flt and flt["channel"] != str(index):
         return
     offer = ch["offer"]
@@ -127,10 +170,9 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
         ring = ch["rings"].get(direction)
         if ring:
             out.write(f"  {direction:<8} {ring_picture(ring)}\n")
-    states = Counter(p["state"] for p in ch["packets"])
-    vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in ch["packets"])
-    by_state = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-    out.write(f"  packets: {len(ch['packets'])} ({by_state}); VSP state {vsp_bytes} B\n"
+    tally = tally or PacketTally.of(ch["packets"])
+    by_state = ", ".join(f"{n} {s}" for s, n in sorted(tally.states.items())) or "none"
+    out.write(f"  packets: {tally.count} ({by_state}); VSP state {tally.vsp_bytes} B\n"
               f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
               f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
     if ch.get("stats"):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmbtool import codec
 from vmbtool.chunks import (
@@ -28,7 +29,7 @@ from vmbtool.chunks import (
 from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.packet import PacketContext
-from vmbtool.invariants import check_channel
+from vmbtool.invariants import ChannelCheck, check_channel
 from vmbtool.sim.channel import ServerChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.state import (
@@ -57,6 +58,7 @@ class RawChunk:
     data: bytes
     offset: int  # of the chunk header, in whatever stream it came from
     head: bytes = b""  # the 12 header bytes as read, when they were
+    blocks: Iterator[bytes] | None = None  # the data, streamed (then `data` is empty)
 
     @property
     def required(self) -> bool:
@@ -254,6 +256,7 @@ def save_channel(channel: ServerChannel, buffer_size: int) -> list[bytes]:
 
 # -- restore --------------------------------------------------------------------------
 
+MAX_PACKETS_PER_CHANNEL = 1 << 18  # packet objects in use one channel may hold (FORMAT.md)
 ORDER = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
          ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
 
@@ -264,10 +267,17 @@ class RestoreStaging:
     last_order: int = -1
     chunks_seen: int = 0
     seen: set[int] = field(default_factory=set)  # chunk types staged so far
+    check: ChannelCheck | None = None  # fed each part as it is staged (lean reads)
+    keep_packets: bool = True  # False: packets are checked and counted, not kept
+    last_record: Any = None  # the last PacketRecord staged
 
 
-def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
-    """Add one chunk to the staged state; True when it was the final chunk."""
+def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
+                blocks: Iterable[bytes] | None = None) -> bool:
+    """Add one chunk to the staged state; True when it was the final chunk.
+
+    `value` is the chunk already decoded; a ring streamed in `blocks` comes without
+    its data (only a `check` reads them)."""
     if raw.type not in ORDER:
         if raw.type in REGISTRY or raw.required:
             raise BlobError(f"{where}.chunk@{raw.offset}.type",
@@ -295,10 +305,17 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
                                 f"{REGISTRY[needed].name} chunk")
     staging.last_order = order
     staging.seen.add(raw.type)
-    value = decode_chunk(raw, where)
-    saved = staging.saved
+    saved, check = staging.saved, staging.check
+    if raw.type == ChunkType.PACKET and saved.packet_count >= MAX_PACKETS_PER_CHANNEL:
+        raise BlobError(f"{where}.packets (chunk@{raw.offset})", f"more than "
+                        f"{MAX_PACKETS_PER_CHANNEL} packet objects in one channel",
+                        NtStatus.INSUFFICIENT_RESOURCES)
+    if value is None:
+        value = decode_chunk(raw, where)
     if raw.type == ChunkType.CHANNEL:
         saved.context = value
+        if check is not None:
+            check.context(value)
     elif raw.type == ChunkType.RING:
         direction = str(value.direction)
         if direction in saved.rings:
@@ -307,25 +324,38 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str) -> bool:
             raise BlobError(f"{where}.chunk@{raw.offset}.type",
                             "ring chunk out of order: the incoming ring comes first")
         saved.rings[direction] = value
+        if check is not None:
+            check.ring(value, blocks)
     elif raw.type == ChunkType.GPADLS:
         saved.gpadls = list(value.gpadls)
+        if check is not None:
+            check.gpadl_table(saved.gpadls)
     elif raw.type == ChunkType.PACKET:
-        _check_packet_order(saved.packets, value.lib_buf, where)
-        saved.packets.append(value)
+        _check_packet_order(staging.last_record, value.lib_buf, where)
+        staging.last_record = value
+        saved.packet_count += 1
+        if staging.keep_packets:
+            saved.packets.append(value)
+        if check is not None:
+            check.packet(value)
     elif raw.type == ChunkType.INCOMING:
         saved.incoming = list(value.packets)
+        if check is not None:
+            check.pending_incoming(saved.incoming)
     elif raw.type == ChunkType.CHANNEL_END:
         saved.end = value
+        if check is not None:
+            saved.problems = check.channel_end(value)
         return True
     return False
 
 
-def _check_packet_order(packets: list, lib, where: str) -> None:
+def _check_packet_order(last: Any, lib: Any, where: str) -> None:
     """PACKET chunks come as packets_in_use() hands them out: the packets not in the
     backlog by rising transaction id, then the backlog in its own order."""
-    if str(lib.state) == "backlog" or not packets:
+    if str(lib.state) == "backlog" or last is None:
         return
-    last = packets[-1].lib_buf
+    last = last.lib_buf
     if str(last.state) == "backlog" or last.transaction_id >= lib.transaction_id:
         raise BlobError(f"{where}.packets[txid={lib.transaction_id}]",
                         "packet chunk out of order: packets not in the backlog come first, "

@@ -41,6 +41,8 @@ class SavedChannel:
     incoming: list[Any] = field(default_factory=list)
     end: Any = None
     skipped: list[int] = field(default_factory=list)  # unknown optional chunk types
+    packet_count: int = 0  # packets staged, whether `packets` keeps them or not
+    problems: list[tuple[str, str]] | None = None  # found as it streamed (lean reads)
 
 
 # -- live -> containers ---------------------------------------------------------

@@ -17,7 +17,7 @@ from vmbtool.blob import (
 )
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
-from vmbtool.invariants import check_channel
+from vmbtool.invariants import Problems
 from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_scenario, restore_blob
 from vmbtool.state import config_from
@@ -62,61 +62,58 @@ class Verdict:
     version: str = ""
     channels: int = 0
     packets: int = 0
+    unlisted: int = 0  # problems beyond those listed (invariants.MAX_PROBLEMS a channel)
 
     def line(self) -> str:
         if self.valid:
             return (f"{self.path}: valid (format {self.version}, {self.channels} channels, "
                     f"{self.packets} packets)")
         where, why = self.problems[0]
-        more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        others = len(self.problems) - 1 + self.unlisted
+        more = f" (+{others} more)" if others else ""
         return f"{self.path}: INVALID at {where}: {why}{more}"
 
     def as_json(self) -> dict:
         return {"path": self.path, "valid": self.valid, "format": self.version or None,
                 "channels": self.channels, "packets": self.packets,
+                "unlisted_problems": self.unlisted,
                 "problems": [{"where": w, "why": y} for w, y in self.problems]}
 
 
-DRY_RUN_BUDGET = 32 << 20  # decoded chunk bytes a validate keeps for a dry-run restore
+DRY_RUN_BUDGET = 8 << 20  # decoded chunk bytes of a blob validate also restores
 
 
 def validate_file(path: str, key: bytes | None = None) -> Verdict:
     """Grammar, checksums, version, signature and semantic invariants of one blob.
 
-    Channels are checked as they stream past and then dropped, so memory stays bounded
-    whatever the blob's size. A blob whose chunks fit `DRY_RUN_BUDGET` is also restored
-    into throwaway channels: the scenario's VSP and VSC judge their own saved state."""
-    from vmbtool.blob import Blob, BlobReader
+    A lean read checks each channel's parts as they stream past and keeps none of
+    them, so memory stays bounded whatever the blob's size. A blob of at most
+    `DRY_RUN_BUDGET` decoded bytes is then also restored into throwaway channels: the
+    scenario's VSP and VSC judge their own saved state."""
+    from vmbtool.blob import BlobReader, rereadable
 
-    problems: list[tuple[str, str]] = []
+    problems = Problems()
     packets = 0
     try:
-        with BlobReader(path, key, keep_chunks=False) as reader:
-            kept: list[list] | None = []
-            saved_channels, offers, size = [], [], 0
-            for index, (saved, chunks) in enumerate(reader.channels()):
-                problems.extend(check_channel(saved, f"channels[{index}]"))
+        with rereadable(path) as source, BlobReader(source, key, keep_chunks=False,
+                                                    lean=True) as reader:
+            offers = []
+            for saved, _chunks in reader.channels():
+                problems.extend(saved.problems or [])
                 offers.append(config_from(saved.context).offer_key)
-                packets += len(saved.packets)
-                size += sum(len(raw.data) for raw in chunks)
-                if kept is not None and size <= DRY_RUN_BUDGET:
-                    kept.append(chunks)
-                    saved_channels.append(saved)
-                else:
-                    kept, saved_channels = None, []
-                del saved, chunks  # nothing of a checked channel outlives the next one
+                packets += saved.packet_count
+                del saved  # nothing of a checked channel outlives the next one
             problems.extend(check_scenario(reader.scenario, offers))
-            if not problems and kept is not None:
-                blob = Blob(reader.header, reader.header_bytes, [], saved_channels, kept,
-                            reader.scenario, reader.end, stats=reader.stats)
+            version, decoded = reader.version, reader.tally.bytes
+            if not problems and decoded <= DRY_RUN_BUDGET:
                 try:
-                    restore_blob(blob)
+                    restore_blob(load_blob(source, key))
                 except VmbtoolError as exc:
                     problems.append((exc.where, exc.why))
-            version = reader.version
     except VmbtoolError as exc:
         return Verdict(path, False, [(exc.where, exc.why)])
-    return Verdict(path, not problems, problems, version, len(offers), packets)
+    return Verdict(path, not problems, problems, version, len(offers), packets,
+                   problems.dropped)
 
 
 def expand_paths(paths: list[str]) -> list[str]:

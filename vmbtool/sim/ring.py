@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 
 from vmbtool.sim.wire import (
-    DESCRIPTOR,
     DESCRIPTOR_SIZE,
     PAGE_SIZE,
     TRAILER,
@@ -24,9 +23,10 @@ from vmbtool.sim.wire import (
     WireError,
     WirePacket,
     check_descriptor,
-    decode_extra_header,
     encode_extra_header,
     encode_packet,
+    packet_length,
+    wire_packet,
 )
 
 CONTROL_SIZE = PAGE_SIZE
@@ -185,26 +185,9 @@ class RingBuffer:
     # -- reader ------------------------------------------------------------------
     def parse_at(self, offset: int, available: int) -> WirePacket:
         """Parse the packet at `offset`, with `available` bytes before the write index."""
-        if available < DESCRIPTOR_SIZE + TRAILER_SIZE:
-            raise WireError("descriptor", f"only {available} bytes before the write index")
-        ptype, offset8, len8, flags, txid = DESCRIPTOR.unpack(
-            self.copy_out(offset, DESCRIPTOR_SIZE)
-        )
-        check_descriptor(ptype, offset8, len8, flags)
-        length = len8 * 8
-        if length + TRAILER_SIZE > available:
-            raise WireError("descriptor.len8",
-                            f"packet of {length} bytes runs past the write index")
-        raw = self.copy_out(offset, length + TRAILER_SIZE)
-        (trailer,) = TRAILER.unpack_from(raw, length)
-        if trailer != offset << 32:
-            raise WireError("trailer", f"{trailer:#x} != start index {offset} << 32")
-        header_length = offset8 * 8
-        external = decode_extra_header(ptype, raw[DESCRIPTOR_SIZE:header_length])
-        return WirePacket(
-            PacketType(ptype), flags, txid, raw[header_length:length], external,
-            offset=offset, length=length, header_length=header_length, trailer=trailer,
-        )
+        length = packet_length(self.copy_out(offset, min(DESCRIPTOR_SIZE, available)),
+                               available)
+        return wire_packet(self.copy_out(offset, length + TRAILER_SIZE), offset)
 
     def check_indices(self) -> None:
         """DOMAIN §5: both indices are multiples of 8 below the data size."""

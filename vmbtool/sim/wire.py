@@ -198,6 +198,34 @@ def encode_packet(
     return desc + extra + payload + pad
 
 
+def packet_length(descriptor: bytes | memoryview, available: int) -> int:
+    """len8 * 8 of the packet whose descriptor this is, checked against the reader rules
+    and the `available` bytes before the write index (DOMAIN §5)."""
+    if available < DESCRIPTOR_SIZE + TRAILER_SIZE:
+        raise WireError("descriptor", f"only {available} bytes before the write index")
+    ptype, offset8, len8, flags, _txid = DESCRIPTOR.unpack_from(descriptor)
+    check_descriptor(ptype, offset8, len8, flags)
+    length = len8 * 8
+    if length + TRAILER_SIZE > available:
+        raise WireError("descriptor.len8", f"packet of {length} bytes runs past the write index")
+    return length
+
+
+def wire_packet(raw: bytes, offset: int) -> WirePacket:
+    """The packet in `raw` (descriptor to trailer, as `packet_length` measured it), which
+    starts at `offset` of the data area."""
+    ptype, offset8, len8, flags, txid = DESCRIPTOR.unpack_from(raw)
+    length, header_length = len8 * 8, offset8 * 8
+    (trailer,) = TRAILER.unpack_from(raw, length)
+    if trailer != offset << 32:
+        raise WireError("trailer", f"{trailer:#x} != start index {offset} << 32")
+    external = decode_extra_header(ptype, raw[DESCRIPTOR_SIZE:header_length])
+    return WirePacket(
+        PacketType(ptype), flags, txid, raw[header_length:length], external,
+        offset=offset, length=length, header_length=header_length, trailer=trailer,
+    )
+
+
 def check_descriptor(ptype: int, offset8: int, len8: int, flags: int) -> None:
     """DOMAIN §5 reader rules."""
     if ptype not in PacketType._value2member_map_:

@@ -1,0 +1,228 @@
+"""The lean read (validate, inspect's summary, a big load's first pass) checks what the
+whole-blob checks check, in bounded memory: rings streamed in blocks, packets counted
+and never kept, a cap on packet objects per channel, a cap on listed problems."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_semantic_lies import LIES, decoded, encoded
+
+from vmbtool import blob as blob_module
+from vmbtool import invariants, saverestore, tools
+from vmbtool.blob import BlobReader, load_blob
+from vmbtool.cli import main
+from vmbtool.errors import BlobError
+from vmbtool.invariants import check_ring
+from vmbtool.jsonview import decode
+from vmbtool.sim.ring import RingBuffer
+from vmbtool.sim.wire import PacketType
+from vmbtool.snapshot import check_blob
+from vmbtool.state import ring_state
+
+ROOT = Path(__file__).resolve().parent.parent / "fixtures"
+KEY = (ROOT / "v1" / "test-key").read_bytes()
+BLOBS = sorted(ROOT.glob("v*/*.vmb"))
+
+
+def key_for(path: Path) -> bytes | None:
+    return KEY if path.stem.endswith("-signed") else None
+
+
+def lean_problems(source, key=None) -> list:
+    with BlobReader(source, key, keep_chunks=False, lean=True) as reader:
+        return [p for saved, _ in reader.channels() for p in saved.problems]
+
+
+@pytest.fixture
+def stream_every_ring(monkeypatch):
+    """Every RING chunk streamed in blocks, however small (fixture rings are < 1 MiB)."""
+    monkeypatch.setattr(blob_module, "STREAMED_MIN", 0)
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_lean_read_of_a_fixture_finds_no_problem_and_counts_every_packet(
+        path, stream_every_ring):
+    whole = load_blob(str(path), key_for(path))
+    with BlobReader(str(path), key_for(path), keep_chunks=False, lean=True) as reader:
+        channels = list(reader.channels())
+    assert [saved.problems for saved, _ in channels] == [[] for _ in whole.channels]
+    assert [saved.packet_count for saved, _ in channels] == \
+        [len(saved.packets) for saved in whole.channels]
+    assert all(not saved.packets and not chunks for saved, chunks in channels)
+    assert all(ring.data is None for saved, _ in channels for ring in saved.rings.values())
+
+
+@pytest.fixture(scope="module")
+def lies(tmp_path_factory) -> dict[str, Path]:
+    out, docs = {}, {}
+    for number, (name, (fixture, edit, byte_edit, _path)) in enumerate(LIES.items()):
+        tmp = tmp_path_factory.mktemp(f"lean-lie{number}")
+        if fixture not in docs:
+            docs[fixture] = decoded(fixture, tmp)
+        doc = json.loads(json.dumps(docs[fixture]))
+        if edit:
+            edit(doc)
+        out[name] = encoded(doc, tmp)
+        if byte_edit:
+            byte_edit(out[name])
+    return out
+
+
+@pytest.mark.parametrize("lie", list(LIES))
+def test_lean_read_lists_the_problems_the_whole_check_lists(lie, lies, stream_every_ring):
+    """Every semantic lie: the lean read's problems (rings streamed) are exactly, in
+    order, those `check_channel` finds in the channels read whole."""
+    try:
+        whole = load_blob(str(lies[lie]))
+    except BlobError as exc:  # a lie the reader refuses outright: so must the lean read
+        with pytest.raises(BlobError) as lean:
+            lean_problems(str(lies[lie]))
+        assert lean.value.where.split(" ")[0] == exc.where.split(" ")[0]
+        return
+    expected = [p for p in check_blob(whole)  # the channels' own problems
+                if not p[0].startswith("scenario") and ".context.offer" not in p[0]]
+    assert lean_problems(str(lies[lie])) == expected
+    assert expected
+
+
+# -- the ring walk, streamed -------------------------------------------------------------
+
+
+def filled_ring(rng: random.Random, pages: int, start: int, count: int) -> RingBuffer:
+    """A ring whose packets start at `start` (so they may wrap) and partly read."""
+    ring = RingBuffer(pages)
+    ring.write_index = ring.read_index = start
+    offsets = []
+    for i in range(count):
+        payload = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        kind = rng.choice([PacketType.INBAND, PacketType.COMPLETION])
+        try:
+            offsets.append(ring.write_packet(kind, rng.randrange(2), 1000 + i, payload))
+        except Exception:  # RingFull: the ring holds what it holds
+            break
+    for _ in range(rng.randrange(len(offsets) + 1) // 2):
+        ring.read_packet()
+    return ring
+
+
+def split(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(6)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+class Control:
+    """A RING chunk's fields without its data, as a lean read has them."""
+
+    def __init__(self, state: dict) -> None:
+        self.__dict__.update({k: v for k, v in state.items() if k != "data"})
+        self.data = None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32), pages=st.integers(1, 3), damage=st.booleans())
+def test_streamed_ring_walk_is_the_whole_ring_walk(seed, pages, damage):
+    """Rings that wrap or not, whole or damaged, fed in blocks of any size: the same
+    packets (offsets, transaction ids, kinds) or the same problem."""
+    rng = random.Random(seed)
+    ring = filled_ring(rng, pages, rng.randrange(pages * 4096 // 8) * 8, rng.randrange(60))
+    state = ring_state(ring, "outgoing")
+    if damage:
+        data = bytearray(state["data"])
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        state["data"] = bytes(data)
+    whole_problems, streamed_problems = [], []
+    whole = check_ring(_container(state), "r", whole_problems)
+    streamed = check_ring(Control(state), "r", streamed_problems,
+                          split(state["data"], rng))
+    assert streamed_problems == whole_problems
+    if whole is None:
+        assert streamed is None and whole_problems
+        return
+    assert (list(streamed.offsets), list(streamed.txids), streamed.kinds) == \
+        (list(whole.offsets), list(whole.txids), whole.kinds)
+    if not damage:
+        walked = RingBuffer.from_bytes(ring.control, state["data"]).packets()
+        assert list(whole.offsets) == [w.offset for w in walked]
+        assert list(whole.txids) == [w.transaction_id for w in walked]
+        assert all(whole.find(w.offset) == i for i, w in enumerate(walked))
+
+
+def _container(state: dict):
+    control = Control(state)
+    control.data = state["data"]
+    return control
+
+
+def test_a_wrapped_ring_is_walked_across_its_end():
+    rng = random.Random(7)
+    for _ in range(50):
+        ring = filled_ring(rng, 1, 4096 - 64, 40)
+        if ring.write_index < ring.read_index:
+            break
+    assert ring.write_index < ring.read_index  # it wraps
+    index = check_ring(_container(ring_state(ring, "outgoing")), "r", [])
+    assert index is not None and index.wrap is not None and len(index) == len(ring.packets())
+
+
+# -- caps --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
+    monkeypatch.setattr(saverestore, "MAX_PACKETS_PER_CHANNEL", 3)
+    path = str(ROOT / "v1.1" / "pipe.vmb")
+    with pytest.raises(BlobError) as refused:
+        with BlobReader(path, keep_chunks=not lean, lean=lean) as reader:
+            for _ in reader.channels():
+                pass
+    assert refused.value.where.startswith("channels[0].packets (chunk@")
+    assert refused.value.why == "more than 3 packet objects in one channel"
+
+
+def test_a_channel_lists_its_first_problems_and_counts_the_rest(monkeypatch, lies):
+    monkeypatch.setattr(invariants, "MAX_PROBLEMS", 1)
+    path = lies["completion for an unknown transaction"]
+    whole = [p for p in check_blob(load_blob(str(path))) if p[0].startswith("channels")]
+    verdict = tools.validate_file(str(path))
+    assert len(verdict.problems) == 1 and verdict.problems[0] == whole[0]
+    assert verdict.unlisted == len(whole) - 1
+    if len(whole) > 1:
+        assert verdict.line().endswith(f"(+{len(whole) - 1} more)")
+
+
+# -- a big load reads lean first ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatch):
+    readers = []
+    real = blob_module.BlobReader
+
+    class Counting(real):
+        def __init__(self, *args, **kw):
+            readers.append(kw.get("lean", False))
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(blob_module, "BlobReader", Counting)
+    monkeypatch.setattr(blob_module, "LOAD_BUDGET", 0)
+    twice = load_blob(str(path), key_for(path))
+    assert readers == [False, True, False]
+    monkeypatch.undo()
+    assert decode(twice) == decode(load_blob(str(path), key_for(path)))
+
+
+def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
+    monkeypatch.setattr(blob_module, "LOAD_BUDGET", 0)
+    data = (ROOT / "v1.1" / "network.vmb").read_bytes()
+    result = CliRunner().invoke(main, ["inspect", "-", "--json"], input=data)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == decode(load_blob(io.BytesIO(data)), with_data=False)
