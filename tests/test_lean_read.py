@@ -226,3 +226,14 @@ def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
     result = CliRunner().invoke(main, ["inspect", "-", "--json"], input=data)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == decode(load_blob(io.BytesIO(data)), with_data=False)
+
+
+def test_save_refuses_a_channel_past_the_cap(monkeypatch, tmp_path):
+    """No blob is written that no reader would take."""
+    monkeypatch.setattr(saverestore, "MAX_PACKETS_PER_CHANNEL", 3)
+    out = tmp_path / "big.vmb"
+    result = CliRunner().invoke(main, ["save", "--scenario", "pipe", "--steps", "100",
+                                       "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "packet objects in use, a blob holds at most 3 a channel" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -136,6 +136,7 @@ class SaveContext:
     next_chunk: bytes | None = None
     done: bool = False
     failed: NtStatus | None = None  # a failed save stays failed until SaveEnd
+    error: NtStatusError | None = None  # why, for the caller that drives the save
 
 
 def _packet_save_buf(channel: ServerChannel, packet: VmbPacket) -> bytes:
@@ -164,6 +165,10 @@ def channel_chunks(channel: ServerChannel) -> Iterator[bytes]:
         yield frame(ChunkType.RING, ring_state(channel.outgoing_ring, "outgoing"))
     yield frame(ChunkType.GPADLS, gpadl_table(connection.gpadls if connection else None))
     packets = channel.packets_in_use()
+    if len(packets) > MAX_PACKETS_PER_CHANNEL:  # no reader would take the blob
+        raise NtStatusError(NtStatus.INSUFFICIENT_RESOURCES, f"{len(packets)} packet objects "
+                            f"in use, a blob holds at most {MAX_PACKETS_PER_CHANNEL} a channel",
+                            "packets")
     for packet in packets:
         # queued completions are the library's own: no VSP state to ask for
         save_buf = b"" if packet.type == 0xB else _packet_save_buf(channel, packet)
@@ -213,7 +218,7 @@ def save_continue(channel: ServerChannel, buffer_size: int) -> tuple[NtStatus, b
                 status = exc.status if exc.status not in (
                     NtStatus.BUFFER_TOO_SMALL, NtStatus.BUFFER_OVERFLOW) \
                     else NtStatus.UNSUCCESSFUL
-                context.failed = status
+                context.failed, context.error = status, exc
                 return status, b"", 0
         size = len(context.next_chunk)
         if used + size > buffer_size:
@@ -246,7 +251,9 @@ def save_channel(channel: ServerChannel, buffer_size: int) -> list[bytes]:
                 raise NtStatusError(status, f"a chunk needs {required} bytes, the buffer is "
                                     f"{buffer_size}", "chunk_size")
             if status not in (NtStatus.SUCCESS, NtStatus.BUFFER_OVERFLOW):
-                raise NtStatusError(status, "SaveContinue failed", "save_continue")
+                error = channel.save_context.error
+                raise NtStatusError(status, f"SaveContinue failed: {error.args[0]}" if error else
+                                    "SaveContinue failed", "save_continue")
             buffers.append(data)
             if status == NtStatus.SUCCESS:
                 return buffers
