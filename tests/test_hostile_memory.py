@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from construct import Struct
 
 from vmbtool import codec
 from vmbtool.blob import load_blob
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
 from vmbtool.formats.header import FileHeader
+from vmbtool.formats.scenario import GuestChannel, ScenarioState
 
 EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
@@ -268,6 +270,39 @@ def endless_channels() -> bytes:
     return header() + repeated_frame(b"", channel, 1 << 30)
 
 
+TINY_INCOMING = struct.pack("<QQHHIH", 1, 1, 6, 0, 0, 0)  # number, txid, inband, no data
+TINY_COUNT = (32 << 20) // len(TINY_INCOMING) - 1  # 1.3 million fit in one chunk
+
+
+def tiny_incoming(count: int = TINY_COUNT) -> bytes:
+    """A PENDING_INCOMING chunk of 1.3 million valid-looking 26-byte entries (32 MiB):
+    parsed whole, ~1.3 GB of containers."""
+    data = struct.pack("<I", count) + TINY_INCOMING * TINY_COUNT
+    return sealed(replace_first(fixture_chunks("pipe.vmb"), ChunkType.INCOMING,
+                                lambda _chunk: frame_bytes(ChunkType.INCOMING, data, 1)))
+
+
+def guest_tiny_incoming() -> bytes:
+    """A SCENARIO chunk whose one guest holds 1.3 million tiny pending incoming entries."""
+    blob = load_blob(str(FIXTURES / "pipe.vmb"))
+    scenario = blob.scenario
+    head = codec.build(Struct(*ScenarioState.subcons[:-1]), scenario, "scenario")
+    context = codec.build(GuestChannel.subcons[0], scenario.guests[0].context, "context")
+    data = head + struct.pack("<I", 1) + context + struct.pack("<II", 0, TINY_COUNT - 100) \
+        + TINY_INCOMING * (TINY_COUNT - 100)
+    return sealed(replace_first(fixture_chunks("pipe.vmb"), ChunkType.SCENARIO,
+                                lambda _chunk: frame_bytes(ChunkType.SCENARIO, data, 1)))
+
+
+def gpadl_pfns_max() -> bytes:
+    """A GPADL declaring 2^28 PFNs over 32 MiB of them (4 million parse as 150 MB)."""
+    pfns = (32 << 20) // 8 - 8
+    gpadl = struct.pack("<IBBIII", 256, 0, 1, 0, 65536, 1 << 28) + bytes(8 * pfns)
+    return sealed(replace_first(fixture_chunks("network.vmb"), ChunkType.GPADLS,
+                                lambda _chunk: frame_bytes(ChunkType.GPADLS,
+                                                           struct.pack("<I", 1) + gpadl, 1)))
+
+
 CASES = {
     "zstd bomb: 16 GiB of zeros (empty optional chunks)": zero_bomb,
     "zstd bomb: 32 MiB chunk header then 4 GiB of zeros": big_chunk_then_zeros,
@@ -289,6 +324,10 @@ CASES = {
     "endless repeat of one valid PACKET chunk (backlog)": lambda: endless_packets("pipe.vmb"),
     "endless backlog PACKET chunks, each its own transaction id": rising_packets,
     "endless repeat of a whole valid channel": endless_channels,
+    "PENDING_INCOMING of 1.3 million tiny entries (32 MiB)": tiny_incoming,
+    "PENDING_INCOMING count 2^32-1 over 32 MiB of entries": lambda: tiny_incoming(2**32 - 1),
+    "scenario guest with 1.3 million tiny pending incoming entries": guest_tiny_incoming,
+    "GPADL declaring 2^28 PFNs over 32 MiB of them": gpadl_pfns_max,
 }
 
 

@@ -28,9 +28,9 @@ from typing import IO, Any
 
 import google_crc32c
 import zstandard
-from construct import Struct
+from construct import Container, Struct
 
-from vmbtool import __version__, codec
+from vmbtool import __version__, codec, lean
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
@@ -41,10 +41,14 @@ from vmbtool.chunks import (
 )
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats.gpadl import Gpadl
 from vmbtool.formats.header import FileHeader, HeaderPrefix
 from vmbtool.formats.ring import RingState
 from vmbtool.invariants import ChannelCheck
 from vmbtool.saverestore import (
+    MAX_GPADLS_PER_CHANNEL,
+    MAX_GUESTS,
+    MAX_PACKETS_PER_CHANNEL,
     ORDER,
     RawChunk,
     RestoreStaging,
@@ -78,6 +82,7 @@ RingControl = Struct(*RingState.subcons[:-1])
 RING_CONTROL_SIZE = RingControl.sizeof()
 LOAD_BUDGET = 24 << 20  # estimated bytes of parsed state a one-pass load may hold
 PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
+ARRAY_HOLD_FACTOR = 40  # and an array of small elements, per byte
 MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
@@ -504,13 +509,14 @@ class BlobReader:
                  keep_chunks: bool = True, reads: tuple[int, int] = READS,
                  lean: bool = False,
                  on_packet: Callable[[int, Any], None] | None = None,
-                 hold_budget: int | None = None) -> None:
+                 hold_budget: int | None = None, keep_gpadls: bool = False) -> None:
         self.f, self.size = open_source(source)
         self.owns_file = not hasattr(source, "read")
         self.keep_chunks, self.reads, self.lean = keep_chunks, reads, lean
         self.on_packet = on_packet  # called with (channel index, PacketRecord) as each comes
         self.hold_budget = hold_budget  # HoldBudgetExceeded past this estimate of held state
-        self.staged_packets = 0  # of the channel being read
+        self.held = 0  # estimated bytes of parsed state so far (with a hold budget)
+        self.keep_gpadls = keep_gpadls  # a lean read that still keeps each channel's GPADLs
         self.known = known_to(reads)
         try:
             self.header, self.header_bytes = read_header(self.f, self.size, reads)
@@ -590,7 +596,6 @@ class BlobReader:
             self.tally.chunks += 1
             self.tally.bytes += CHUNK_HEADER_SIZE + int.from_bytes(raw.head[4:8], "little") \
                 if raw.head else CHUNK_HEADER_SIZE + len(raw.data)
-            self.staged_packets = staging.saved.packet_count if staging else 0
             staging = self.add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks
@@ -611,7 +616,9 @@ class BlobReader:
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
-            self.scenario = decode_chunk(raw, "scenario")
+            self.scenario = lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, MAX_GUESTS,
+                                          MAX_PACKETS_PER_CHANNEL) if self.lean \
+                else decode_chunk(raw, "scenario")
             return None
         if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
             if staging is not None:
@@ -636,18 +643,21 @@ class BlobReader:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{REGISTRY[raw.type].name} chunk outside a channel")
             staging = RestoreStaging(check=ChannelCheck(f"channels[{index}]"),
-                                     keep_packets=False) if self.lean else RestoreStaging()
+                                     keep_packets=False, keep_gpadls=self.keep_gpadls) \
+                if self.lean else RestoreStaging()
         if not self.lean:
             channel_chunks.append(raw)
         if raw.type not in ORDER and not raw.required:
             self.skip(raw)  # inside a channel: stage_chunk notes it as skipped
         try:
+            where = f"channels[{index}]"
             if raw.blocks is not None:
                 control, rest = split_head(raw.blocks, RING_CONTROL_SIZE)
-                stage_chunk(staging, raw, f"channels[{index}]",
-                            self.ring_control(raw, control, f"channels[{index}]"), rest)
+                stage_chunk(staging, raw, where, self.ring_control(raw, control, where), rest)
+            elif self.lean and raw.type in (ChunkType.INCOMING, ChunkType.GPADLS):
+                stage_chunk(staging, raw, where, lean_value(raw, where))
             else:
-                stage_chunk(staging, raw, f"channels[{index}]")
+                stage_chunk(staging, raw, where)
             if raw.type == ChunkType.PACKET:
                 self.check_new_packet(staging, index)
                 if self.on_packet is not None:
@@ -682,9 +692,14 @@ class BlobReader:
         return value
 
     def admit(self, header: Any, offset: int) -> None:
-        if self.hold_budget is not None and self.tally.bytes + header.length + \
-                PACKET_HOLD_COST * (self.tally.packets + self.staged_packets) > self.hold_budget:
-            raise HoldBudgetExceeded(self.tally.bytes)
+        if self.hold_budget is not None:
+            # what the chunk will hold parsed: arrays of small elements cost ~40 times
+            # their bytes as containers, a packet ~3 KB beyond its bytes
+            self.held += header.length * (ARRAY_HOLD_FACTOR if header.type in (
+                ChunkType.INCOMING, ChunkType.GPADLS, ChunkType.SCENARIO) else 1)
+            self.held += PACKET_HOLD_COST if header.type == ChunkType.PACKET else 0
+            if self.held > self.hold_budget:
+                raise HoldBudgetExceeded(self.held)
         if header.type not in self.known and not header.flags & 1 and \
                 self.skipped_bytes + header.length > MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {MAX_SKIPPED_BYTES} bytes "
@@ -746,6 +761,16 @@ class BlobReader:
         if not hmac.compare_digest(end.digest, digest):
             raise BlobError(f"end.digest (chunk@{offset})", "digest of the blob does not match",
                             NtStatus.CRC_ERROR)
+
+
+def lean_value(raw: RawChunk, where: str) -> Container:
+    """A PENDING_INCOMING or GPADLS chunk whose array is parsed as it is read."""
+    base = raw.offset + CHUNK_HEADER_SIZE
+    if raw.type == ChunkType.INCOMING:
+        return Container(packets=lean.incoming_entries(raw.data, base, where,
+                                                       MAX_PACKETS_PER_CHANNEL))
+    return Container(gpadls=lean.gpadl_entries(Gpadl, raw.data, base, where,
+                                                MAX_GPADLS_PER_CHANNEL))
 
 
 class HoldBudgetExceeded(Exception):

@@ -182,7 +182,7 @@ def check_ring(state, where: str, problems: list[Problem],
     return index
 
 
-def check_external(external, where: str, ctx: Any, gpadls: dict[int, Any], ptype: str,
+def check_external(external, where: str, ctx: Any, gpadls: dict[int, int], ptype: str,
                    problems: list[Problem]) -> None:
     shape: list[Problem] = []
     check_external_shape(external, where, ptype, shape)
@@ -208,14 +208,14 @@ def check_external(external, where: str, ctx: Any, gpadls: dict[int, Any], ptype
     if data.kind == PacketType.DATA_USING_GPADL and data.sender_owns_set:
         problems.append((f"{where}.external.sender_owns_set",
                          "a data-using-GPADL packet has no sender_owns_set on the wire"))
-    gpadl = gpadls.get(data.handle)
-    if gpadl is None:
+    length = gpadls.get(data.handle)
+    if length is None:
         problems.append((f"{where}.external.handle", f"GPADL {data.handle:#x} does not exist"))
         return
     for i, r in enumerate(data.byte_ranges):
-        if r.byte_offset + r.byte_count > gpadl.byte_length:
+        if r.byte_offset + r.byte_count > length:
             problems.append((f"{where}.external.ranges[{i}]",
-                             f"runs past GPADL {data.handle:#x} ({gpadl.byte_length} bytes)"))
+                             f"runs past GPADL {data.handle:#x} ({length} bytes)"))
 
 
 def check_external_shape(external, where: str, ptype: str, problems: list[Problem]) -> None:
@@ -234,21 +234,21 @@ def check_external_shape(external, where: str, ptype: str, problems: list[Proble
                              f"{r.byte_offset}"))
 
 
-def check_guest(guest, where: str) -> list[Problem]:
+def check_guest(guest, where: str) -> Problems:
     """The simulated guest's side of one channel (the scenario chunk's GuestChannel)."""
-    problems: list[Problem] = []
+    problems: Problems = Problems()
     if guest.context.role != "client":
         problems.append((f"{where}.context.role", "a guest channel's context says server"))
     if guest.context.state not in ClientState._value2member_map_:
         problems.append((f"{where}.context.state", f"unknown client state {guest.context.state}"))
-    seen: set[tuple[bool, int]] = set()
+    seen: set[int] = set()  # transaction id << 1 | is a queued completion
     for record in guest.packets:
         p = record.lib_buf
         completion = str(p.type) == "completion"
         pw = f"{where}.packets[{'completion' if completion else 'txid'}={p.transaction_id}]"
-        if (completion, p.transaction_id) in seen:
+        if p.transaction_id << 1 | completion in seen:
             problems.append((pw, "duplicate transaction id"))
-        seen.add((completion, p.transaction_id))
+        seen.add(p.transaction_id << 1 | completion)
         check_external_shape(p.external, pw, str(p.type), problems)
     numbers: set[int] = set()
     for entry in guest.pending_incoming.packets:
@@ -277,7 +277,7 @@ class ChannelCheck:
         self.dead = False  # a problem that makes the rest meaningless was found
         self.rings: dict[str, RingIndex | None] = {}
         self.rings_done = False
-        self.gpadls: dict[int, Any] = {}
+        self.gpadls: dict[int, int] = {}  # handle -> byte length
         self.gpadl_count = 0
         self.packet_count = 0
         self.seen: set[int] = set()  # transaction id << 1 | is a queued completion
@@ -324,16 +324,18 @@ class ChannelCheck:
             if direction not in self.rings and (self.state in OPENED_STATES or present):
                 self.problems.append((f"{self.where}.rings.{direction}", "missing"))
 
-    def gpadl_table(self, gpadls: list[Any]) -> None:
+    def gpadl_table(self, gpadls: Iterable[Any]) -> int:
+        """The GPADLs, one at a time (only handle and length stay); returns how many."""
         self._rings_checked()
-        self.gpadl_count = len(gpadls)
-        if self.dead:
-            return
+        count = 0
         for g in gpadls:
+            count += 1
+            if self.dead:
+                continue
             gw = f"{self.where}.gpadls[handle={g.handle}]"
             if g.handle in self.gpadls:
                 self.problems.append((gw, "duplicate GPADL handle"))
-            self.gpadls.setdefault(g.handle, g)
+            self.gpadls.setdefault(g.handle, g.byte_length)
             if g.handle >= self.ctx.next_gpadl_handle:
                 self.problems.append((gw, f"handle not below next_gpadl_handle "
                                       f"{self.ctx.next_gpadl_handle}"))
@@ -341,6 +343,8 @@ class ChannelCheck:
                     g.byte_offset, g.byte_length):
                 self.problems.append((gw, f"{len(g.pfns)} PFNs for {g.byte_length} bytes at "
                                       f"offset {g.byte_offset}"))
+        self.gpadl_count = count
+        return count
 
     def packet(self, record: Any) -> None:
         self._rings_checked()
@@ -407,13 +411,15 @@ class ChannelCheck:
                         f"{where}.rings.incoming.data@{incoming.offsets[i]}",
                         f"completion for unknown transaction {incoming.txids[i]}"))
 
-    def pending_incoming(self, entries: list[Any]) -> None:
+    def pending_incoming(self, entries: Iterable[Any]) -> int:
+        """The pending incoming packets, one at a time; returns how many."""
         self._wires_checked()
-        self.incoming_count = len(entries)
-        if self.dead:
-            return
         numbers: set[int] = set()
+        count = 0
         for entry in entries:
+            count += 1
+            if self.dead:
+                continue
             iw = f"{self.where}.pending_incoming[number={entry.number}]"
             if entry.number in numbers or not 0 < entry.number < self.ctx.next_incoming_number:
                 self.problems.append((iw, "duplicate or out-of-range arrival number"))
@@ -422,6 +428,8 @@ class ChannelCheck:
                 self.problems.append((f"{iw}.flags",
                                       f"unknown flag bits {entry.flags & ~1:#x}"))
             check_external_shape(entry.external, iw, str(entry.type), self.problems)
+        self.incoming_count = count
+        return count
 
     def channel_end(self, end: Any) -> list[Problem]:
         """The last part: the counts it declares; returns every problem found."""

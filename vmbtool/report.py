@@ -80,6 +80,7 @@ class PacketTally:
         self.listing, self.flt = listing, flt
         self.count, self.vsp_bytes, self.states = 0, 0, Counter()
         self.selected: list[dict] = []
+        self.gpadls = self.incoming = 0  # the channel's GPADLs and pending incoming packets
 
     def add(self, index: int, record: Any) -> None:
         from vmbtool.jsonview import PACKET_STATE_JSON
@@ -102,6 +103,12 @@ class PacketTally:
         tally.states = Counter(p["state"] for p in packets)
         return tally
 
+    @classmethod
+    def of_channel(cls, ch: dict) -> PacketTally:
+        tally = cls.of(ch["packets"])
+        tally.gpadls, tally.incoming = len(ch["gpadls"]), len(ch["pending_incoming"])
+        return tally
+
 
 def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) -> None:
     """The summary of a blob of any size from a lean read: each channel is summed up as
@@ -109,7 +116,7 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
     import io
 
     from vmbtool.blob import BlobReader
-    from vmbtool.jsonview import channel_json, header_json, scenario_json
+    from vmbtool.jsonview import channel_json, header_json
 
     flt = options.pop("flt", None) or {}
     listing = bool(options["packets"] or flt)
@@ -121,12 +128,13 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
     def write(index: int, saved: Any) -> None:
         ch = channel_json(saved, reader.stats.get(index), options["hexdump_rings"])
         tally = tallies.pop(index, None) or PacketTally(listing, flt)
+        tally.gpadls, tally.incoming = saved.gpadl_count, saved.incoming_count
         ch["packets"] = tally.selected
         write_channel(index, ch, channels, flt=flt, tally=tally, **options)
 
     channels = io.StringIO()
     with BlobReader(source, key, keep_chunks=False, lean=not options["hexdump_rings"],
-                    on_packet=on_packet) as reader:
+                    on_packet=on_packet, keep_gpadls=options["gpadls"]) as reader:
         last = None  # a channel's statistics follow it: it is written once they came
         for index, (saved, _chunks) in enumerate(reader.channels()):
             if last is not None:
@@ -135,7 +143,10 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
         if last is not None:
             write(reader.tally.channels - 1, last)
         head = header_json(reader.header, reader.signed, reader.note)
-        scenario = scenario_json(reader.scenario)
+        s = reader.scenario  # a lean read's: its guests were checked, not kept
+        scenario = None if s is None else {
+            "scenario": s.scenario, "seed": s.seed, "steps_taken": s.steps_taken,
+            "vsp_state": bytes(s.vsp_state).hex(), "vsc_state": bytes(s.vsc_state).hex()}
     write_head(head, scenario, out)
     out.write(channels.getvalue())
 
@@ -170,11 +181,11 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
         ring = ch["rings"].get(direction)
         if ring:
             out.write(f"  {direction:<8} {ring_picture(ring)}\n")
-    tally = tally or PacketTally.of(ch["packets"])
+    tally = tally or PacketTally.of_channel(ch)
     by_state = ", ".join(f"{n} {s}" for s, n in sorted(tally.states.items())) or "none"
     out.write(f"  packets: {tally.count} ({by_state}); VSP state {tally.vsp_bytes} B\n"
-              f"  GPADLs: {len(ch['gpadls'])}; pending incoming: "
-              f"{len(ch['pending_incoming'])}; next txid {ch['next_transaction_id']}\n")
+              f"  GPADLs: {tally.gpadls}; pending incoming: "
+              f"{tally.incoming}; next txid {ch['next_transaction_id']}\n")
     if ch.get("stats"):
         out.write(f"  stats: {stats_line(ch['stats'])}\n")
     if gpadls:

@@ -264,6 +264,8 @@ def save_channel(channel: ServerChannel, buffer_size: int) -> list[bytes]:
 # -- restore --------------------------------------------------------------------------
 
 MAX_PACKETS_PER_CHANNEL = 1 << 18  # packet objects in use one channel may hold (FORMAT.md)
+MAX_GPADLS_PER_CHANNEL = 1 << 16  # and GPADLs (a lean read's caps: FORMAT.md "Limits")
+MAX_GUESTS = 1 << 12  # guest channels of a scenario chunk
 ORDER = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
          ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
 
@@ -275,7 +277,8 @@ class RestoreStaging:
     chunks_seen: int = 0
     seen: set[int] = field(default_factory=set)  # chunk types staged so far
     check: ChannelCheck | None = None  # fed each part as it is staged (lean reads)
-    keep_packets: bool = True  # False: packets are checked and counted, not kept
+    keep_packets: bool = True  # False: packets (and pending incoming) checked, not kept
+    keep_gpadls: bool = True
     last_record: Any = None  # the last PacketRecord staged
 
 
@@ -334,9 +337,10 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         if check is not None:
             check.ring(value, blocks)
     elif raw.type == ChunkType.GPADLS:
-        saved.gpadls = list(value.gpadls)
-        if check is not None:
-            check.gpadl_table(saved.gpadls)
+        gpadls = value.gpadls  # a lean read's are parsed as they are checked
+        if staging.keep_gpadls or check is None:
+            gpadls = saved.gpadls = list(gpadls)
+        saved.gpadl_count = check.gpadl_table(gpadls) if check else len(gpadls)
     elif raw.type == ChunkType.PACKET:
         _check_packet_order(staging.last_record, value.lib_buf, where)
         staging.last_record = value
@@ -346,9 +350,10 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         if check is not None:
             check.packet(value)
     elif raw.type == ChunkType.INCOMING:
-        saved.incoming = list(value.packets)
-        if check is not None:
-            check.pending_incoming(saved.incoming)
+        entries = value.packets
+        if staging.keep_packets:
+            entries = saved.incoming = list(entries)
+        saved.incoming_count = check.pending_incoming(entries) if check else len(entries)
     elif raw.type == ChunkType.CHANNEL_END:
         saved.end = value
         if check is not None:

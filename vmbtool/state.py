@@ -42,6 +42,8 @@ class SavedChannel:
     end: Any = None
     skipped: list[int] = field(default_factory=list)  # unknown optional chunk types
     packet_count: int = 0  # packets staged, whether `packets` keeps them or not
+    gpadl_count: int = 0  # and GPADLs and pending incoming packets, the same
+    incoming_count: int = 0
     problems: list[tuple[str, str]] | None = None  # found as it streamed (lean reads)
 
 

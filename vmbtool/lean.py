@@ -1,0 +1,139 @@
+"""Chunks a lean read takes apart element by element, holding none of their arrays.
+
+A chunk's data is at most 32 MiB, but parsed whole into containers an array of tiny
+elements costs some forty times that. A lean read walks PENDING_INCOMING, GPADLS and
+SCENARIO chunks one element at a time with the elements' own grammars, checks each as
+it comes and keeps what later checks need in compact form.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from construct import Construct, ConstructError, Container, Struct
+
+from vmbtool import codec
+from vmbtool.errors import BlobError
+from vmbtool.formats.incoming import Incoming
+from vmbtool.formats.packet import PacketRecord
+from vmbtool.formats.scenario import GuestChannel, ScenarioState
+from vmbtool.invariants import check_guest
+from vmbtool.status import NtStatus
+
+ScenarioHead = Struct(*ScenarioState.subcons[:-1])  # the fields before the guests
+
+
+class Cursor:
+    """Parses one grammar after another from a chunk's data."""
+
+    def __init__(self, data: bytes, base: int) -> None:
+        self.data, self.view, self.pos, self.base = data, memoryview(data), 0, base
+        self.stream: io.BytesIO | None = None
+
+    def take(self, grammar: Construct, where: str) -> Any:
+        """The next structure; an error names it as parsing the whole chunk would (the
+        field path from the chunk down, the offset of the chunk's data)."""
+        fast = codec.compiled(grammar) if codec.fast_path_enabled() else None
+        if fast is not None:
+            try:
+                obj, used = fast.parse_from(self.view[self.pos:])
+            except Exception:  # noqa: BLE001 - refused: the plain grammar says why
+                pass
+            else:
+                self.pos += used
+                return obj
+        if self.stream is None:
+            self.stream = io.BytesIO(self.data)
+        self.stream.seek(self.pos)
+        try:
+            obj = grammar.parse_stream(self.stream)
+        except ConstructError as exc:
+            raise BlobError(f"{codec._field_path(exc, where)} (offset {self.base})",
+                            codec._reason(exc), NtStatus.DATA_ERROR) from None
+        self.pos = self.stream.tell()
+        return obj
+
+    def count(self, where: str) -> int:
+        """An array's u32 count."""
+        if len(self.data) - self.pos < 4:
+            raise BlobError(f"{where} (offset {self.base})",
+                            "truncated: stream read less than specified amount, expected 4, "
+                            f"found {len(self.data) - self.pos}", NtStatus.DATA_ERROR)
+        (count,) = struct.unpack_from("<I", self.data, self.pos)
+        self.pos += 4
+        return count
+
+    def array(self, element: Construct, where: str, cap: int) -> Iterator[Any]:
+        """An array's elements, one at a time. A count its data cannot hold fails where
+        the data runs out, as a whole parse would; more than `cap` elements that are
+        really there are refused at the first past the cap."""
+        count = self.count(where)
+        for i in range(count):
+            if i == cap:
+                raise BlobError(f"{where} (offset {self.base})", f"{count} elements, a "
+                                f"reader takes at most {cap}", NtStatus.INSUFFICIENT_RESOURCES)
+            yield self.take(element, f"{where}.items")
+
+    def finish(self, where: str) -> None:
+        left = len(self.data) - self.pos
+        if left:
+            raise BlobError(f"{where} (offset {self.base + self.pos})",
+                            f"{left} bytes left over after the structure")
+
+
+def incoming_entries(data: bytes, base: int, where: str, cap: int) -> Iterator[Any]:
+    """A PENDING_INCOMING chunk's entries, one at a time."""
+    cursor = Cursor(data, base)
+    yield from cursor.array(Incoming, f"{where}.pending_incoming.packets", cap)
+    cursor.finish(f"{where}.pending_incoming")
+
+
+MAX_GPADL_PFNS = (0xFFFFFFFF + 4095) // 4096 + 1  # pages of the longest u32 byte range
+
+
+def gpadl_entries(element: Construct, data: bytes, base: int, where: str,
+                  cap: int) -> Iterator[Any]:
+    """A GPADLS chunk's GPADLs, one at a time; a PFN count no u32 length could need is
+    refused before its array is parsed."""
+    cursor = Cursor(data, base)
+    count = cursor.count(f"{where}.gpadls.gpadls")
+    for i in range(count):
+        if i == cap:
+            raise BlobError(f"{where}.gpadls.gpadls (offset {base})", f"{count} elements, a "
+                            f"reader takes at most {cap}", NtStatus.INSUFFICIENT_RESOURCES)
+        at = cursor.pos + 14  # u32 handle, u8 read_only, u8 mapped, u32 offset, u32 length
+        if at + 4 <= len(data):
+            (pfns,) = struct.unpack_from("<I", data, at)
+            if pfns > MAX_GPADL_PFNS:
+                raise BlobError(f"{where}.gpadls.gpadls.items.pfns (offset {base + at})",
+                                f"{pfns} PFNs: no GPADL spans more than {MAX_GPADL_PFNS} pages",
+                                NtStatus.INSUFFICIENT_RESOURCES)
+        yield cursor.take(element, f"{where}.gpadls.gpadls.items")
+    cursor.finish(f"{where}.gpadls")
+
+
+def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int) -> Container:
+    """A SCENARIO chunk with each guest checked as it is read: its context and problems
+    stay (`check_scenario` takes them), its packets and pending incoming do not."""
+    cursor = Cursor(data, base)
+    head = cursor.take(ScenarioHead, "scenario.scenario")
+    guests = []
+    context_grammar, _packets, _incoming = GuestChannel.subcons
+    at = "scenario.scenario.guests"
+    for index in range(cursor.count(at)):
+        if index == guest_cap:
+            raise BlobError(f"{at} (offset {base})", f"more than {guest_cap} guest channels",
+                            NtStatus.INSUFFICIENT_RESOURCES)
+        guest = Container(context=cursor.take(context_grammar, f"{at}.items.context"))
+        packets = cursor.array(PacketRecord, f"{at}.items.packets", packet_cap)
+        entries = cursor.array(Incoming, f"{at}.items.pending_incoming.packets", packet_cap)
+        guest.packets, guest.pending_incoming = packets, Container(packets=entries)
+        guest.problems = check_guest(guest, f"scenario.guests[{index}]")  # reads both through
+        del guest.packets, guest.pending_incoming
+        guests.append(guest)
+    cursor.finish("scenario.scenario")
+    head.guests = guests
+    return head
