@@ -280,6 +280,7 @@ class RestoreStaging:
     keep_packets: bool = True  # False: packets (and pending incoming) checked, not kept
     keep_gpadls: bool = True
     last_record: Any = None  # the last PacketRecord staged
+    lib_bufs: list[bytes] = field(default_factory=list)  # each kept packet's LibBuf bytes
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -347,6 +348,9 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         saved.packet_count += 1
         if staging.keep_packets:
             saved.packets.append(value)
+            if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
+                size = int.from_bytes(raw.data[:4], "little")
+                staging.lib_bufs.append(raw.data[4:4 + size])
         if check is not None:
             check.packet(value)
     elif raw.type == ChunkType.INCOMING:
@@ -420,7 +424,7 @@ def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
         if problems:
             where, why = problems[0]
             raise BlobError(where, why)
-        _apply(channel, saved)
+        _apply(channel, saved, staging.lib_bufs)
     except BlobError as exc:
         return _fail(channel, NtStatusError(exc.status, exc.why, exc.where))
     except NtStatusError as exc:
@@ -460,7 +464,7 @@ def _fail(channel: ServerChannel, error: NtStatusError) -> NtStatus:
     return error.status
 
 
-def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
+def _apply(channel: ServerChannel, saved: SavedChannel, lib_bufs: list[bytes]) -> None:
     """Rebuild the channel from checked state; on a callback failure, roll back."""
     from vmbtool.sim.bus import Connection
 
@@ -481,7 +485,7 @@ def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
             channel.connection = Connection(
                 channel, None, client_to_server=incoming, server_to_client=outgoing,
                 gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
-        for record in saved.packets:
+        for number, record in enumerate(saved.packets):
             lib = record.lib_buf
             if str(lib.type) == "completion":
                 # a completion the library queued itself: no VSP state, no callback
@@ -489,8 +493,9 @@ def _apply(channel: ServerChannel, saved: SavedChannel) -> None:
                 fill_packet(queued, lib)
                 channel.backlog.append(queued)
                 continue
-            status = channel.restore_packet(channel, codec.build(PacketContext, lib, "lib_buf"),
-                                            record.save_buf)
+            lib_buf = lib_bufs[number] if number < len(lib_bufs) else \
+                codec.build(PacketContext, lib, "lib_buf")
+            status = channel.restore_packet(channel, lib_buf, record.save_buf)
             if status != NtStatus.SUCCESS:
                 raise NtStatusError(_callback_failure(status),
                                     f"the VSP's restore callback failed ({_status_text(status)})",

@@ -90,14 +90,15 @@ def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
 
 def split_buffers(chunks: list[bytes], buffer_size: int) -> list[bytes]:
     """Group whole chunks into buffers of at most `buffer_size` (one chunk if larger)."""
-    buffers, current = [], b""
+    buffers, current, size = [], [], 0
     for chunk in chunks:
-        if current and len(current) + len(chunk) > buffer_size:
-            buffers.append(current)
-            current = b""
-        current += chunk
+        if current and size + len(chunk) > buffer_size:
+            buffers.append(b"".join(current))
+            current, size = [], 0
+        current.append(chunk)
+        size += len(chunk)
     if current:
-        buffers.append(current)
+        buffers.append(b"".join(current))
     return buffers
 
 
