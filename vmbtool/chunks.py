@@ -89,7 +89,7 @@ def frame(chunk_type: ChunkType, obj: object, where: str = "") -> bytes:
 
 
 def frame_bytes(chunk_type: int, data: bytes, flags: int) -> bytes:
-    header = ChunkHeader.build(
-        {"type": chunk_type, "flags": flags, "reserved": 0, "length": len(data),
-         "crc32c": crc32c(data)})
+    header = codec.build(ChunkHeader, {
+        "type": chunk_type, "flags": flags, "reserved": 0, "length": len(data),
+        "crc32c": crc32c(data)}, "chunk_header")
     return header + data

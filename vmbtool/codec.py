@@ -2,17 +2,56 @@
 
 ConstructError becomes BlobError naming the field path and the byte offset; no other
 module catches construct's errors.
+
+Parse and build first try the grammar's fast path (`vmbtool.fastpath`, generated from
+the grammar, same answers); whatever it does not accept goes to the plain grammar, which
+gives the answer or the precise error. `use_fast_path(False)` or the environment
+variable VMBTOOL_PLAIN_GRAMMARS=1 turns the fast path off.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from construct import Construct, ConstructError, StreamError
 
+from vmbtool import fastpath
 from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
+
+_enabled = os.environ.get("VMBTOOL_PLAIN_GRAMMARS", "") in ("", "0")
+# id(grammar) -> (grammar, its CompiledGrammar or None when it does not compile); the
+# grammar is kept so its id is not reused while the entry lives
+_compiled: dict[int, tuple[Construct, fastpath.CompiledGrammar | None]] = {}
+_CACHE_LIMIT = 512
+
+
+def use_fast_path(enabled: bool = True) -> bool:
+    """Turn the generated fast path on or off; returns the previous setting."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    return previous
+
+
+def fast_path_enabled() -> bool:
+    return _enabled
+
+
+def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
+    """The grammar's fast path (compiled once), or None when it does not compile."""
+    entry = _compiled.get(id(grammar))
+    if entry is not None and entry[0] is grammar:
+        return entry[1]
+    try:
+        fast = fastpath.compile_grammar(grammar)
+    except Exception:  # Unsupported, or a bug of the compiler: the plain grammar works
+        fast = None
+    if len(_compiled) >= _CACHE_LIMIT:
+        _compiled.clear()
+    _compiled[id(grammar)] = (grammar, fast)
+    return fast
 
 _PATH = re.compile(r"\(parsing\)|\(building\)|\(sizeof\)")
 
@@ -34,6 +73,20 @@ def _reason(exc: ConstructError) -> str:
 def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
           exact: bool = True) -> Any:
     """Parse `data` with `grammar`; `where` names the structure, `offset` its position."""
+    if _enabled:
+        fast = compiled(grammar)
+        if fast is not None:
+            try:
+                obj, used = fast.parse_from(data)
+            except Exception:  # refused or not understood: the plain grammar says why
+                pass
+            else:
+                if exact:
+                    left = len(data) - used
+                    if left:
+                        raise BlobError(f"{where} (offset {offset + used})",
+                                        f"{left} bytes left over after the structure")
+                return obj
     try:
         if not exact:
             return grammar.parse(data)
@@ -53,6 +106,13 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
 
 
 def build(grammar: Construct, obj: Any, where: str) -> bytes:
+    if _enabled:
+        fast = compiled(grammar)
+        if fast is not None:
+            try:
+                return fast.build(obj)
+            except Exception:  # refused or not understood: the plain grammar says why
+                pass
     try:
         return grammar.build(obj)
     except (ConstructError, ValueError, TypeError, KeyError, OverflowError) as exc:

@@ -67,9 +67,9 @@ class RawChunk:
     @property
     def header_bytes(self) -> bytes:
         """The chunk's header as it stands in a stream (length and CRC of its data)."""
-        return self.head or ChunkHeader.build(
-            {"type": self.type, "flags": self.flags, "reserved": 0,
-             "length": len(self.data), "crc32c": crc32c(self.data)})
+        return self.head or codec.build(ChunkHeader, {
+            "type": self.type, "flags": self.flags, "reserved": 0,
+            "length": len(self.data), "crc32c": crc32c(self.data)}, "chunk_header")
 
     @property
     def framed(self) -> bytes:

@@ -1,0 +1,963 @@
+"""A fast parse and build generated from the construct grammars.
+
+construct interprets a grammar object tree for every record; this module walks the
+same tree once and writes Python source for a `parse` and a `build` that do what the
+tree does with precompiled `struct.Struct`s (adjacent fixed-width fields fused into
+one), the grammar staying the one definition of the layout. `compile_grammar(grammar)`
+gives a `CompiledGrammar` or raises `Unsupported` for anything it does not know.
+
+The generated code answers exactly what the plain grammar answers: equal `Container`s
+and `ListContainer`s (enum fields are the grammar's own `EnumIntegerString`s), equal
+bytes, and it refuses what the plain grammar refuses. It has no error messages of its
+own: any exception (`Reject` or whatever the generated code tripped on) means "not
+accepted here", and the caller (`vmbtool.codec`) runs the plain grammar, which refuses
+with the field path or, for an input this module is too strict about (build only takes
+the types it copies construct's handling of), gives the answer.
+
+Parsed containers lack construct's private `_io` entry (the stream); `Container`
+equality and everything here ignore `_` keys.
+"""
+
+from __future__ import annotations
+
+import keyword
+import operator
+import struct
+import uuid
+from typing import Any
+
+import construct
+from construct import (
+    Array,
+    Bytes,
+    Const,
+    Container,
+    Enum,
+    FixedSized,
+    FocusedSeq,
+    FormatField,
+    ListContainer,
+    NullStripped,
+    Prefixed,
+    Rebuild,
+    Renamed,
+    StringEncoded,
+    Struct,
+    Switch,
+)
+from construct.core import EnumInteger
+from construct.expr import BinExpr, Path, UniExpr
+
+from vmbtool.formats.common import (
+    GuidAdapter,
+    Since,
+    StrictEnum,
+    StrictFlagAdapter,
+    StrictPrefixed,
+)
+
+__all__ = ["CompiledGrammar", "Reject", "Unsupported", "compile_grammar"]
+
+_PASS = type(construct.Pass)
+_ERROR = type(construct.Error)
+_GREEDY = type(construct.GreedyBytes)
+_SMALL_BYTES = 256  # fixed Bytes up to this size go into a fused struct ("Ns")
+
+
+class Unsupported(Exception):
+    """The grammar uses something the fast path does not compile."""
+
+
+class Reject(Exception):
+    """Raised by generated code: the input is not accepted by the fast path."""
+
+
+class CompiledGrammar:
+    """The generated pair for one grammar.
+
+    `parse_from(data)` gives `(obj, consumed)`; `parse(data)` the object alone (trailing
+    bytes ignored, as `grammar.parse`); `build(obj)` the bytes. `source` is the code."""
+
+    __slots__ = ("build", "grammar", "parse_from", "source")
+
+    def __init__(self, grammar, parse_from, build, source: str) -> None:
+        self.grammar = grammar
+        self.parse_from = parse_from
+        self.build = build
+        self.source = source
+
+    def parse(self, data) -> Any:
+        return self.parse_from(data)[0]
+
+    def __repr__(self) -> str:
+        return f"<CompiledGrammar of {self.grammar!r}>"
+
+
+_GUID_TEXT: dict[bytes, str] = {}
+_GUID_BYTES: dict[str, bytes] = {}
+_GUID_CACHE = 4096  # entries of each cache (GUIDs repeat: interface types, instances)
+
+
+def _guid_text(raw: bytes) -> str:
+    """GuidAdapter's decoding, remembered."""
+    text = str(uuid.UUID(bytes_le=raw))
+    if len(_GUID_TEXT) >= _GUID_CACHE:
+        _GUID_TEXT.clear()
+    _GUID_TEXT[raw] = text
+    return text
+
+
+def _guid_bytes(text) -> bytes:
+    """GuidAdapter's encoding, remembered for plain strings."""
+    raw = uuid.UUID(text).bytes_le
+    if text.__class__ is str:
+        if len(_GUID_BYTES) >= _GUID_CACHE:
+            _GUID_BYTES.clear()
+        _GUID_BYTES[text] = raw
+    return raw
+
+
+def _as_view(data) -> memoryview:
+    view = memoryview(data)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view
+
+
+# -- the grammar tree -------------------------------------------------------------------
+def _unwrap(node):
+    while type(node) is Renamed:
+        _plain(node)
+        node = node.subcon
+    return node
+
+
+def _plain(node) -> None:
+    if getattr(node, "parsed", None) is not None:
+        raise Unsupported(f"{node!r}: a `parsed` hook")
+
+
+def _format_field(node) -> FormatField | None:
+    node = _unwrap(node)
+    return node if type(node) is FormatField else None
+
+
+def _split_fmt(node: FormatField) -> tuple[str | None, str]:
+    """(byte order or None for one byte, code) of a FormatField."""
+    order, code = node.fmtstr[0], node.fmtstr[1:]
+    if node.length == 1:
+        return None, code
+    return order, code
+
+
+def _prefixed_array(node) -> tuple[FormatField, Any] | None:
+    """PrefixedArray(countfield, subcon) is a FocusedSeq macro: its two parts, or None."""
+    if type(node) is not FocusedSeq or node.parsebuildfrom != "items":
+        return None
+    if len(node.subcons) != 2:
+        return None
+    count, items = node.subcons
+    if not (type(count) is Renamed and count.name == "count" and type(count.subcon) is Rebuild
+            and type(items) is Renamed and items.name == "items"
+            and type(items.subcon) is Array):
+        return None
+    rebuild, array = count.subcon, items.subcon
+    if repr(rebuild.func) != "len_(this['items'])" or repr(array.count) != "this['count']" \
+            or array.discard:
+        return None
+    countfield = _format_field(rebuild.subcon)
+    if countfield is None:
+        raise Unsupported(f"{node!r}: PrefixedArray count is not a FormatField")
+    for part in (node, count, rebuild, items, array):
+        _plain(part)
+    return countfield, array.subcon
+
+
+def _pascal(node: StringEncoded) -> FormatField | None:
+    """PascalString: StringEncoded(Prefixed(lengthfield, GreedyBytes)); its lengthfield."""
+    sub = node.subcon
+    if type(sub) is Prefixed and not sub.includelength and type(sub.subcon) is _GREEDY:
+        _plain(sub)
+        _plain(sub.subcon)
+        field = _format_field(sub.lengthfield)
+        if field is None:
+            raise Unsupported(f"{node!r}: string length is not a FormatField")
+        return field
+    return None
+
+
+def _padded(node: StringEncoded) -> tuple[int, bytes] | None:
+    """PaddedString: StringEncoded(FixedSized(n, NullStripped(GreedyBytes, pad))): (n, pad)."""
+    sub = node.subcon
+    if type(sub) is FixedSized and type(sub.length) is int and sub.length >= 0 \
+            and type(sub.subcon) is NullStripped and type(sub.subcon.subcon) is _GREEDY \
+            and len(sub.subcon.pad) == 1:
+        for part in (sub, sub.subcon, sub.subcon.subcon):
+            _plain(part)
+        return sub.length, sub.subcon.pad
+    return None
+
+
+def _referenceable(node) -> bool:
+    """Whether a field's value in construct's context is the parsed value when parsing and
+    the given object when building (so a `this` expression may read it)."""
+    node = _unwrap(node)
+    if type(node) is FormatField:
+        return True
+    if type(node) is Const:
+        return _format_field(node.subcon) is not None
+    return type(node) in (Enum, StrictEnum, StrictFlagAdapter, GuidAdapter, StringEncoded)
+
+
+def _minsize(node) -> int:
+    """A lower bound of the bytes `node` consumes when it parses."""
+    node = _unwrap(node)
+    kind = type(node)
+    if kind is FormatField:
+        return node.length
+    if kind is Bytes:
+        return node.length if type(node.length) is int else 0
+    if kind in (Const, Enum, StrictEnum, StrictFlagAdapter, GuidAdapter, StringEncoded):
+        return _minsize(node.subcon)
+    if kind is FixedSized:
+        return node.length if type(node.length) is int else 0
+    if kind is Struct:
+        return sum(_minsize(sc) for sc in node.subcons)
+    if kind in (Prefixed, StrictPrefixed):
+        return _minsize(node.lengthfield)
+    if kind is Switch:
+        return min(_minsize(sc) for sc in [*node.cases.values(), node.default])
+    array = _prefixed_array(node)
+    if array is not None:
+        return array[0].length
+    return 0
+
+
+class _Namespace:
+    """The globals of the generated code: constants, structs and helpers, by name."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {
+            "_R": Reject, "_C": Container, "_LC": ListContainer, "_EI": EnumInteger,
+            "_unpack_from": struct.unpack_from, "_pack": struct.pack,
+            "_as_view": _as_view, "_gt": _GUID_TEXT, "_guid_text": _guid_text,
+            "_gb": _GUID_BYTES, "_guid_bytes": _guid_bytes,
+        }
+        self.by_key: dict[Any, str] = {}
+
+    def add(self, value, prefix: str, key=None) -> str:
+        if key is not None and key in self.by_key:
+            return self.by_key[key]
+        name = f"_{prefix}{len(self.values)}"
+        self.values[name] = value
+        if key is not None:
+            self.by_key[key] = name
+        return name
+
+    def const(self, value) -> str:
+        if value is None or type(value) in (bool, int):
+            return repr(value)
+        if type(value) is bytes and len(value) <= 64:
+            return repr(value)
+        return self.add(value, "k")
+
+    def unpacker(self, fmt: str) -> str:
+        return self.add(struct.Struct(fmt).unpack_from, "S", ("unpack", fmt))
+
+    def packer(self, fmt: str) -> str:
+        return self.add(struct.Struct(fmt).pack, "P", ("pack", fmt))
+
+
+_OPS = {
+    operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+    operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.xor: "^",
+    operator.lshift: "<<", operator.rshift: ">>", operator.and_: "&", operator.or_: "|",
+    operator.gt: ">", operator.ge: ">=", operator.lt: "<", operator.le: "<=",
+    operator.eq: "==", operator.ne: "!=",
+}
+_UNARY = {operator.not_: "not", operator.neg: "-", operator.pos: "+"}
+
+
+def _expression(expr, scope: dict[str, str] | None) -> str:
+    """Python source for a construct `this` expression over the fields parsed (or built)
+    so far in the innermost Struct; `scope` maps their names to variables."""
+    kind = type(expr)
+    if kind in (int, float):
+        return repr(expr)
+    if kind is Path:
+        parent = expr._Path__parent
+        if parent is None or type(parent) is not Path or parent._Path__parent is not None \
+                or parent._Path__name != "this":
+            raise Unsupported(f"expression {expr!r}: only this.<field> is compiled")
+        name = expr._Path__field
+        if scope is None or name not in scope:
+            raise Unsupported(f"expression {expr!r}: not an earlier field of its Struct")
+        return scope[name]
+    if kind is BinExpr and expr.op in _OPS:
+        return f"({_expression(expr.lhs, scope)} {_OPS[expr.op]} {_expression(expr.rhs, scope)})"
+    if kind is UniExpr and expr.op in _UNARY:
+        return f"({_UNARY[expr.op]} {_expression(expr.operand, scope)})"
+    raise Unsupported(f"expression {expr!r}")
+
+
+def _switch_table(ns: _Namespace, node: Switch) -> tuple[str, list]:
+    """A dict of the Switch's keys to branch numbers (same keys, so the same lookup
+    semantics as `cases.get`) and the branches' constructs."""
+    branches: list = []
+    index: dict[int, int] = {}
+    table = {}
+    for key, case in node.cases.items():
+        if id(case) not in index:
+            index[id(case)] = len(branches)
+            branches.append(case)
+        table[key] = index[id(case)]
+    return ns.add(table, "sw"), branches
+
+
+class _Writer:
+    def __init__(self, ns: _Namespace) -> None:
+        self.ns = ns
+        self.lines: list[str] = []
+        self.ind = 1
+        self.count = 0
+
+    def var(self, prefix: str = "v") -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.ind + text)
+
+
+# -- parse ------------------------------------------------------------------------------
+class _ParseWriter(_Writer):
+    """Writes `def NAME(data, pos, end): ... return obj, pos`.
+
+    The position is `pos + self.k` with `self.k` known here; fixed-width reads wait in
+    `self.run` and are read by one unpack when something needs their values (`flush`).
+    Reads of a fused run are bounded by the buffer only: a run that runs past the end of
+    a length-prefixed part is caught where that part closes (`pos` only grows)."""
+
+    def __init__(self, ns: _Namespace, view: bool) -> None:
+        super().__init__(ns)
+        self.view = view
+        self.k = 0
+        self.end = "end"
+        self.run: list[str] = []
+        self.run_vars: list[str] = []
+        self.run_order: str | None = None
+        self.run_k = 0
+        self.post: list[str] = []
+
+    # plumbing
+    def at(self, k: int | None = None) -> str:
+        k = self.k if k is None else k
+        return f"pos + {k}" if k else "pos"
+
+    def emit(self, text: str) -> None:
+        self.flush()
+        self.line(text)
+
+    def after(self, text: str) -> None:
+        """A line that uses values of the pending run: written right after it is read."""
+        if self.run:
+            self.post.append(text)
+        else:
+            self.line(text)
+
+    def indent(self) -> None:
+        self.flush()
+        self.ind += 1
+
+    def dedent(self) -> None:
+        self.flush()
+        self.ind -= 1
+
+    def read(self, order: str | None, code: str, count: int = 1) -> list[str]:
+        if self.run and order and self.run_order and order != self.run_order:
+            self.flush()
+        if not self.run:
+            self.run_k, self.run_order = self.k, None
+        if order:
+            self.run_order = order
+        names = [self.var() for _ in range(count)]
+        self.run.append(code)
+        self.run_vars.extend(names)
+        self.k += struct.calcsize("<" + code)
+        return names
+
+    def flush(self) -> None:
+        if not self.run:
+            return
+        fmt = (self.run_order or "<") + "".join(self.run)
+        target = ", ".join(self.run_vars) + ("," if len(self.run_vars) == 1 else "")
+        line = f"{target} = {self.ns.unpacker(fmt)}(data, {self.at(self.run_k)})"
+        post = self.post
+        self.run, self.run_vars, self.post = [], [], []
+        self.line(line)
+        for text in post:
+            self.line(text)
+
+    def settle(self) -> None:
+        """Make `pos` the position (k = 0)."""
+        self.flush()
+        if self.k:
+            self.line(f"pos += {self.k}")
+            self.k = 0
+
+    def slice(self, start: str, stop: str) -> str:
+        return f"bytes(data[{start}:{stop}])" if self.view else f"data[{start}:{stop}]"
+
+    def decode(self, start: str, stop: str, encoding: str) -> str:
+        if self.view:
+            return f"str(data[{start}:{stop}], {encoding!r})"
+        return f"data[{start}:{stop}].decode({encoding!r})"
+
+    def nonnegative(self, field: FormatField, name: str) -> None:
+        if field.fmtstr[1:] in "bhilq":
+            self.after(f"if {name} < 0: raise _R")
+
+    def length_prefixed(self, field: FormatField) -> tuple[str, str]:
+        """Read a length; returns (start, stop) variables of the bytes it counts."""
+        (n,) = self.read(*_split_fmt(field))
+        self.nonnegative(field, n)
+        start, stop = self.var("a"), self.var("e")
+        self.after(f"{start} = {self.at()}")
+        self.after(f"{stop} = {start} + {n}")
+        self.after(f"if {stop} > {self.end}: raise _R")
+        return start, stop
+
+    def jump(self, stop: str) -> None:
+        """The position is now `stop` (a variable)."""
+        self.flush()
+        self.line(f"pos = {stop}")
+        self.k = 0
+
+    # the tree
+    def node(self, node, scope: dict[str, str] | None) -> str:
+        _plain(node)
+        kind = type(node)
+        if kind is Renamed:
+            return self.node(node.subcon, scope)
+        if kind is FormatField:
+            return self.read(*_split_fmt(node))[0]
+        if kind is Const:
+            value = self.node(node.subcon, scope)
+            self.after(f"if not {value} == {self.ns.const(node.value)}: raise _R")
+            return value
+        if kind is Bytes:
+            return self.bytes(node, scope)
+        if kind is _GREEDY:
+            value = self.var()
+            self.emit(f"if {self.at()} > {self.end}: raise _R")
+            self.line(f"{value} = {self.slice(self.at(), self.end)}")
+            self.jump(self.end)
+            return value
+        if kind in (Enum, StrictEnum):
+            raw = self.node(node.subcon, scope)
+            value, table = self.var(), self.ns.add(node.decmapping, "dm")
+            if kind is StrictEnum:
+                self.after(f"{value} = {table}[{raw}]")
+            else:
+                self.after(f"{value} = {table}.get({raw})")
+                self.after(f"if {value} is None: {value} = _EI({raw})")
+            return value
+        if kind is StrictFlagAdapter:
+            if _format_field(node.subcon) is None:
+                raise Unsupported(f"{node!r}: a flag over something else than a FormatField")
+            raw = self.node(node.subcon, scope)
+            value = self.var()
+            self.after(f"{value} = {self.ns.add({0: False, 1: True}, 'flag', 'flag')}[{raw}]")
+            return value
+        if kind is GuidAdapter:
+            sub = _unwrap(node.subcon)
+            if type(sub) is not Bytes or sub.length != 16:
+                raise Unsupported(f"{node!r}: a GUID over something else than Bytes(16)")
+            (raw,) = self.read(None, "16s")
+            value = self.var()
+            self.after(f"{value} = _gt.get({raw}) or _guid_text({raw})")
+            return value
+        if kind is StringEncoded:
+            return self.string(node)
+        if kind in (Prefixed, StrictPrefixed):
+            return self.prefixed(node, scope)
+        if kind is Struct:
+            return self.struct(node)
+        if kind is _PASS:
+            return "None"
+        if kind is _ERROR:
+            self.emit("raise _R")
+            return "None"
+        if kind is Switch:
+            return self.switch(node, scope)
+        if kind is Since:
+            return self.since(node, scope)
+        array = _prefixed_array(node)
+        if array is not None:
+            return self.array(*array)
+        raise Unsupported(f"{node!r} ({kind.__name__})")
+
+    def bytes(self, node: Bytes, scope) -> str:
+        if type(node.length) is int:
+            if node.length < 0:
+                raise Unsupported(f"{node!r}: negative length")
+            if node.length <= _SMALL_BYTES:
+                return self.read(None, f"{node.length}s")[0]
+            length = str(node.length)
+        elif callable(node.length):
+            length = _expression(node.length, scope)
+        else:
+            raise Unsupported(f"{node!r}: length {node.length!r}")
+        n, stop, value = self.var("n"), self.var("e"), self.var()
+        self.emit(f"{n} = {length}")
+        self.line(f"{stop} = {self.at()} + {n}")
+        self.line(f"if {n} < 0 or {stop} > {self.end}: raise _R")
+        self.line(f"{value} = {self.slice(self.at(), stop)}")
+        self.jump(stop)
+        return value
+
+    def string(self, node: StringEncoded) -> str:
+        encoding = node.encoding
+        field = _pascal(node)
+        if field is not None:
+            start, stop = self.length_prefixed(field)
+            value = self.var()
+            self.emit(f"{value} = {self.decode(start, stop, encoding)}")
+            self.jump(stop)
+            return value
+        padded = _padded(node)
+        if padded is not None:
+            size, pad = padded
+            (raw,) = self.read(None, f"{size}s")
+            value = self.var()
+            self.after(f"{value} = {raw}.rstrip({pad!r}).decode({encoding!r})")
+            return value
+        raise Unsupported(f"{node!r}: only PascalString and PaddedString are compiled")
+
+    def prefixed(self, node, scope) -> str:
+        if node.includelength:
+            raise Unsupported(f"{node!r}: includelength")
+        field = _format_field(node.lengthfield)
+        if field is None:
+            raise Unsupported(f"{node!r}: length is not a FormatField")
+        start, stop = self.length_prefixed(field)
+        if type(node.subcon) is _GREEDY:
+            _plain(node.subcon)
+            value = self.var()
+            self.emit(f"{value} = {self.slice(start, stop)}")
+            self.jump(stop)
+            return value
+        outer, self.end = self.end, stop
+        value = self.node(node.subcon, scope)
+        self.end = outer
+        if type(node) is StrictPrefixed:
+            self.after(f"if {self.at()} != {stop}: raise _R")  # short or bytes left over
+        else:
+            self.after(f"if {self.at()} > {stop}: raise _R")
+            self.jump(stop)
+        return value
+
+    def struct(self, node: Struct) -> str:
+        scope: dict[str, str] = {}
+        fields: dict[str, str] = {}
+        for sc in node.subcons:
+            value = self.node(sc, scope)
+            if sc.name:
+                fields[sc.name] = value
+                if _referenceable(sc):
+                    scope[sc.name] = value
+                else:
+                    scope.pop(sc.name, None)
+        obj = self.var("o")
+        if all(name.isidentifier() and not keyword.iskeyword(name) for name in fields):
+            self.after(f"{obj} = _C({', '.join(f'{k}={v}' for k, v in fields.items())})")
+        else:
+            self.after(f"{obj} = _C()")
+            for name, value in fields.items():
+                self.after(f"{obj}[{name!r}] = {value}")
+        return obj
+
+    def switch(self, node: Switch, scope) -> str:
+        if not callable(node.keyfunc):
+            raise Unsupported(f"{node!r}: constant key")
+        key = _expression(node.keyfunc, scope)
+        table, branches = _switch_table(self.ns, node)
+        self.settle()
+        branch, value = self.var("b"), self.var()
+        self.line(f"{branch} = {table}.get({key}, -1)")
+        for number, case in [*enumerate(branches), (-1, node.default)]:
+            self.line(f"if {branch} == {number}:" if number == 0 else
+                      "else:" if number < 0 else f"elif {branch} == {number}:")
+            self.indent()
+            result = self.node(case, scope)
+            self.settle()
+            self.line(f"{value} = {result}")
+            self.dedent()
+        return value
+
+    def since(self, node: Since, scope) -> str:
+        self.settle()
+        value = self.var()
+        self.line(f"if pos >= {self.end}:")
+        self.indent()
+        self.line(f"{value} = {self.ns.const(node.default)}")
+        self.dedent()
+        self.line("else:")
+        self.indent()
+        result = self.node(node.subcon, scope)
+        self.settle()
+        self.line(f"{value} = {result}")
+        self.dedent()
+        return value
+
+    def array(self, countfield: FormatField, element) -> str:
+        (n,) = self.read(*_split_fmt(countfield))
+        self.nonnegative(countfield, n)
+        value = self.var()
+        field = _format_field(element)
+        if field is not None:
+            _plain(element)
+            order, code = field.fmtstr[0], field.fmtstr[1:]
+            self.emit(f"if {n} * {field.length} > {self.end} - ({self.at()}): raise _R")
+            self.line(f"{value} = _LC(_unpack_from('{order}%d{code}' % {n}, data, {self.at()}))")
+            self.line(f"pos += {self.k} + {n} * {field.length}" if self.k else
+                      f"pos += {n} * {field.length}")
+            self.k = 0
+            return value
+        least = _minsize(element)
+        if least:
+            self.emit(f"if {n} * {least} > {self.end} - ({self.at()}): raise _R")
+        self.settle()
+        self.line(f"{value} = _LC()")
+        self.line(f"for _ in range({n}):")
+        self.indent()
+        item = self.node(element, None)
+        self.settle()
+        self.line(f"{value}.append({item})")
+        self.dedent()
+        return value
+
+
+# -- build ------------------------------------------------------------------------------
+class _BuildWriter(_Writer):
+    """Writes `def build(obj): ... return bytes`.
+
+    Checks and conversions are written as they come; the pieces of output (fixed-width
+    values to pack, byte strings) wait in `self.pieces`, adjacent fixed-width ones fused
+    into one pack, until a loop or a branch needs them written out (`flush`)."""
+
+    def __init__(self, ns: _Namespace) -> None:
+        super().__init__(ns)
+        self.pieces: list[tuple] = []
+        self.out = "ap"
+        self.used_out = False
+
+    def emit(self, text: str) -> None:
+        self.line(text)
+
+    def fixed(self, order: str | None, code: str, arg: str) -> None:
+        self.pieces.append(("f", order, code, arg))
+
+    def blob(self, expr: str) -> None:
+        self.pieces.append(("b", expr))
+
+    def exprs(self, pieces: list[tuple]) -> list[str]:
+        """Source expressions for pieces, fixed-width runs fused."""
+        result: list[str] = []
+        run: list[tuple] = []
+
+        def close():
+            if run:
+                order = next((p[1] for p in run if p[1]), "<")
+                packer = self.ns.packer(order + "".join(p[2] for p in run))
+                result.append(f"{packer}({', '.join(p[3] for p in run)})")
+                run.clear()
+
+        for piece in pieces:
+            if piece[0] == "f":
+                if run and piece[1] and any(p[1] and p[1] != piece[1] for p in run):
+                    close()
+                run.append(piece)
+            else:
+                close()
+                result.append(piece[1])
+        close()
+        return result
+
+    def flush(self) -> None:
+        if not self.pieces:
+            return
+        exprs = self.exprs(self.pieces)
+        self.pieces = []
+        if self.out == "ap":
+            self.used_out = True
+        for expr in exprs:
+            self.line(f"{self.out}({expr})")
+
+    @staticmethod
+    def size(pieces: list[tuple]) -> str:
+        static = sum(struct.calcsize("<" + p[2]) for p in pieces if p[0] == "f")
+        terms = [f"len({p[1]})" for p in pieces if p[0] == "b"]
+        return " + ".join([str(static), *terms] if static or not terms else terms)
+
+    def bytes_value(self, value: str) -> str:
+        """The bytes construct writes for a Bytes/GreedyBytes object (bytes, or a
+        bytearray copied); anything else is left to the plain grammar."""
+        data = self.var("d")
+        self.emit(f"{data} = {value} if {value}.__class__ is bytes else "
+                  f"bytes({value}) if {value}.__class__ is bytearray else None")
+        self.emit(f"if {data} is None: raise _R")
+        return data
+
+    # the tree: returns the field's value in construct's build context, where one is
+    def node(self, node, value: str, scope: dict[str, str] | None) -> str | None:
+        _plain(node)
+        kind = type(node)
+        if kind is Renamed:
+            return self.node(node.subcon, value, scope)
+        if kind is FormatField:
+            self.fixed(*_split_fmt(node), value)
+            return value
+        if kind is Const:
+            if _format_field(node.subcon) is None and type(node.subcon) is not Bytes:
+                raise Unsupported(f"{node!r}: a Const over something else than a "
+                                  "FormatField or Bytes")
+            allowed = self.ns.add((None, node.value), "ck")
+            self.emit(f"if {value} not in {allowed}: raise _R")
+            constant = self.ns.const(node.value)
+            sub = _unwrap(node.subcon)
+            if type(sub) is Bytes:
+                if type(node.value) is not bytes or type(sub.length) is not int \
+                        or len(node.value) != sub.length:
+                    raise Unsupported(f"{node!r}: a constant that does not fit its Bytes")
+                self.fixed(None, f"{sub.length}s", constant)
+            else:
+                self.node(sub, constant, scope)
+            return constant
+        if kind is Bytes:
+            if type(node.length) is int:
+                if node.length < 0:
+                    raise Unsupported(f"{node!r}: negative length")
+                length = str(node.length)
+            elif callable(node.length):
+                length = _expression(node.length, scope)
+            else:
+                raise Unsupported(f"{node!r}: length {node.length!r}")
+            data = self.bytes_value(value)
+            self.emit(f"if len({data}) != {length}: raise _R")
+            if type(node.length) is int and node.length <= _SMALL_BYTES:
+                self.fixed(None, f"{node.length}s", data)
+            else:
+                self.blob(data)
+            return data
+        if kind is _GREEDY:
+            data = self.bytes_value(value)
+            self.blob(data)
+            return data
+        if kind in (Enum, StrictEnum):
+            raw = self.var()
+            table = self.ns.add(node.encmapping, "em")
+            self.emit(f"{raw} = {value} if isinstance({value}, int) else {table}[{value}]")
+            self.node(node.subcon, raw, scope)
+            return value
+        if kind is StrictFlagAdapter:
+            if _format_field(node.subcon) is None:
+                raise Unsupported(f"{node!r}: a flag over something else than a FormatField")
+            raw = self.var()
+            self.emit(f"{raw} = 1 if {value} else 0")
+            self.node(node.subcon, raw, scope)
+            return value
+        if kind is GuidAdapter:
+            sub = _unwrap(node.subcon)
+            if type(sub) is not Bytes or sub.length != 16:
+                raise Unsupported(f"{node!r}: a GUID over something else than Bytes(16)")
+            raw = self.var()
+            self.emit(f"{raw} = (_gb.get({value}) if {value}.__class__ is str else None) "
+                      f"or _guid_bytes({value})")
+            self.fixed(None, "16s", raw)
+            return value
+        if kind is StringEncoded:
+            return self.string(node, value)
+        if kind in (Prefixed, StrictPrefixed):
+            return self.prefixed(node, value, scope)
+        if kind is Struct:
+            self.struct(node, value)
+            return None
+        if kind is _PASS:
+            return value
+        if kind is _ERROR:
+            self.emit("raise _R")
+            return None
+        if kind is Switch:
+            self.switch(node, value, scope)
+            return None
+        if kind is Since:
+            self.flush()
+            self.emit(f"if {value} is not None:")
+            self.ind += 1
+            self.node(node.subcon, value, scope)
+            self.flush()
+            self.emit("pass")
+            self.ind -= 1
+            return None
+        array = _prefixed_array(node)
+        if array is not None:
+            self.array(*array, value)
+            return None
+        raise Unsupported(f"{node!r} ({kind.__name__})")
+
+    def string(self, node: StringEncoded, value: str) -> str:
+        encoding = node.encoding
+        field, padded = _pascal(node), _padded(node)
+        if field is None and padded is None:
+            raise Unsupported(f"{node!r}: only PascalString and PaddedString are compiled")
+        data = self.var("s")
+        self.emit(f"if not isinstance({value}, str): raise _R")
+        self.emit(f"{data} = b'' if {value} == '' else {value}.encode({encoding!r})")
+        if field is not None:
+            self.fixed(*_split_fmt(field), f"len({data})")
+            self.blob(data)
+        else:
+            size, _ = padded
+            self.emit(f"if len({data}) > {size}: raise _R")
+            self.fixed(None, f"{size}s", data)
+        return value
+
+    def static(self, node) -> bool:
+        """Whether `node` builds with no loop or branch (its pieces can wait)."""
+        node = _unwrap(node)
+        kind = type(node)
+        if kind in (FormatField, Const, Bytes, _GREEDY, _PASS, StringEncoded):
+            return True
+        if kind in (Enum, StrictEnum, StrictFlagAdapter, GuidAdapter):
+            return self.static(node.subcon)
+        if kind in (Prefixed, StrictPrefixed):
+            return self.static(node.subcon)
+        if kind is Struct:
+            return all(self.static(sc) for sc in node.subcons)
+        array = _prefixed_array(node)
+        if array is not None:
+            return _format_field(array[1]) is not None
+        return False
+
+    def prefixed(self, node, value: str, scope) -> str | None:
+        if node.includelength:
+            raise Unsupported(f"{node!r}: includelength")
+        field = _format_field(node.lengthfield)
+        if field is None:
+            raise Unsupported(f"{node!r}: length is not a FormatField")
+        if self.static(node.subcon):
+            outer, self.pieces = self.pieces, []
+            result = self.node(node.subcon, value, scope)
+            inner, self.pieces = self.pieces, outer
+            self.fixed(*_split_fmt(field), self.size(inner))
+            self.pieces.extend(inner)
+            return result
+        parts, data = self.var("o"), self.var("d")
+        self.emit(f"{parts} = []")
+        outer_out, outer_pieces = self.out, self.pieces
+        self.out, self.pieces = f"{parts}.append", []
+        result = self.node(node.subcon, value, scope)
+        self.flush()
+        self.out, self.pieces = outer_out, outer_pieces
+        self.emit(f"{data} = b''.join({parts})")
+        self.fixed(*_split_fmt(field), f"len({data})")
+        self.blob(data)
+        return result
+
+    def struct(self, node: Struct, value: str) -> None:
+        self.emit(f"if not isinstance({value}, dict): raise _R")
+        scope: dict[str, str] = {}
+        for sc in node.subcons:
+            field = self.var("f")
+            if sc.flagbuildnone:
+                self.emit(f"{field} = {value}.get({sc.name!r}, None)")
+            else:
+                self.emit(f"{field} = {value}[{sc.name!r}]")
+            result = self.node(sc, field, scope)
+            if sc.name:
+                if result is not None and _referenceable(sc):
+                    scope[sc.name] = result
+                else:
+                    scope.pop(sc.name, None)
+
+    def switch(self, node: Switch, value: str, scope) -> None:
+        if not callable(node.keyfunc):
+            raise Unsupported(f"{node!r}: constant key")
+        key = _expression(node.keyfunc, scope)
+        table, branches = _switch_table(self.ns, node)
+        self.flush()
+        branch = self.var("b")
+        self.emit(f"{branch} = {table}.get({key}, -1)")
+        for number, case in [*enumerate(branches), (-1, node.default)]:
+            self.emit(f"if {branch} == {number}:" if number == 0 else
+                      "else:" if number < 0 else f"elif {branch} == {number}:")
+            self.ind += 1
+            self.node(case, value, scope)
+            self.flush()
+            self.emit("pass")
+            self.ind -= 1
+
+    def array(self, countfield: FormatField, element, value: str) -> None:
+        self.emit(f"if not isinstance({value}, (list, tuple)): raise _R")
+        self.fixed(*_split_fmt(countfield), f"len({value})")
+        field = _format_field(element)
+        if field is not None:
+            _plain(element)
+            order, code = field.fmtstr[0], field.fmtstr[1:]
+            data = self.var("d")
+            self.emit(f"{data} = _pack('{order}%d{code}' % len({value}), *{value})")
+            self.blob(data)
+            return
+        self.flush()
+        item = self.var("e")
+        self.emit(f"for {item} in {value}:")
+        self.ind += 1
+        self.node(element, item, None)
+        self.flush()
+        self.emit("pass")
+        self.ind -= 1
+
+
+# -- compile ----------------------------------------------------------------------------
+def compile_grammar(grammar) -> CompiledGrammar:
+    """The fast parse/build of `grammar`; `Unsupported` if it uses anything not compiled."""
+    if not isinstance(grammar, construct.Construct):
+        raise Unsupported(f"{grammar!r} is not a construct grammar")
+    ns = _Namespace()
+    source: list[str] = []
+    for name, view in (("parse_bytes", False), ("parse_view", True)):
+        writer = _ParseWriter(ns, view)
+        result = writer.node(grammar, None)
+        writer.settle()
+        writer.line(f"return {result}, pos")
+        source += [f"def {name}(data, pos, end):", *writer.lines, ""]
+    source += [
+        "def parse_from(data):",
+        "    if data.__class__ is bytes:",
+        "        return parse_bytes(data, 0, len(data))",
+        "    data = _as_view(data)",
+        "    return parse_view(data, 0, len(data))",
+        "",
+    ]
+    writer = _BuildWriter(ns)
+    writer.node(grammar, "obj", None)
+    if writer.used_out:
+        writer.flush()
+        body = ["    out = []", "    ap = out.append", *writer.lines,
+                "    return b''.join(out)"]
+    else:
+        exprs = writer.exprs(writer.pieces)
+        if len(exprs) == 1:  # every piece is bytes
+            tail = f"    return {exprs[0]}"
+        else:
+            tail = f"    return b''.join(({', '.join(exprs)}{',' if exprs else ''}))"
+        body = [*writer.lines, tail]
+    source += ["def build(obj):", *body, ""]
+    text = "\n".join(source)
+    namespace = dict(ns.values)
+    try:
+        exec(compile(text, f"<fastpath {type(grammar).__name__}>", "exec"), namespace)
+    except SyntaxError as exc:  # a bug here, not in the grammar
+        raise Unsupported(f"generated code does not compile: {exc}") from exc
+    return CompiledGrammar(grammar, namespace["parse_from"], namespace["build"], text)
