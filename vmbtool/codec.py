@@ -56,13 +56,13 @@ def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
 _PATH = re.compile(r"\(parsing\)|\(building\)|\(sizeof\)")
 
 
-def _field_path(exc: ConstructError, base: str) -> str:
+def field_path(exc: ConstructError, base: str) -> str:
     path = getattr(exc, "path", None) or ""
     parts = [p.strip() for p in _PATH.sub("", path).split("->") if p.strip()]
     return ".".join([base, *parts]) if parts else base
 
 
-def _reason(exc: ConstructError) -> str:
+def reason(exc: ConstructError) -> str:
     text = str(exc).splitlines()
     detail = text[-1] if text else type(exc).__name__
     if isinstance(exc, StreamError):
@@ -101,7 +101,7 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
                             f"{left} bytes left over after the structure")
         return obj
     except ConstructError as exc:
-        raise BlobError(f"{_field_path(exc, where)} (offset {offset})", _reason(exc),
+        raise BlobError(f"{field_path(exc, where)} (offset {offset})", reason(exc),
                         NtStatus.DATA_ERROR) from None
 
 
@@ -116,6 +116,6 @@ def build(grammar: Construct, obj: Any, where: str) -> bytes:
     try:
         return grammar.build(obj)
     except (ConstructError, ValueError, TypeError, KeyError, OverflowError) as exc:
-        reason = _reason(exc) if isinstance(exc, ConstructError) else str(exc)
-        path = _field_path(exc, where) if isinstance(exc, ConstructError) else where
-        raise BlobError(path, f"cannot encode: {reason}", NtStatus.INVALID_PARAMETER) from None
+        why = reason(exc) if isinstance(exc, ConstructError) else str(exc)
+        path = field_path(exc, where) if isinstance(exc, ConstructError) else where
+        raise BlobError(path, f"cannot encode: {why}", NtStatus.INVALID_PARAMETER) from None

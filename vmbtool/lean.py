@@ -51,8 +51,8 @@ class Cursor:
         try:
             obj = grammar.parse_stream(self.stream)
         except ConstructError as exc:
-            raise BlobError(f"{codec._field_path(exc, where)} (offset {self.base})",
-                            codec._reason(exc), NtStatus.DATA_ERROR) from None
+            raise BlobError(f"{codec.field_path(exc, where)} (offset {self.base})",
+                            codec.reason(exc), NtStatus.DATA_ERROR) from None
         self.pos = self.stream.tell()
         return obj
 
