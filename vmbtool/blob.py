@@ -509,7 +509,8 @@ class BlobReader:
                  keep_chunks: bool = True, reads: tuple[int, int] = READS,
                  lean: bool = False,
                  on_packet: Callable[[int, Any], None] | None = None,
-                 hold_budget: int | None = None, keep_gpadls: bool = False) -> None:
+                 hold_budget: int | None = None, keep_gpadls: bool = False,
+                 checks: bool = True) -> None:
         self.f, self.size = open_source(source)
         self.owns_file = not hasattr(source, "read")
         self.keep_chunks, self.reads, self.lean = keep_chunks, reads, lean
@@ -517,6 +518,7 @@ class BlobReader:
         self.hold_budget = hold_budget  # HoldBudgetExceeded past this estimate of held state
         self.held = 0  # estimated bytes of parsed state so far (with a hold budget)
         self.keep_gpadls = keep_gpadls  # a lean read that still keeps each channel's GPADLs
+        self.checks = checks  # False: a lean read without the semantic checks (a guard)
         self.known = known_to(reads)
         try:
             self.header, self.header_bytes = read_header(self.f, self.size, reads)
@@ -536,7 +538,7 @@ class BlobReader:
         self.end: Any = None
         self.tally = BlobTally()
         self.skipped_chunks = self.skipped_bytes = 0
-        self.packet_keys: set[tuple[bool, int]] = set()
+        self.packet_keys: set[int] = set()  # transaction id << 1 | is a queued completion
 
     @property
     def version(self) -> str:
@@ -642,8 +644,9 @@ class BlobReader:
             if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{REGISTRY[raw.type].name} chunk outside a channel")
-            staging = RestoreStaging(check=ChannelCheck(f"channels[{index}]"),
-                                     keep_packets=False, keep_gpadls=self.keep_gpadls) \
+            staging = RestoreStaging(
+                check=ChannelCheck(f"channels[{index}]") if self.checks else None,
+                keep_packets=False, keep_gpadls=self.keep_gpadls) \
                 if self.lean else RestoreStaging()
         if not self.lean:
             channel_chunks.append(raw)
@@ -726,7 +729,7 @@ class BlobReader:
             if check.duplicates:
                 raise BlobError(where, "duplicate transaction id")
             return
-        key = (completion, packet.transaction_id)
+        key = packet.transaction_id << 1 | completion
         if key in self.packet_keys:
             raise BlobError(where, "duplicate transaction id")
         self.packet_keys.add(key)
@@ -790,7 +793,10 @@ def load_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
             return read_whole(src, key, reads, LOAD_BUDGET)
         except HoldBudgetExceeded:
             pass  # (outside the handler: its traceback would keep the first read alive)
-        with BlobReader(src, key, keep_chunks=False, reads=reads, lean=True) as reader:
+        # the guard: framing, checksums, digest, caps, repeated packets; the semantic
+        # checks are for whoever uses the blob (restore checks each channel it takes)
+        with BlobReader(src, key, keep_chunks=False, reads=reads, lean=True,
+                        checks=False) as reader:
             for _channel in reader.channels():
                 pass
         return read_whole(src, key, reads, None)

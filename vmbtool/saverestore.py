@@ -339,9 +339,9 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
             check.ring(value, blocks)
     elif raw.type == ChunkType.GPADLS:
         gpadls = value.gpadls  # a lean read's are parsed as they are checked
-        if staging.keep_gpadls or check is None:
+        if staging.keep_gpadls:
             gpadls = saved.gpadls = list(gpadls)
-        saved.gpadl_count = check.gpadl_table(gpadls) if check else len(gpadls)
+        saved.gpadl_count = check.gpadl_table(gpadls) if check else sum(1 for _ in gpadls)
     elif raw.type == ChunkType.PACKET:
         _check_packet_order(staging.last_record, value.lib_buf, where)
         staging.last_record = value
@@ -357,7 +357,8 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         entries = value.packets
         if staging.keep_packets:
             entries = saved.incoming = list(entries)
-        saved.incoming_count = check.pending_incoming(entries) if check else len(entries)
+        saved.incoming_count = check.pending_incoming(entries) if check else \
+            sum(1 for _ in entries)
     elif raw.type == ChunkType.CHANNEL_END:
         saved.end = value
         if check is not None:
