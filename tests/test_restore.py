@@ -542,3 +542,28 @@ def test_restore_into_a_cleaned_up_channel():
     assert restore(channel, chunks)[-1] == NtStatus.INVALID_DEVICE_STATE
     assert {k: v for k, v in channel.__dict__.items() if k != "restore_error"} == \
         {k: v for k, v in before.items() if k != "restore_error"}
+
+
+def test_restore_blob_names_a_failed_channel_as_validate_would(tmp_path):
+    """A VSP that refuses a packet: `channels[0].packets[...]` (not `channels[0].channel.`),
+    and the callback's status said once."""
+    from vmbtool.errors import BlobError
+    from vmbtool.snapshot import restore_failure
+    from vmbtool.status import NtStatusError
+    from vmbtool.tools import run_scenario
+
+    blob = load_blob(save_blob(run_scenario("storage", 1, 150)))
+    def refuse(self, channel, lib_buf, save_buf):
+        return NtStatus.INVALID_PARAMETER
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SCENARIOS["storage"], "restore_packet", refuse)
+        with pytest.raises(BlobError) as refused:
+            restore_blob(blob)
+    where, why = refused.value.where, refused.value.why
+    assert where.startswith("channels[0].packets[txid=") and ".channel." not in where
+    assert why.count("STATUS_INVALID_PARAMETER") == 1
+    error = NtStatusError(NtStatus.DATA_ERROR, "says 3, the channel has 2", "channel.end")
+    assert (restore_failure(error, 2, NtStatus.DATA_ERROR).where,
+            restore_failure(error, 2, NtStatus.DATA_ERROR).why) == \
+        ("channels[2].end", "says 3, the channel has 2")

@@ -139,7 +139,11 @@ def check_scenario(state: Any, offers: list[tuple]) -> list[tuple[str, str]]:
 
 
 def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
-    """Fresh channels, restored chunk by chunk, the guest rebuilt; nothing started."""
+    """Fresh channels, restored chunk by chunk, the guest rebuilt; nothing started.
+
+    Every channel and the scenario are checked first (the first problem named is the
+    one `validate` lists first), so nothing is restored from a blob with a lie in it;
+    each RestoreFromBuffer then checks its own channel again, as the contract says."""
     problems = check_blob(blob)
     if problems:
         where, why = problems[0]
@@ -158,11 +162,7 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
             last = number == len(buffers) - 1
             expected = NtStatus.SUCCESS if last else NtStatus.MORE_PROCESSING_REQUIRED
             if status != expected:
-                error = server.restore_error
-                where = f"channels[{index}]" + (f".{error.where}" if error and error.where
-                                                 else "")
-                why = error.args[0] if error else "unexpected status"
-                raise BlobError(where, f"{why} ({NtStatus(status)!s})", NtStatus(status))
+                raise restore_failure(server.restore_error, index, NtStatus(status))
         if index in blob.stats:
             stats = blob.stats[index]
             server.stats = ChannelStats(**{k: stats[k] for k in ChannelStats().as_dict()})
@@ -177,6 +177,20 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
         except (ValueError, KeyError, struct.error) as exc:
             raise BlobError(f"scenario.{name}", f"cannot be restored: {exc}") from None
     return scenario
+
+
+def restore_failure(error: Any, index: int, status: NtStatus) -> BlobError:
+    """RestoreFromBuffer's failure, named as `validate` names it: `channels[i].<field>`
+    (its own paths start at `channel`); a problem with the saved data (DATA_ERROR) is
+    said as validate says it, any other status is added to the reason once."""
+    where = f"channels[{index}]"
+    if error is not None and error.where:
+        path = error.where
+        where += path[len("channel"):] if path.split(".")[0] == "channel" else f".{path}"
+    why = error.args[0] if error is not None else "unexpected status"
+    if status != NtStatus.DATA_ERROR and str(status) not in why:
+        why = f"{why} ({status!s})"
+    return BlobError(where, why, status)
 
 
 def check_config(expected: Any, context: Any, where: str, who: str) -> None:
