@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_semantic_lies import LIES, decoded, encoded
+from test_semantic_lies import LIES, build_lies
 
 from vmbtool import blob as blob_module
 from vmbtool import invariants, saverestore, tools
@@ -62,18 +62,7 @@ def test_lean_read_of_a_fixture_finds_no_problem_and_counts_every_packet(
 
 @pytest.fixture(scope="module")
 def lies(tmp_path_factory) -> dict[str, Path]:
-    out, docs = {}, {}
-    for number, (name, (fixture, edit, byte_edit, _path)) in enumerate(LIES.items()):
-        tmp = tmp_path_factory.mktemp(f"lean-lie{number}")
-        if fixture not in docs:
-            docs[fixture] = decoded(fixture, tmp)
-        doc = json.loads(json.dumps(docs[fixture]))
-        if edit:
-            edit(doc)
-        out[name] = encoded(doc, tmp)
-        if byte_edit:
-            byte_edit(out[name])
-    return out
+    return build_lies(tmp_path_factory, "lean-lie")
 
 
 @pytest.mark.parametrize("lie", list(LIES))

@@ -227,21 +227,28 @@ LIES: dict[str, Lie] = {
 }
 
 
-@pytest.fixture(scope="module")
-def refusals(tmp_path_factory) -> dict[str, dict[str, tuple[str, str]]]:
-    """Every lie built once; what validate and restore each said about it."""
-    out = {}
+def build_lies(tmp_path_factory, prefix: str = "lie") -> dict[str, Path]:
+    """Every lie as a blob file: decode the golden blob, edit the JSON, encode."""
+    out: dict[str, Path] = {}
     docs: dict[str, dict] = {}
     for number, (name, (fixture, edit, byte_edit, _path)) in enumerate(LIES.items()):
-        tmp = tmp_path_factory.mktemp(f"lie{number}")
+        tmp = tmp_path_factory.mktemp(f"{prefix}{number}")
         if fixture not in docs:
             docs[fixture] = decoded(fixture, tmp)
         doc = json.loads(json.dumps(docs[fixture]))
         if edit:
             edit(doc)
-        path = encoded(doc, tmp)
+        out[name] = encoded(doc, tmp)
         if byte_edit:
-            byte_edit(path)
+            byte_edit(out[name])
+    return out
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory) -> dict[str, dict[str, tuple[str, str]]]:
+    """Every lie built once; what validate and restore each said about it."""
+    out = {}
+    for name, path in build_lies(tmp_path_factory).items():
         validate = cli("validate", path)
         restore = cli("restore", path, "--run-steps", "1")
         out[name] = {"validate": (validate.exit_code, validate.output, validate.exception),
