@@ -226,3 +226,24 @@ def test_save_refuses_a_channel_past_the_cap(monkeypatch, tmp_path):
     assert result.exit_code == 1, result.output
     assert "packet objects in use, a blob holds at most 3 a channel" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_wrapped_ring_past_1_mib_is_spooled_and_walked_the_same():
+    """The part of a wrapped ring before its read index waits on disk past 1 MiB: the
+    streamed walk of a 2 MiB ring wrapped 1.5 MiB deep finds what the whole walk finds."""
+    ring = RingBuffer(512)
+    start = ring.data_size - 64 * 1024
+    ring.write_index = ring.read_index = start
+    txid = 0
+    while ring.write_index >= start or ring.write_index < (3 << 19):
+        txid += 1
+        ring.write_packet(PacketType.INBAND, 1, txid, bytes([txid % 251]) * 4000)
+    state = ring_state(ring, "outgoing")
+    assert ring.write_index < ring.read_index and ring.write_index > 1 << 20
+    whole = check_ring(_container(state), "r", [])
+    data = state["data"]
+    streamed = check_ring(Control(state), "r", [],
+                          [data[i:i + 300_000] for i in range(0, len(data), 300_000)])
+    assert list(streamed.offsets) == list(whole.offsets) == \
+        [w.offset for w in ring.packets()]
+    assert list(streamed.txids) == list(range(1, txid + 1))

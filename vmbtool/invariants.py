@@ -6,6 +6,7 @@ reports every problem with its field path.
 
 from __future__ import annotations
 
+import tempfile
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -75,25 +76,30 @@ def used_bytes(blocks: Iterable[bytes | memoryview], read: int, write: int,
                size: int) -> Iterator[bytes | memoryview]:
     """The bytes between the read and the write index, in reading order, from the data
     area's blocks in storage order. Only the part before the read index of a wrapped
-    ring is held until its turn; the rest passes through."""
-    at, wrapped = 0, bytearray()
-    for block in blocks:
-        start, end = at, at + len(block)
-        at = end
-        view = memoryview(block)
-        if read <= write:  # [read, write)
-            lo, hi = max(start, read), min(end, write)
-            if lo < hi:
-                yield view[lo - start:hi - start]
-        else:  # [read, size) then [0, write)
-            lo, hi = start, min(end, write)
-            if lo < hi:
-                wrapped += view[lo - start:hi - start]
-            lo = max(start, read)
-            if lo < end:
-                yield view[lo - start:]
-    if wrapped:
-        yield wrapped
+    ring waits for its turn, spooled to a temporary file past 1 MiB; the rest passes
+    through."""
+    at, wrapped = 0, tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    try:
+        for block in blocks:
+            start, end = at, at + len(block)
+            at = end
+            view = memoryview(block)
+            if read <= write:  # [read, write)
+                lo, hi = max(start, read), min(end, write)
+                if lo < hi:
+                    yield view[lo - start:hi - start]
+            else:  # [read, size) then [0, write)
+                lo, hi = start, min(end, write)
+                if lo < hi:
+                    wrapped.write(view[lo - start:hi - start])
+                lo = max(start, read)
+                if lo < end:
+                    yield view[lo - start:]
+        wrapped.seek(0)
+        while block := wrapped.read(1 << 20):
+            yield block
+    finally:  # also when the walk stops early: the generator is closed
+        wrapped.close()
 
 
 def walk_ring(pieces: Iterable[bytes | memoryview], read: int, used: int,
