@@ -83,6 +83,7 @@ RING_CONTROL_SIZE = RingControl.sizeof()
 LOAD_BUDGET = 24 << 20  # estimated bytes of parsed state a one-pass load may hold
 PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
 ARRAY_HOLD_FACTOR = 40  # and an array of small elements, per byte
+DECODED_HOLD_FACTOR = 8  # a body's parsed state over its decoded size, about (packets)
 MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
@@ -544,6 +545,19 @@ class BlobReader:
     def version(self) -> str:
         return f"{self.header.format_major}.{self.header.format_minor}"
 
+    def decoded_size(self) -> int:
+        """The body's decoded size as its zstd frame header declares it (0 when it does
+        not; the decompressor holds the frame to what it declares)."""
+        start = self.header.header_size
+        if str(self.header.compression) == "none":
+            return self.frame_end - start
+        self.f.seek(start)
+        try:
+            size = zstandard.frame_content_size(self.f.read(18))
+        except zstandard.ZstdError:
+            return 0
+        return max(size, 0)
+
     def find_frame_end(self) -> int:
         """The body's one zstd frame, its seal, and (from a newer minor) skippable frames."""
         start, end, minor = self.header.header_size, self.body_end, self.header.format_minor
@@ -805,6 +819,8 @@ def load_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
 def read_whole(source: str | bytes | IO[bytes], key: bytes | None, reads: tuple[int, int],
                budget: int | None) -> Blob:
     with BlobReader(source, key, reads=reads, hold_budget=budget) as reader:
+        if budget is not None and reader.decoded_size() * DECODED_HOLD_FACTOR > budget:
+            raise HoldBudgetExceeded(reader.decoded_size())  # known at once: no wasted read
         blob = Blob(reader.header, reader.header_bytes, reader.chunks, signed=reader.signed,
                     size=reader.size)
         for saved, chunks in reader.channels():
