@@ -303,6 +303,16 @@ def gpadl_pfns_max() -> bytes:
                                                            struct.pack("<I", 1) + gpadl, 1)))
 
 
+def packet_pfns() -> bytes:
+    """A PACKET whose one GPA range carries 4 million PFNs (a list of them: 160 MB)."""
+    n = (32 << 20) // 8 - 16
+    lib = struct.pack("<QBHIIQBI", 5, 1, 9, 0, 0, 0, 0, 0) + \
+        struct.pack("<HIIII", 9, 1, 4096 * 1000, 0, n) + bytes(8 * n)
+    record = struct.pack("<I", len(lib)) + lib + struct.pack("<I", 0)
+    return sealed(replace_first(fixture_chunks("pipe.vmb"), ChunkType.PACKET,
+                                lambda _chunk: frame_bytes(ChunkType.PACKET, record, 1)))
+
+
 CASES = {
     "zstd bomb: 16 GiB of zeros (empty optional chunks)": zero_bomb,
     "zstd bomb: 32 MiB chunk header then 4 GiB of zeros": big_chunk_then_zeros,
@@ -328,6 +338,7 @@ CASES = {
     "PENDING_INCOMING count 2^32-1 over 32 MiB of entries": lambda: tiny_incoming(2**32 - 1),
     "scenario guest with 1.3 million tiny pending incoming entries": guest_tiny_incoming,
     "GPADL declaring 2^28 PFNs over 32 MiB of them": gpadl_pfns_max,
+    "PACKET with 4 million PFNs in one GPA range (32 MiB)": packet_pfns,
 }
 
 

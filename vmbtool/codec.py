@@ -70,6 +70,14 @@ def reason(exc: ConstructError) -> str:
     return detail
 
 
+def too_many_elements(where: str, offset: int) -> BlobError:
+    """A structure whose integer arrays (PFN lists) would pass what a reader holds: it
+    is refused before they are built, by the plain grammar too."""
+    return BlobError(f"{where} (offset {offset})", "more PFNs than a reader holds in one "
+                     f"structure (about {fastpath.ELEMENT_BUDGET // 40:,})",
+                     NtStatus.INSUFFICIENT_RESOURCES)
+
+
 def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
           exact: bool = True) -> Any:
     """Parse `data` with `grammar`; `where` names the structure, `offset` its position."""
@@ -78,6 +86,8 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
         if fast is not None:
             try:
                 obj, used = fast.parse_from(data)
+            except fastpath.TooManyElements:
+                raise too_many_elements(where, offset) from None
             except Exception:  # refused or not understood: the plain grammar says why
                 pass
             else:

@@ -56,7 +56,7 @@ from vmbtool.formats.common import (
     StrictPrefixed,
 )
 
-__all__ = ["CompiledGrammar", "Reject", "Unsupported", "compile_grammar"]
+__all__ = ["CompiledGrammar", "Reject", "TooManyElements", "Unsupported", "compile_grammar"]
 
 _PASS = type(construct.Pass)
 _ERROR = type(construct.Error)
@@ -66,6 +66,19 @@ _SMALL_BYTES = 256  # fixed Bytes up to this size go into a fused struct ("Ns")
 
 class Unsupported(Exception):
     """The grammar uses something the fast path does not compile."""
+
+
+class TooManyElements(Exception):
+    """Raised by generated code: one parse would build more array elements than a reader
+    holds (`ELEMENT_BUDGET`). Not a refusal to retry with the plain grammar: that would
+    build them."""
+
+
+# What the integer array elements (PFN lists) one parse builds may cost, in estimated
+# bytes (about 40 an element): 48 MB holds the longest GPA range (1,048,577 pages) a
+# u32 byte count can describe. Each parse starts with all of it
+ELEMENT_BUDGET = 48 << 20
+_ELEMENTS = [ELEMENT_BUDGET]
 
 
 class Reject(Exception):
@@ -238,7 +251,8 @@ class _Namespace:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {
-            "_R": Reject, "_C": Container, "_LC": ListContainer, "_EI": EnumInteger,
+            "_R": Reject, "_TME": TooManyElements, "_E": _ELEMENTS,
+            "_C": Container, "_LC": ListContainer, "_EI": EnumInteger,
             "_unpack_from": struct.unpack_from, "_pack": struct.pack,
             "_as_view": _as_view, "_gt": _GUID_TEXT, "_guid_text": _guid_text,
             "_gb": _GUID_BYTES, "_guid_bytes": _guid_bytes,
@@ -616,6 +630,9 @@ class _ParseWriter(_Writer):
         value = self.var()
         field = _format_field(element)
         if field is not None:
+            # an int costs ~40 bytes parsed, 5 times its 8 on the wire (PFN lists)
+            self.emit(f"_E[0] -= {n} * 40")
+            self.emit("if _E[0] < 0: raise _TME")
             _plain(element)
             order, code = field.fmtstr[0], field.fmtstr[1:]
             self.emit(f"if {n} * {field.length} > {self.end} - ({self.at()}): raise _R")
@@ -960,4 +977,15 @@ def compile_grammar(grammar) -> CompiledGrammar:
         exec(compile(text, f"<fastpath {type(grammar).__name__}>", "exec"), namespace)
     except SyntaxError as exc:  # a bug here, not in the grammar
         raise Unsupported(f"generated code does not compile: {exc}") from exc
-    return CompiledGrammar(grammar, namespace["parse_from"], namespace["build"], text)
+    return CompiledGrammar(grammar, _budgeted(namespace["parse_from"]), namespace["build"],
+                           text)
+
+
+def _budgeted(parse_from):
+    """Each parse starts with the whole element budget."""
+
+    def parse(data):
+        _ELEMENTS[0] = ELEMENT_BUDGET
+        return parse_from(data)
+
+    return parse

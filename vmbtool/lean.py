@@ -15,7 +15,7 @@ from typing import Any
 
 from construct import Construct, ConstructError, Container, Struct
 
-from vmbtool import codec
+from vmbtool import codec, fastpath
 from vmbtool.errors import BlobError
 from vmbtool.formats.incoming import Incoming
 from vmbtool.formats.packet import PacketRecord
@@ -29,8 +29,9 @@ ScenarioHead = Struct(*ScenarioState.subcons[:-1])  # the fields before the gues
 class Cursor:
     """Parses one grammar after another from a chunk's data."""
 
-    def __init__(self, data: bytes, base: int) -> None:
+    def __init__(self, data: bytes, base: int, chunk_where: str) -> None:
         self.data, self.view, self.pos, self.base = data, memoryview(data), 0, base
+        self.chunk_where = chunk_where  # what codec.parse of the whole chunk is told
         self.stream: io.BytesIO | None = None
 
     def take(self, grammar: Construct, where: str) -> Any:
@@ -40,6 +41,8 @@ class Cursor:
         if fast is not None:
             try:
                 obj, used = fast.parse_from(self.view[self.pos:])
+            except fastpath.TooManyElements:  # named as the whole chunk's parse names it
+                raise codec.too_many_elements(self.chunk_where, self.base) from None
             except Exception:  # noqa: BLE001 - refused: the plain grammar says why
                 pass
             else:
@@ -86,39 +89,23 @@ class Cursor:
 
 def incoming_entries(data: bytes, base: int, where: str, cap: int) -> Iterator[Any]:
     """A PENDING_INCOMING chunk's entries, one at a time."""
-    cursor = Cursor(data, base)
+    cursor = Cursor(data, base, f"{where}.pending_incoming")
     yield from cursor.array(Incoming, f"{where}.pending_incoming.packets", cap)
     cursor.finish(f"{where}.pending_incoming")
 
 
-MAX_GPADL_PFNS = (0xFFFFFFFF + 4095) // 4096 + 1  # pages of the longest u32 byte range
-
-
 def gpadl_entries(element: Construct, data: bytes, base: int, where: str,
                   cap: int) -> Iterator[Any]:
-    """A GPADLS chunk's GPADLs, one at a time; a PFN count no u32 length could need is
-    refused before its array is parsed."""
-    cursor = Cursor(data, base)
-    count = cursor.count(f"{where}.gpadls.gpadls")
-    for i in range(count):
-        if i == cap:
-            raise BlobError(f"{where}.gpadls.gpadls (offset {base})", f"{count} elements, a "
-                            f"reader takes at most {cap}", NtStatus.INSUFFICIENT_RESOURCES)
-        at = cursor.pos + 14  # u32 handle, u8 read_only, u8 mapped, u32 offset, u32 length
-        if at + 4 <= len(data):
-            (pfns,) = struct.unpack_from("<I", data, at)
-            if pfns > MAX_GPADL_PFNS:
-                raise BlobError(f"{where}.gpadls.gpadls.items.pfns (offset {base + at})",
-                                f"{pfns} PFNs: no GPADL spans more than {MAX_GPADL_PFNS} pages",
-                                NtStatus.INSUFFICIENT_RESOURCES)
-        yield cursor.take(element, f"{where}.gpadls.gpadls.items")
+    """A GPADLS chunk's GPADLs, one at a time."""
+    cursor = Cursor(data, base, f"{where}.gpadls")
+    yield from cursor.array(element, f"{where}.gpadls.gpadls", cap)
     cursor.finish(f"{where}.gpadls")
 
 
 def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int) -> Container:
     """A SCENARIO chunk with each guest checked as it is read: its context and problems
     stay (`check_scenario` takes them), its packets and pending incoming do not."""
-    cursor = Cursor(data, base)
+    cursor = Cursor(data, base, "scenario.scenario")
     head = cursor.take(ScenarioHead, "scenario.scenario")
     guests = []
     context_grammar, _packets, _incoming = GuestChannel.subcons
