@@ -313,6 +313,16 @@ def packet_pfns() -> bytes:
                                 lambda _chunk: frame_bytes(ChunkType.PACKET, record, 1)))
 
 
+def packet_ranges() -> bytes:
+    """A data-using-GPADL PACKET with 4 million byte ranges (containers: gigabytes)."""
+    n = (32 << 20) // 8 - 16
+    lib = struct.pack("<QBHIIQBI", 5, 1, 8, 0, 0, 0, 0, 0) + \
+        struct.pack("<HIBI", 8, 256, 0, n) + bytes(8 * n)
+    record = struct.pack("<I", len(lib)) + lib + struct.pack("<I", 0)
+    return sealed(replace_first(fixture_chunks("network.vmb"), ChunkType.PACKET,
+                                lambda _chunk: frame_bytes(ChunkType.PACKET, record, 1)))
+
+
 CASES = {
     "zstd bomb: 16 GiB of zeros (empty optional chunks)": zero_bomb,
     "zstd bomb: 32 MiB chunk header then 4 GiB of zeros": big_chunk_then_zeros,
@@ -339,6 +349,7 @@ CASES = {
     "scenario guest with 1.3 million tiny pending incoming entries": guest_tiny_incoming,
     "GPADL declaring 2^28 PFNs over 32 MiB of them": gpadl_pfns_max,
     "PACKET with 4 million PFNs in one GPA range (32 MiB)": packet_pfns,
+    "PACKET with 4 million byte ranges (32 MiB)": packet_ranges,
 }
 
 

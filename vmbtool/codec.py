@@ -71,10 +71,10 @@ def reason(exc: ConstructError) -> str:
 
 
 def too_many_elements(where: str, offset: int) -> BlobError:
-    """A structure whose integer arrays (PFN lists) would pass what a reader holds: it
-    is refused before they are built, by the plain grammar too."""
-    return BlobError(f"{where} (offset {offset})", "more PFNs than a reader holds in one "
-                     f"structure (about {fastpath.ELEMENT_BUDGET // 40:,})",
+    """A structure whose PFN lists and GPA or byte ranges would pass what a reader holds:
+    it is refused before they are built (the plain grammar is not asked: it would)."""
+    return BlobError(f"{where} (offset {offset})", "more PFNs or ranges than a reader holds "
+                     f"in one structure (about {fastpath.ELEMENT_BUDGET // 40:,} PFNs)",
                      NtStatus.INSUFFICIENT_RESOURCES)
 
 

@@ -74,9 +74,11 @@ class TooManyElements(Exception):
     build them."""
 
 
-# What the integer array elements (PFN lists) one parse builds may cost, in estimated
-# bytes (about 40 an element): 48 MB holds the longest GPA range (1,048,577 pages) a
-# u32 byte count can describe. Each parse starts with all of it
+# What the arrays of integers (PFN lists) and of tiny structures (GPA and byte ranges)
+# one parse builds may cost, in estimated bytes (about 40 an integer, 40 a wire byte of a
+# structure): 48 MB holds the longest GPA range (1,048,577 pages) a u32 byte count can
+# describe. Each parse starts with all of it; arrays of larger records (packets, GPADLs,
+# pending incoming entries) are bounded by the readers' caps instead
 ELEMENT_BUDGET = 48 << 20
 _ELEMENTS = [ELEMENT_BUDGET]
 
@@ -642,6 +644,10 @@ class _ParseWriter(_Writer):
             self.k = 0
             return value
         least = _minsize(element)
+        if 0 < least <= 16:
+            # tiny structures (a GPA or byte range) cost some 40 times their wire size
+            self.emit(f"_E[0] -= {n} * {40 * least}")
+            self.emit("if _E[0] < 0: raise _TME")
         if least:
             self.emit(f"if {n} * {least} > {self.end} - ({self.at()}): raise _R")
         self.settle()
