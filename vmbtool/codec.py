@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from io import BytesIO
 from typing import Any
 
 from construct import Construct, ConstructError, StreamError
@@ -81,35 +82,36 @@ def too_many_elements(where: str, offset: int) -> BlobError:
 def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
           exact: bool = True) -> Any:
     """Parse `data` with `grammar`; `where` names the structure, `offset` its position."""
+    obj, end = parse_at(grammar, data, 0, where, offset)
+    left = len(data) - end
+    if exact and left:
+        raise BlobError(f"{where} (offset {offset + end})",
+                        f"{left} bytes left over after the structure")
+    return obj
+
+
+def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int = 0,
+             stream: BytesIO | None = None, whole: str | None = None) -> tuple[Any, int]:
+    """Parse one structure at `pos` of `data`: it and where it ends. Errors name `where`
+    at `offset`; a lean reader parsing a chunk's elements one by one gives the offset of
+    the chunk's data and, as `whole`, the name a parse of the whole chunk would refuse
+    too many PFNs under. `stream`, a BytesIO over `data`, saves making one each time."""
     if _enabled:
         fast = compiled(grammar)
         if fast is not None:
             try:
-                obj, used = fast.parse_from(data)
+                obj, used = fast.parse_from(memoryview(data)[pos:] if pos else data)
             except fastpath.TooManyElements:
-                raise too_many_elements(where, offset) from None
+                raise too_many_elements(whole or where, offset) from None
             except Exception:  # refused or not understood: the plain grammar says why
                 pass
             else:
-                if exact:
-                    left = len(data) - used
-                    if left:
-                        raise BlobError(f"{where} (offset {offset + used})",
-                                        f"{left} bytes left over after the structure")
-                return obj
+                return obj, pos + used
     try:
-        if not exact:
-            return grammar.parse(data)
-        # parse_stream + a tail check: bytes left over mean the structure is a lie
-        from io import BytesIO
-
-        stream = BytesIO(data)
+        stream = stream or BytesIO(data)
+        stream.seek(pos)
         obj = grammar.parse_stream(stream)
-        left = len(data) - stream.tell()
-        if left:
-            raise BlobError(f"{where} (offset {offset + stream.tell()})",
-                            f"{left} bytes left over after the structure")
-        return obj
+        return obj, stream.tell()
     except ConstructError as exc:
         raise BlobError(f"{field_path(exc, where)} (offset {offset})", reason(exc),
                         NtStatus.DATA_ERROR) from None

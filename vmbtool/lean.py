@@ -13,9 +13,9 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from construct import Construct, ConstructError, Container, Struct
+from construct import Construct, Container, Struct
 
-from vmbtool import codec, fastpath
+from vmbtool import codec
 from vmbtool.errors import BlobError
 from vmbtool.formats.incoming import Incoming
 from vmbtool.formats.packet import PacketRecord
@@ -30,33 +30,17 @@ class Cursor:
     """Parses one grammar after another from a chunk's data."""
 
     def __init__(self, data: bytes, base: int, chunk_where: str) -> None:
-        self.data, self.view, self.pos, self.base = data, memoryview(data), 0, base
+        self.data, self.pos, self.base = data, 0, base
         self.chunk_where = chunk_where  # what codec.parse of the whole chunk is told
         self.stream: io.BytesIO | None = None
 
     def take(self, grammar: Construct, where: str) -> Any:
         """The next structure; an error names it as parsing the whole chunk would (the
         field path from the chunk down, the offset of the chunk's data)."""
-        fast = codec.compiled(grammar) if codec.fast_path_enabled() else None
-        if fast is not None:
-            try:
-                obj, used = fast.parse_from(self.view[self.pos:])
-            except fastpath.TooManyElements:  # named as the whole chunk's parse names it
-                raise codec.too_many_elements(self.chunk_where, self.base) from None
-            except Exception:  # noqa: BLE001 - refused: the plain grammar says why
-                pass
-            else:
-                self.pos += used
-                return obj
         if self.stream is None:
             self.stream = io.BytesIO(self.data)
-        self.stream.seek(self.pos)
-        try:
-            obj = grammar.parse_stream(self.stream)
-        except ConstructError as exc:
-            raise BlobError(f"{codec.field_path(exc, where)} (offset {self.base})",
-                            codec.reason(exc), NtStatus.DATA_ERROR) from None
-        self.pos = self.stream.tell()
+        obj, self.pos = codec.parse_at(grammar, self.data, self.pos, where, self.base,
+                                       self.stream, self.chunk_where)
         return obj
 
     def count(self, where: str) -> int:
