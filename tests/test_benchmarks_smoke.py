@@ -58,3 +58,14 @@ def test_a_1000_packet_workload_has_the_requested_mix():
     assert len(scenario.clients[0].pending_incoming) == len(awaiting)
     plain = workloads.plain_state(scenario)
     assert len(plain["channels"][0]["packets"]) == 1_000
+
+
+def test_a_256_page_ring_saves_with_the_default_buffer_not_with_1_mib():
+    """A 256-page ring's chunk is 1,048,613 bytes: save's default buffer holds it."""
+    from vmbtool.errors import VmbtoolError
+    from vmbtool.snapshot import SAVE_BUFFER_SIZE, save_blob
+
+    scenario = load_workloads().build_channel_workload(20)
+    assert save_blob(scenario, chunk_size=SAVE_BUFFER_SIZE)
+    with pytest.raises(VmbtoolError, match="BUFFER_TOO_SMALL"):
+        save_blob(scenario, chunk_size=1 << 20)

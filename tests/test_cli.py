@@ -1054,3 +1054,14 @@ def test_encode_bad_document_is_one_error_line(blobs, tmp_path, edit, where):
     line = fails("encode", src, "-o", out)
     assert line.startswith(f"Error: bad blob at {where}"), line
     assert not out.exists()
+
+
+
+def test_save_default_buffer_holds_any_chunk():
+    """The CLI's default SaveContinue buffer is the library's: header + largest chunk."""
+    from vmbtool import cli as cli_module
+    from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH
+    from vmbtool.snapshot import SAVE_BUFFER_SIZE
+
+    assert cli_module.SAVE_BUFFER_SIZE == SAVE_BUFFER_SIZE == \
+        CHUNK_HEADER_SIZE + MAX_CHUNK_LENGTH

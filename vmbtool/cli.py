@@ -102,10 +102,17 @@ def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
     click.echo(f"  {len(sim.transcript)} events; last: {last}")
 
 
+# snapshot.SAVE_BUFFER_SIZE (a chunk header and the largest chunk data), written out so
+# that `--help` imports nothing heavy; tests/test_cli.py checks the two agree
+SAVE_BUFFER_SIZE = 12 + (32 << 20)
+
+
 @main.command()
 @scenario_options
-@click.option("--chunk-size", type=click.IntRange(1, 1 << 30), default=1 << 20,
-              show_default=True, help="SaveContinue buffer size in bytes.")
+@click.option("--chunk-size", type=click.IntRange(1, 1 << 30), default=SAVE_BUFFER_SIZE,
+              show_default=True, help="SaveContinue buffer size in bytes (the default "
+              "holds the largest chunk, a 32 MiB one; a chunk larger than a smaller "
+              "size fails the save with BUFFER_TOO_SMALL).")
 @click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True,
               help="zstd compression level.")
 @click.option("--no-compress", is_flag=True, help="Store the body uncompressed.")

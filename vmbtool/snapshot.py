@@ -9,7 +9,7 @@ from collections import deque
 from typing import Any
 
 from vmbtool.blob import FORMAT_MINOR, Blob, encode_blob
-from vmbtool.chunks import ChunkType, frame
+from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH, ChunkType, frame
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.invariants import check_channel, check_guest
 from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
@@ -28,7 +28,8 @@ from vmbtool.state import (
 )
 from vmbtool.status import NtStatus, NtStatusError
 
-DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_CHUNK_SIZE = 1 << 20  # RestoreFromBuffer's buffer (a larger chunk goes alone)
+SAVE_BUFFER_SIZE = CHUNK_HEADER_SIZE + MAX_CHUNK_LENGTH  # save's: it holds any chunk
 
 
 def scenario_state(scenario: Scenario) -> dict:
