@@ -370,40 +370,40 @@ def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = No
             admit(header, offset)
         if stream_if is not None and stream_if(header):
             blocks = chunk_blocks(stream, header, offset, on_block)
-            yield RawChunk(header.type, header.flags, b"", offset, head, blocks)
+            yield RawChunk(header["type"], header["flags"], b"", offset, head, blocks)
             for _ in blocks:
                 pass
         else:
             try:
-                data = read_exact(stream, header.length)
+                data = read_exact(stream, header["length"])
             except zstandard.ZstdError as exc:
                 raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
-            if len(data) < header.length:
-                raise BlobError(f"chunk@{offset}.length", f"truncated: {header.length} bytes "
+            if len(data) < header["length"]:
+                raise BlobError(f"chunk@{offset}.length", f"truncated: {header['length']} bytes "
                                 f"declared, {len(data)} present")
             check_chunk_crc(header, data, offset)
-            yield RawChunk(header.type, header.flags, data, offset, head)
-        offset += CHUNK_HEADER_SIZE + header.length
+            yield RawChunk(header["type"], header["flags"], data, offset, head)
+        offset += CHUNK_HEADER_SIZE + header["length"]
 
 
 def chunk_blocks(stream: IO[bytes], header: Any, offset: int,
                  on_block: Callable[[bytes], None] | None) -> Iterator[bytes]:
     """A chunk's data in 1 MiB blocks; its CRC is checked when the last has been read."""
-    crc, left = 0, header.length
+    crc, left = 0, header["length"]
     while left:
         try:
             block = read_exact(stream, min(left, 1 << 20))
         except zstandard.ZstdError as exc:
             raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
         if not block:
-            raise BlobError(f"chunk@{offset}.length", f"truncated: {header.length} bytes "
-                            f"declared, {header.length - left} present")
+            raise BlobError(f"chunk@{offset}.length", f"truncated: {header['length']} bytes "
+                            f"declared, {header['length'] - left} present")
         crc = google_crc32c.extend(crc, block)
         if on_block is not None:
             on_block(block)
         left -= len(block)
         yield block
-    if crc != header.crc32c:
+    if crc != header["crc32c"]:
         raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
 
 
@@ -689,7 +689,7 @@ class BlobReader:
 
     def streams(self, header: Any) -> bool:
         """A lean read streams large rings instead of holding their data."""
-        return header.type == ChunkType.RING and header.length >= STREAMED_MIN
+        return header["type"] == ChunkType.RING and header["length"] >= STREAMED_MIN
 
     @staticmethod
     def ring_control(raw: RawChunk, control: bytes, where: str) -> Any:
@@ -712,13 +712,13 @@ class BlobReader:
         if self.hold_budget is not None:
             # what the chunk will hold parsed: arrays of small elements cost ~40 times
             # their bytes as containers, a packet ~3 KB beyond its bytes
-            self.held += header.length * (ARRAY_HOLD_FACTOR if header.type in (
+            self.held += header["length"] * (ARRAY_HOLD_FACTOR if header["type"] in (
                 ChunkType.INCOMING, ChunkType.GPADLS, ChunkType.SCENARIO) else 1)
-            self.held += PACKET_HOLD_COST if header.type == ChunkType.PACKET else 0
+            self.held += PACKET_HOLD_COST if header["type"] == ChunkType.PACKET else 0
             if self.held > self.hold_budget:
                 raise HoldBudgetExceeded(self.held)
-        if header.type not in self.known and not header.flags & 1 and \
-                self.skipped_bytes + header.length > MAX_SKIPPED_BYTES:
+        if header["type"] not in self.known and not header["flags"] & 1 and \
+                self.skipped_bytes + header["length"] > MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {MAX_SKIPPED_BYTES} bytes "
                             "of unknown optional chunks", NtStatus.INVALID_BUFFER_SIZE)
 
@@ -736,17 +736,16 @@ class BlobReader:
     def check_new_packet(self, staging: RestoreStaging, index: int) -> None:
         """A repeated packet is refused as it comes, not after an endless channel."""
         check, packet = staging.check, staging.last_record.lib_buf
-        completion = str(packet.type) == "completion"
-        where = (f"channels[{index}].packets[{'completion' if completion else 'txid'}"
-                 f"={packet.transaction_id}]")
         if check is not None:  # a lean read: the channel's check keeps the keys
-            if check.duplicates:
-                raise BlobError(where, "duplicate transaction id")
-            return
-        key = packet.transaction_id << 1 | completion
-        if key in self.packet_keys:
-            raise BlobError(where, "duplicate transaction id")
-        self.packet_keys.add(key)
+            repeated = check.duplicates > 0
+        else:
+            key = packet["transaction_id"] << 1 | (str(packet["type"]) == "completion")
+            repeated = key in self.packet_keys
+            self.packet_keys.add(key)
+        if repeated:
+            completion = str(packet["type"]) == "completion"
+            raise BlobError(f"channels[{index}].packets[{'completion' if completion else 'txid'}"
+                            f"={packet['transaction_id']}]", "duplicate transaction id")
 
     def add_annex(self, raw: RawChunk) -> None:
         """A 1.1 chunk beside the channels: the note, or the last channel's statistics."""

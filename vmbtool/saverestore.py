@@ -78,21 +78,21 @@ class RawChunk:
 
 
 def check_chunk_header(header, offset: int) -> None:
-    if header.flags & ~KNOWN_CHUNK_FLAGS:
-        raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header.flags:#x}")
-    kind = REGISTRY.get(header.type)
-    if kind is not None and bool(header.flags & FLAG_REQUIRED) != kind.required:
+    if header["flags"] & ~KNOWN_CHUNK_FLAGS:
+        raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header['flags']:#x}")
+    kind = REGISTRY.get(header["type"])
+    if kind is not None and bool(header["flags"] & FLAG_REQUIRED) != kind.required:
         # the END chunk's own header is under no checksum: its flags byte must be exact
         raise BlobError(f"chunk@{offset}.flags", f"a {kind.name} chunk has the required bit "
                         f"{'clear' if kind.required else 'set'}")
-    if header.length > MAX_CHUNK_LENGTH:
+    if header["length"] > MAX_CHUNK_LENGTH:
         raise BlobError(f"chunk@{offset}.length",
-                        f"{header.length} bytes exceeds the {MAX_CHUNK_LENGTH}-byte cap",
+                        f"{header['length']} bytes exceeds the {MAX_CHUNK_LENGTH}-byte cap",
                         NtStatus.INVALID_BUFFER_SIZE)
 
 
 def check_chunk_crc(header, data: bytes, offset: int) -> None:
-    if crc32c(data) != header.crc32c:
+    if crc32c(data) != header["crc32c"]:
         raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
 
 
