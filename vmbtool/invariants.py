@@ -357,42 +357,45 @@ class ChannelCheck:
         self.packet_count += 1
         if self.dead:
             return
-        problems, ctx, p = self.problems, self.ctx, record.lib_buf
-        completion = str(p.type) == "completion"
-        pw = f"{self.where}.packets[{'completion' if completion else 'txid'}={p.transaction_id}]"
-        key = p.transaction_id << 1 | completion
+        problems, ctx, p = self.problems, self.ctx, record["lib_buf"]
+        txid, ptype, pstate = p["transaction_id"], str(p["type"]), str(p["state"])
+        send_flags, payload = p["send_flags"], p["payload"]
+        completion = ptype == "completion"
+        pw = f"{self.where}.packets[{'completion' if completion else 'txid'}={txid}]"
+        key = txid << 1 | completion
         if key in self.seen:
             self.duplicates += 1
             problems.append((pw, "duplicate transaction id"))
         self.seen.add(key)
-        if not completion and not 0 < p.transaction_id < ctx.next_transaction_id:
+        if not completion and not 0 < txid < ctx.next_transaction_id:
             problems.append((pw, f"transaction id not below next_transaction_id "
                              f"{ctx.next_transaction_id}"))
-        if len(p.payload) > ctx.max_packet_size:
-            problems.append((f"{pw}.payload", f"{len(p.payload)} bytes exceed max packet size "
+        if len(payload) > ctx.max_packet_size:
+            problems.append((f"{pw}.payload", f"{len(payload)} bytes exceed max packet size "
                              f"{ctx.max_packet_size}"))
-        if p.send_flags & ~0x7:
-            problems.append((f"{pw}.send_flags", f"unknown send flags {p.send_flags:#x}"))
-        check_external(p.external, pw, ctx, self.gpadls, str(p.type), problems)
-        pstate = str(p.state)
-        if pstate in ("in_ring", "awaiting_completion") and self.state not in OPENED_STATES:
+        if send_flags & ~0x7:
+            problems.append((f"{pw}.send_flags", f"unknown send flags {send_flags:#x}"))
+        check_external(p["external"], pw, ctx, self.gpadls, ptype, problems)
+        in_flight = pstate in ("in_ring", "awaiting_completion")
+        if in_flight and self.state not in OPENED_STATES:
             problems.append((f"{pw}.state", f"{pstate} on a channel that was never opened"))
-        if pstate in ("in_ring", "awaiting_completion") and not p.send_flags & 0x1:
+        if in_flight and not send_flags & 0x1:
             problems.append((f"{pw}.state", f"{pstate} but no completion was requested"))
         if completion and pstate != "backlog":
             problems.append((f"{pw}.state", "a queued completion can only be in the backlog"))
         if pstate == "in_ring":
             outgoing = self.rings.get("outgoing")
             if outgoing is not None:
-                i = outgoing.find(p.ring_offset)
-                if i < 0 or outgoing.txids[i] != p.transaction_id:
-                    problems.append((f"{self.where}.packets[txid={p.transaction_id}]"
-                                     ".ring_offset", "no packet with this transaction id at "
-                                     f"ring offset {p.ring_offset}"))
+                offset = p["ring_offset"]
+                i = outgoing.find(offset)
+                if i < 0 or outgoing.txids[i] != txid:
+                    problems.append((f"{self.where}.packets[txid={txid}].ring_offset",
+                                     "no packet with this transaction id at ring offset "
+                                     f"{offset}"))
                 else:
                     outgoing.kinds[i] |= RingIndex.CLAIMED
         elif pstate == "awaiting_completion":
-            self.awaiting.add(p.transaction_id)
+            self.awaiting.add(txid)
 
     def _wires_checked(self) -> None:
         """Once past the packets: every packet in the rings is accounted for."""
