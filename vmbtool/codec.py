@@ -91,11 +91,12 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
 
 
 def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int = 0,
-             stream: BytesIO | None = None, whole: str | None = None) -> tuple[Any, int]:
+             whole: str | None = None) -> tuple[Any, int]:
     """Parse one structure at `pos` of `data`: it and where it ends. Errors name `where`
     at `offset`; a lean reader parsing a chunk's elements one by one gives the offset of
     the chunk's data and, as `whole`, the name a parse of the whole chunk would refuse
-    too many PFNs under. `stream`, a BytesIO over `data`, saves making one each time."""
+    too many PFNs under. (The plain grammar's BytesIO is made only when it is asked: one
+    over a whole chunk costs a copy of it.)"""
     if _enabled:
         fast = compiled(grammar)
         if fast is not None:
@@ -108,7 +109,7 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
             else:
                 return obj, pos + used
     try:
-        stream = stream or BytesIO(data)
+        stream = BytesIO(data)
         stream.seek(pos)
         obj = grammar.parse_stream(stream)
         return obj, stream.tell()

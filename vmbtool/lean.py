@@ -8,7 +8,6 @@ it comes and keeps what later checks need in compact form.
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -32,15 +31,12 @@ class Cursor:
     def __init__(self, data: bytes, base: int, chunk_where: str) -> None:
         self.data, self.pos, self.base = data, 0, base
         self.chunk_where = chunk_where  # what codec.parse of the whole chunk is told
-        self.stream: io.BytesIO | None = None
 
     def take(self, grammar: Construct, where: str) -> Any:
         """The next structure; an error names it as parsing the whole chunk would (the
         field path from the chunk down, the offset of the chunk's data)."""
-        if self.stream is None:
-            self.stream = io.BytesIO(self.data)
         obj, self.pos = codec.parse_at(grammar, self.data, self.pos, where, self.base,
-                                       self.stream, self.chunk_where)
+                                       self.chunk_where)
         return obj
 
     def count(self, where: str) -> int:
