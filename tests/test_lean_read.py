@@ -229,7 +229,7 @@ def test_save_refuses_a_channel_past_the_cap(monkeypatch, tmp_path):
 
 
 def test_a_wrapped_ring_past_1_mib_is_spooled_and_walked_the_same():
-    """The part of a wrapped ring before its read index waits on disk past 1 MiB: the
+    """The part of a wrapped ring before its read index waits on disk past 256 KiB: the
     streamed walk of a 2 MiB ring wrapped 1.5 MiB deep finds what the whole walk finds."""
     ring = RingBuffer(512)
     start = ring.data_size - 64 * 1024

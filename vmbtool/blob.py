@@ -342,6 +342,7 @@ def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
 
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
+STREAM_BLOCK = 256 << 10  # in blocks of this size
 
 
 def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = None,
@@ -388,11 +389,11 @@ def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = No
 
 def chunk_blocks(stream: IO[bytes], header: Any, offset: int,
                  on_block: Callable[[bytes], None] | None) -> Iterator[bytes]:
-    """A chunk's data in 1 MiB blocks; its CRC is checked when the last has been read."""
+    """A chunk's data in blocks; its CRC is checked when the last has been read."""
     crc, left = 0, header["length"]
     while left:
         try:
-            block = read_exact(stream, min(left, 1 << 20))
+            block = read_exact(stream, min(left, STREAM_BLOCK))
         except zstandard.ZstdError as exc:
             raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
         if not block:

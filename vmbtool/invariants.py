@@ -29,6 +29,7 @@ from vmbtool.state import SavedChannel, external_from
 
 Problem = tuple[str, str]  # (field path, why)
 MAX_PROBLEMS = 1000  # a channel's problems kept; the rest are counted
+WALK_BLOCK = 256 << 10  # a streamed ring walk holds a few blocks of this size
 
 
 class Problems(list):
@@ -76,9 +77,9 @@ def used_bytes(blocks: Iterable[bytes | memoryview], read: int, write: int,
                size: int) -> Iterator[bytes | memoryview]:
     """The bytes between the read and the write index, in reading order, from the data
     area's blocks in storage order. Only the part before the read index of a wrapped
-    ring waits for its turn, spooled to a temporary file past 1 MiB; the rest passes
+    ring waits for its turn, spooled to a temporary file past 256 KiB; the rest passes
     through."""
-    at, wrapped = 0, tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    at, wrapped = 0, tempfile.SpooledTemporaryFile(max_size=WALK_BLOCK)
     try:
         for block in blocks:
             start, end = at, at + len(block)
@@ -96,7 +97,7 @@ def used_bytes(blocks: Iterable[bytes | memoryview], read: int, write: int,
                 if lo < end:
                     yield view[lo - start:]
         wrapped.seek(0)
-        while block := wrapped.read(1 << 20):
+        while block := wrapped.read(WALK_BLOCK):
             yield block
     finally:  # also when the walk stops early: the generator is closed
         wrapped.close()
@@ -115,7 +116,7 @@ def walk_ring(pieces: Iterable[bytes | memoryview], read: int, used: int,
             block = next(it, None)
             if block is None:
                 return
-            if head > (1 << 20):
+            if head > WALK_BLOCK:
                 del buf[:head]
                 head = 0
             buf += block
