@@ -611,8 +611,7 @@ class BlobReader:
             digest.update(raw.header_bytes)
             digest.update(raw.data)
             self.tally.chunks += 1
-            self.tally.bytes += CHUNK_HEADER_SIZE + int.from_bytes(raw.head[4:8], "little") \
-                if raw.head else CHUNK_HEADER_SIZE + len(raw.data)
+            self.tally.bytes += CHUNK_HEADER_SIZE + raw.length
             staging = self.add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks
@@ -698,7 +697,7 @@ class BlobReader:
         the grammar's `Bytes(data_pages * 4096)` would."""
         at = raw.offset + CHUNK_HEADER_SIZE
         value = codec.parse(RingControl, control, f"{where}.ring", at, exact=False)
-        length = int.from_bytes(raw.head[4:8], "little") - RING_CONTROL_SIZE
+        length = raw.length - RING_CONTROL_SIZE
         need = value.data_pages * 4096
         if length > need:
             raise BlobError(f"{where}.ring (offset {at + RING_CONTROL_SIZE + need})",

@@ -61,6 +61,12 @@ class RawChunk:
     blocks: Iterator[bytes] | None = None  # the data, streamed (then `data` is empty)
 
     @property
+    def length(self) -> int:
+        """The data's length, as its header declares it (a streamed chunk's `data` is
+        empty)."""
+        return int.from_bytes(self.head[4:8], "little") if self.head else len(self.data)
+
+    @property
     def required(self) -> bool:
         return bool(self.flags & 1)
 
