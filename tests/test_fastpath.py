@@ -121,10 +121,15 @@ def key_for(path: Path) -> bytes | None:
     return KEY if path.stem.endswith("-signed") else None
 
 
+def kind(obj) -> type:
+    """A fast parse's FieldContainer stands for construct's Container."""
+    return Container if type(obj) is fastpath.FieldContainer else type(obj)
+
+
 def same(a, b, where="obj") -> None:
     """Equal and of the same types all the way down (Container equality alone would take
     a str for an EnumIntegerString and a list for a ListContainer)."""
-    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    assert kind(a) is kind(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
     if isinstance(a, dict):
         keys_a = [k for k in a if not str(k).startswith("_")]
         keys_b = [k for k in b if not str(k).startswith("_")]
@@ -748,3 +753,53 @@ def test_an_array_past_the_element_budget_is_refused_without_the_plain_grammar(m
     assert refused.value.where == "range (offset 100)"
     small = struct.pack("<III", 4096, 0, 2) + struct.pack("<QQ", 7, 8)
     assert list(codec.parse(GpaRange, small, "range").pfns) == [7, 8]
+
+
+def test_field_container_reads_fields_and_methods_as_construct_does():
+    fast = COMPILED["ChunkHeader"].parse(bytes.fromhex("0500010000020000aabbccdd"))
+    plain = ChunkHeader.parse(bytes.fromhex("0500010000020000aabbccdd"))
+    assert type(fast) is fastpath.FieldContainer and fast == plain
+    assert (fast.type, fast.length, fast["crc32c"]) == (5, 0x200, 0xDDCCBBAA)
+    assert repr(fast) == repr(plain) and str(fast) == str(plain)
+    assert list(fast.keys()) == [k for k in plain.keys() if k != "_io"]  # still methods
+    fast.length = 7  # writes go to the dict, and reads see them
+    assert fast["length"] == 7 and fast.length == 7
+    del fast.length
+    assert "length" not in fast and not hasattr(fast, "length")
+    with pytest.raises(AttributeError):
+        fast.nothing  # noqa: B018
+
+
+FOCUSED_PARTS: set = set()
+
+
+def field_names(node, seen=None):
+    """The names of the fields a grammar's containers have (subcons, subcon, a Switch's
+    cases; a FocusedSeq's own parts, such as PrefixedArray's "count" and "items", make
+    no container)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if getattr(node, "name", None) and node not in FOCUSED_PARTS:
+        yield node.name
+    inner = node
+    while isinstance(inner, Renamed):
+        inner = inner.subcon
+    if isinstance(inner, FocusedSeq):
+        FOCUSED_PARTS.update(inner.subcons)
+    children = list(getattr(node, "subcons", None) or [])
+    children += [getattr(node, "subcon", None), getattr(node, "default", None)]
+    children += list((getattr(node, "cases", None) or {}).values())
+    for child in children:
+        if hasattr(child, "_parse"):
+            yield from field_names(child, seen)
+
+
+def test_no_grammar_names_a_field_after_a_container_method():
+    """A field so named would hide the method on a FieldContainer (and is reachable only
+    by key on construct's own Container)."""
+    methods = {name for name in dir(Container) if not name.startswith("__")}
+    for name, grammar in GRAMMARS.items():
+        for field in field_names(grammar):
+            assert field not in methods, f"{name}: field {field!r}"

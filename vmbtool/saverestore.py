@@ -125,6 +125,17 @@ def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
     return chunks
 
 
+def framed_chunks(buffer: bytes) -> list[bytes]:
+    """The whole chunks of a buffer SaveContinue filled, as they stand. Nothing is
+    checked: SaveContinue framed them a moment ago (restore uses `split_chunks`)."""
+    chunks, pos, size = [], 0, len(buffer)
+    while pos < size:
+        end = pos + CHUNK_HEADER_SIZE + int.from_bytes(buffer[pos + 4:pos + 8], "little")
+        chunks.append(buffer[pos:end])
+        pos = end
+    return chunks
+
+
 def decode_chunk(raw: RawChunk, where: str):
     kind = REGISTRY.get(raw.type)
     if kind is None:

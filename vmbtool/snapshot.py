@@ -12,7 +12,7 @@ from vmbtool.blob import FORMAT_MINOR, Blob, encode_blob
 from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH, ChunkType, frame
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.invariants import check_channel, check_guest
-from vmbtool.saverestore import rebuild_in_ring, save_channel, split_chunks
+from vmbtool.saverestore import framed_chunks, rebuild_in_ring, save_channel
 from vmbtool.scenarios import SCENARIOS, Scenario
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
@@ -69,7 +69,7 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
     for index, server in enumerate(scenario.servers):
         try:
             for buffer in save_channel(server, chunk_size):
-                chunks.extend(raw.framed for raw in split_chunks(buffer))
+                chunks.extend(framed_chunks(buffer))
         except NtStatusError as exc:
             raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
                                f"{exc.args[0]} ({exc.status!s})", exc.status) from None
