@@ -317,10 +317,11 @@ def write_blob(path: str, scenario: Scenario, level: int | None = 3) -> int:
 
 
 def read_and_restore(path: str) -> Scenario:
-    from vmbtool.blob import load_blob
-    from vmbtool.snapshot import restore_blob
+    """What `vmbtool restore` does: a checking pass, then RestoreFromBuffer (vmbtool's
+    default buffer) fed as the chunks are decoded."""
+    from vmbtool.snapshot import restore_file
 
-    return restore_blob(load_blob(path))  # RestoreFromBuffer with vmbtool's default buffer
+    return restore_file(path)
 
 
 @dataclass(frozen=True)

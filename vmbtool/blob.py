@@ -541,6 +541,9 @@ class BlobReader:
         self.tally = BlobTally()
         self.skipped_chunks = self.skipped_bytes = 0
         self.packet_keys: set[int] = set()  # transaction id << 1 | is a queued completion
+        # set by a streamed restore's second pass: each chunk of channel i is handed to
+        # feed(i, raw) as it comes, neither parsed nor kept (its first pass checked them)
+        self.feed: Callable[[int, RawChunk], None] | None = None
 
     @property
     def version(self) -> str:
@@ -662,10 +665,12 @@ class BlobReader:
                 check=ChannelCheck(f"channels[{index}]") if self.checks else None,
                 keep_packets=False, keep_gpadls=self.keep_gpadls) \
                 if self.lean else RestoreStaging()
-        if not self.lean:
+        if not self.lean and self.feed is None:
             channel_chunks.append(raw)
         if raw.type not in ORDER and not raw.required:
             self.skip(raw)  # inside a channel: stage_chunk notes it as skipped
+        if self.feed is not None:
+            return self.feed_chunk(staging, raw, index)
         try:
             where = f"channels[{index}]"
             if raw.blocks is not None:
@@ -685,6 +690,16 @@ class BlobReader:
                                 f"vmbtool reads {self.reads[0]}.{self.reads[1]})",
                                 exc.status) from None
             raise
+        return staging
+
+    def feed_chunk(self, staging: RestoreStaging, raw: RawChunk, index: int) -> RestoreStaging:
+        """Hand one chunk of a channel on; the staging only counts its packets and notes
+        its end."""
+        self.feed(index, raw)
+        if raw.type == ChunkType.PACKET:
+            staging.saved.packet_count += 1
+        elif raw.type == ChunkType.CHANNEL_END:
+            staging.saved.end = decode_chunk(raw, f"channels[{index}]")
         return staging
 
     def streams(self, header: Any) -> bool:

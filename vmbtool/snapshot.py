@@ -6,13 +6,20 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any
 
-from vmbtool.blob import FORMAT_MINOR, Blob, encode_blob
+from vmbtool.blob import FORMAT_MINOR, READS, Blob, BlobReader, encode_blob, rereadable
 from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH, ChunkType, frame
 from vmbtool.errors import BlobError, VmbtoolError
-from vmbtool.invariants import check_channel, check_guest
-from vmbtool.saverestore import framed_chunks, rebuild_in_ring, save_channel
+from vmbtool.invariants import Problems, check_channel, check_guest
+from vmbtool.saverestore import (
+    RawChunk,
+    decode_chunk,
+    framed_chunks,
+    rebuild_in_ring,
+    save_channel,
+)
 from vmbtool.scenarios import SCENARIOS, Scenario
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
@@ -168,6 +175,13 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
             stats = blob.stats[index]
             server.stats = ChannelStats(**{k: stats[k] for k in ChannelStats().as_dict()})
         scenario.servers.append(server)
+    restore_scenario(scenario, state)
+    return scenario
+
+
+def restore_scenario(scenario: Scenario, state: Any) -> None:
+    """The guest's channels and the VSP's and VSC's own state, once the server channels
+    are back."""
     for index, guest in enumerate(state.guests):
         client = scenario.allocate_client(index)
         restore_guest(scenario, client, guest, index)
@@ -177,7 +191,113 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
             getattr(scenario, f"decode_{name}")(bytes(getattr(state, name)))
         except (ValueError, KeyError, struct.error) as exc:
             raise BlobError(f"scenario.{name}", f"cannot be restored: {exc}") from None
+
+
+@dataclass
+class FileCheck:
+    """What a lean read with every check found in a blob: validate's verdict, and a
+    streamed restore's first pass."""
+
+    problems: Problems
+    version: str
+    channels: int
+    packets: int
+    decoded: int  # bytes of chunks (headers and data) the body decodes to
+    scenario: Any  # the scenario chunk as a lean read keeps it (no guest packets)
+
+
+def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
+               reads: tuple[int, int] = READS) -> FileCheck:
+    """Grammar, checksums, version, signature and semantic invariants of one blob, in
+    bounded memory: each channel's parts are checked as they stream past and dropped.
+
+    Problems of the blob's content are listed; a blob that cannot be read on (framing,
+    checksums, digest, caps) raises its BlobError."""
+    with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True) as reader:
+        problems, offers, packets = Problems(), [], 0
+        for saved, _chunks in reader.channels():
+            problems.extend(saved.problems or [])
+            offers.append(config_from(saved.context).offer_key)
+            packets += saved.packet_count
+            del saved  # nothing of a checked channel outlives the next one
+        problems.extend(check_scenario(reader.scenario, offers))
+        return FileCheck(problems, reader.version, len(offers), packets, reader.tally.bytes,
+                         reader.scenario)
+
+
+def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
+                 buffer_size: int = DEFAULT_CHUNK_SIZE,
+                 reads: tuple[int, int] = READS) -> Scenario:
+    """`restore_blob(load_blob(source))`, streamed: the same checks, the same first
+    problem, but no blob held whole.
+
+    The first pass checks everything in bounded memory (`check_file`), so an endless or
+    lying blob is refused before anything of it is held; the second hands each channel's
+    chunks to RestoreFromBuffer as they are decoded, `buffer_size` bytes at a time."""
+    with rereadable(source) as src:
+        found = check_file(src, key, reads)
+        if found.problems:
+            raise BlobError(*found.problems[0])
+        return restore_stream(src, key, found.scenario, buffer_size, reads)
+
+
+def restore_stream(source: str | bytes | IO[bytes], key: bytes | None, checked: Any,
+                   buffer_size: int = DEFAULT_CHUNK_SIZE,
+                   reads: tuple[int, int] = READS) -> Scenario:
+    """The second pass of `restore_file`, over a blob `check_file` found no problem in
+    (`checked` is the scenario chunk it read)."""
+    scenario = SCENARIOS[checked.scenario](checked.seed)
+    feed = ChannelFeed(scenario, buffer_size)
+    with BlobReader(source, key, keep_chunks=False, reads=reads) as reader:
+        reader.feed = feed.take
+        for _channel in reader.channels():
+            pass  # each channel was restored as its chunks came
+        state, stats = reader.scenario, reader.stats
+    if (state.scenario, state.seed) != (checked.scenario, checked.seed):
+        raise BlobError("scenario", "the blob changed while it was read")
+    problems = check_scenario(state, [s.config.offer_key for s in scenario.servers])
+    if problems:
+        raise BlobError(*problems[0])
+    scenario.steps_taken = state.steps_taken
+    for index, saved in stats.items():
+        scenario.servers[index].stats = ChannelStats(
+            **{k: saved[k] for k in ChannelStats().as_dict()})
+    restore_scenario(scenario, state)
     return scenario
+
+
+class ChannelFeed:
+    """Each channel's chunks, as a reader decodes them, into a fresh server channel of
+    the scenario through RestoreFromBuffer: whole chunks, at most `buffer_size` bytes a
+    call (a larger chunk alone), MORE_PROCESSING_REQUIRED until the channel's end."""
+
+    def __init__(self, scenario: Scenario, buffer_size: int) -> None:
+        self.scenario, self.buffer_size = scenario, buffer_size
+        self.server: Any = None
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    def take(self, index: int, raw: RawChunk) -> None:
+        if raw.type == ChunkType.CHANNEL:  # a channel's first chunk
+            self.server = self.scenario.allocate_server(index)
+            context = decode_chunk(raw, f"channels[{index}]")
+            check_config(self.server.config, context, f"channels[{index}]",
+                         f"{self.scenario.name} VSP")
+        framed = raw.framed
+        if self.pending and self.size + len(framed) > self.buffer_size:
+            self.restore(index, final=False)
+        self.pending.append(framed)
+        self.size += len(framed)
+        if raw.type == ChunkType.CHANNEL_END:
+            self.restore(index, final=True)
+            self.scenario.servers.append(self.server)
+
+    def restore(self, index: int, final: bool) -> None:
+        buffer = b"".join(self.pending)
+        self.pending, self.size = [], 0
+        status = self.server.restore_from_buffer(buffer)
+        if status != (NtStatus.SUCCESS if final else NtStatus.MORE_PROCESSING_REQUIRED):
+            raise restore_failure(self.server.restore_error, index, NtStatus(status))
 
 
 def restore_failure(error: Any, index: int, status: NtStatus) -> BlobError:

@@ -19,7 +19,7 @@ from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
 from vmbtool.invariants import Problems
 from vmbtool.sim.packet import PacketState
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_scenario, restore_blob
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_scenario, restore_blob, restore_file
 from vmbtool.state import config_from
 from vmbtool.status import NtStatus
 
@@ -185,8 +185,8 @@ def run_scenario(name: str, seed: int, steps: int, pause_at: int | None = None):
 def restore_and_run(source: str, steps: int, key: bytes | None = None,
                     buffer_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Any, dict]:
     """Restore into fresh channels, start them, run `steps` more; report what happened."""
-    blob = load_blob(source, key)
-    scenario = restore_blob(blob, buffer_size)
+    scenario = restore_file(source, key, buffer_size)
+    restored_at = scenario.steps_taken
     before = {(i, t): p.state.label for i, s in enumerate(scenario.servers)
               for t, p in s.packets.items()}
     restored = {"channels": len(scenario.servers),
@@ -201,7 +201,7 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
     completed = sorted(k for k in before if k not in after)
     report = {
         "scenario": scenario.name, "seed": scenario.seed,
-        "restored_at_step": blob.scenario.steps_taken, "ran_steps": steps,
+        "restored_at_step": restored_at, "ran_steps": steps,
         "restored": restored,
         "completed_transactions": [{"channel": i, "transaction_id": t} for i, t in completed],
         "backlog_now": sum(len(s.backlog) for s in scenario.servers),

@@ -1,0 +1,143 @@
+"""The streamed restore (`snapshot.restore_file`, what `vmbtool restore` runs): a checking
+pass in bounded memory, then each channel's chunks into RestoreFromBuffer as they are
+decoded. It must restore exactly what `restore_blob(load_blob(...))` restores and refuse
+exactly what it refuses, with the same first problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_semantic_lies import build_lies
+
+from vmbtool.blob import load_blob
+from vmbtool.errors import BlobError
+from vmbtool.saverestore import split_chunks
+from vmbtool.scenarios import SCENARIOS
+from vmbtool.sim.channel import ServerChannel
+from vmbtool.snapshot import (
+    check_file,
+    restore_blob,
+    restore_file,
+    restore_stream,
+    save_blob,
+    split_buffers,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "fixtures").glob("v*/*.vmb"))
+KEY = (ROOT / "fixtures" / "v1" / "test-key").read_bytes()
+HUGE = 1 << 30
+
+
+def key_for(path: Path) -> bytes | None:
+    return KEY if path.stem.endswith("-signed") else None
+
+
+def outcome(restore) -> tuple:
+    """What a restore gave: the restored scenario re-saved, or the error it raised."""
+    try:
+        return ("restored", save_blob(restore(), created_ns=0))
+    except BlobError as exc:
+        return ("refused", exc.where, exc.why, exc.status)
+
+
+@pytest.mark.parametrize("size", [1, 8191, HUGE])
+@pytest.mark.parametrize("steps", [0, 40, 150])
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_a_streamed_restore_resaves_to_the_same_blob(name, steps, size):
+    scenario = SCENARIOS[name].create(5)
+    scenario.run(steps)
+    blob = save_blob(scenario, created_ns=0)
+    restored = restore_file(blob, buffer_size=size)
+    assert restored.steps_taken == steps
+    assert save_blob(restored, created_ns=0) == blob  # statistics and guests included
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_fixture_restores_as_restore_blob_restores_it(path):
+    key = key_for(path)
+    assert outcome(lambda: restore_file(str(path), key)) == \
+        outcome(lambda: restore_blob(load_blob(str(path), key)))
+
+
+def test_restore_from_buffer_gets_whole_chunks_at_most_a_buffer_at_a_time(monkeypatch):
+    scenario = SCENARIOS["storage"].create(5)
+    scenario.run(150)
+    blob = save_blob(scenario, created_ns=0)
+    loaded = load_blob(blob)
+    size = 4096
+    buffers: list[bytes] = []
+    original = ServerChannel.restore_from_buffer
+
+    def spy(channel, buffer):
+        buffers.append(bytes(buffer))
+        return original(channel, buffer)
+
+    monkeypatch.setattr(ServerChannel, "restore_from_buffer", spy)
+    restore_file(blob, buffer_size=size)
+    expected = [b for chunks in loaded.channel_chunks
+                for b in split_buffers([raw.framed for raw in chunks], size)]
+    assert buffers == expected  # the same calls restore_blob makes
+    assert len(buffers) > 2 * len(loaded.channels)  # several buffers a channel
+    for buffer in buffers:
+        assert len(buffer) <= size or len(split_chunks(buffer)) == 1
+
+
+@pytest.fixture(scope="module")
+def lies(tmp_path_factory) -> dict[str, Path]:
+    return build_lies(tmp_path_factory, "stream")
+
+
+def test_every_lie_is_refused_with_restore_blobs_first_problem(lies):
+    for name, path in lies.items():
+        streamed = outcome(lambda p=path: restore_file(str(p)))
+        whole = outcome(lambda p=path: restore_blob(load_blob(str(p))))
+        assert streamed[0] == "refused", name
+        assert streamed == whole, name
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.95])
+def test_damage_is_refused_as_load_blob_refuses_it(where):
+    blob = bytearray((ROOT / "fixtures" / "v1.1" / "network.vmb").read_bytes())
+    truncated = bytes(blob[:int(len(blob) * where)])
+    flipped = blob.copy()
+    flipped[int(len(blob) * where)] ^= 0x40
+    for damaged in (truncated, bytes(flipped)):
+        streamed = outcome(lambda d=damaged: restore_file(d))
+        assert streamed[0] == "refused"
+        assert streamed == outcome(lambda d=damaged: restore_blob(load_blob(d)))
+
+
+def test_a_blob_that_changed_between_the_passes_is_refused(lies):
+    """The second pass checks again what it restores (RestoreFromBuffer its channel, the
+    scenario chunk its offers): a file rewritten between the passes is refused."""
+    scenario = SCENARIOS["storage"].create(5)
+    scenario.run(30)
+    blob = save_blob(scenario, created_ns=0)
+    checked = check_file(blob).scenario
+    checked.seed += 1  # another scenario's blob: the VSP's offer differs
+    with pytest.raises(BlobError, match="interface_instance"):
+        restore_stream(blob, None, checked)
+    tried = 0
+    for path in lies.values():  # as if the first pass had read the truth
+        lie = path.read_bytes()
+        try:
+            first = check_file(lie)
+        except BlobError:
+            continue  # refused outright by the first pass
+        if first.problems and first.scenario is not None:
+            with pytest.raises(BlobError):
+                restore_stream(lie, None, first.scenario)
+            tried += 1
+    assert tried > 10
+
+
+def test_check_file_counts_what_it_read():
+    path = ROOT / "fixtures" / "v1.1" / "storage.vmb"
+    found = check_file(str(path))
+    blob = load_blob(str(path))
+    assert not found.problems
+    assert (found.version, found.channels) == ("1.1", len(blob.channels))
+    assert found.packets == sum(len(saved.packets) for saved in blob.channels)
+    assert found.scenario.seed == blob.scenario.seed
