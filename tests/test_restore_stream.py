@@ -141,3 +141,31 @@ def test_check_file_counts_what_it_read():
     assert (found.version, found.channels) == ("1.1", len(blob.channels))
     assert found.packets == sum(len(saved.packets) for saved in blob.channels)
     assert found.scenario.seed == blob.scenario.seed
+
+
+def test_vmb_packet_restore_parses_only_bytes_it_was_not_handed_parsed(monkeypatch):
+    """The LibBuf the library hands the VSP's callback was parsed with its chunk; the
+    callback's VmbPacketRestore of those bytes reuses that. Other bytes are parsed."""
+    from vmbtool import codec, saverestore
+    from vmbtool.formats.packet import PacketContext
+
+    scenario = SCENARIOS["storage"].create(5)
+    scenario.run(150)
+    blob = save_blob(scenario, created_ns=0)
+    parsed = []
+    original = codec.parse
+
+    def counting(grammar, data, *args, **kwargs):
+        parsed.append(grammar is PacketContext)
+        return original(grammar, data, *args, **kwargs)
+
+    monkeypatch.setattr(saverestore.codec, "parse", counting)
+    assert save_blob(restore_file(blob), created_ns=0) == blob
+    assert not any(parsed)
+
+    handed_a_copy = ServerChannel.packet_restore
+    monkeypatch.setattr(ServerChannel, "packet_restore",
+                        lambda self, packet, lib_buf: handed_a_copy(self, packet,
+                                                                    bytes(bytearray(lib_buf))))
+    assert save_blob(restore_file(blob), created_ns=0) == blob
+    assert sum(parsed) > 10

@@ -109,19 +109,17 @@ def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
         if len(buffer) - pos < CHUNK_HEADER_SIZE:
             raise BlobError(f"chunk@{base + pos}", "partial chunk header",
                             NtStatus.INVALID_BUFFER_SIZE)
-        header = codec.parse(ChunkHeader, bytes(view[pos:pos + CHUNK_HEADER_SIZE]),
-                             "chunk_header", base + pos)
+        head = bytes(view[pos:pos + CHUNK_HEADER_SIZE])
+        header = codec.parse(ChunkHeader, head, "chunk_header", base + pos)
         check_chunk_header(header, base + pos)
-        start = pos + CHUNK_HEADER_SIZE
-        if start + header.length > len(buffer):
-            raise BlobError(f"chunk@{base + pos}.length",
-                            f"{header.length} bytes run past the buffer",
+        start, length = pos + CHUNK_HEADER_SIZE, header["length"]
+        if start + length > len(buffer):
+            raise BlobError(f"chunk@{base + pos}.length", f"{length} bytes run past the buffer",
                             NtStatus.INVALID_BUFFER_SIZE)
-        data = bytes(view[start:start + header.length])
+        data = bytes(view[start:start + length])
         check_chunk_crc(header, data, base + pos)
-        chunks.append(RawChunk(header.type, header.flags, data, base + pos,
-                               bytes(view[pos:pos + CHUNK_HEADER_SIZE])))
-        pos = start + header.length
+        chunks.append(RawChunk(header["type"], header["flags"], data, base + pos, head))
+        pos = start + length
     return chunks
 
 
@@ -298,6 +296,9 @@ class RestoreStaging:
     keep_gpadls: bool = True
     last_record: Any = None  # the last PacketRecord staged
     lib_bufs: list[bytes] = field(default_factory=list)  # each kept packet's LibBuf bytes
+    # the LibBuf the VSP's restore callback is handed, and what it parsed to: the
+    # callback's VmbPacketRestore of those very bytes need not parse them again
+    restoring: tuple[bytes, Any] | None = None
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -442,7 +443,7 @@ def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
         if problems:
             where, why = problems[0]
             raise BlobError(where, why)
-        _apply(channel, saved, staging.lib_bufs)
+        _apply(channel, staging)
     except BlobError as exc:
         return _fail(channel, NtStatusError(exc.status, exc.why, exc.where))
     except NtStatusError as exc:
@@ -482,9 +483,11 @@ def _fail(channel: ServerChannel, error: NtStatusError) -> NtStatus:
     return error.status
 
 
-def _apply(channel: ServerChannel, saved: SavedChannel, lib_bufs: list[bytes]) -> None:
+def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
     """Rebuild the channel from checked state; on a callback failure, roll back."""
     from vmbtool.sim.bus import Connection
+
+    saved, lib_bufs = staging.saved, staging.lib_bufs
 
     pristine = {k: (copy.copy(v) if isinstance(v, (dict, deque, list)) else v)
                 for k, v in channel.__dict__.items()}
@@ -513,7 +516,9 @@ def _apply(channel: ServerChannel, saved: SavedChannel, lib_bufs: list[bytes]) -
                 continue
             lib_buf = lib_bufs[number] if number < len(lib_bufs) else \
                 codec.build(PacketContext, lib, "lib_buf")
+            staging.restoring = (lib_buf, lib)
             status = channel.restore_packet(channel, lib_buf, record.save_buf)
+            staging.restoring = None
             if status != NtStatus.SUCCESS:
                 raise NtStatusError(_callback_failure(status),
                                     f"the VSP's restore callback failed ({_status_text(status)})",
@@ -551,10 +556,14 @@ def packet_restore(channel: ServerChannel, packet: VmbPacket, lib_buf: bytes) ->
     """VmbPacketRestore: put the library's saved state into a freshly allocated packet."""
     if channel.packets.get(packet.transaction_id) is not packet:
         return NtStatus.INVALID_PARAMETER_1
-    try:
-        context = codec.parse(PacketContext, bytes(lib_buf), "lib_buf")
-    except BlobError:
-        return NtStatus.INVALID_PARAMETER_2
+    restoring = getattr(channel.restore_context, "restoring", None)
+    if restoring is not None and restoring[0] is lib_buf:
+        context = restoring[1]  # the bytes the library handed the callback, parsed
+    else:
+        try:
+            context = codec.parse(PacketContext, bytes(lib_buf), "lib_buf")
+        except BlobError:
+            return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]
     fill_packet(packet, context)
     if packet.type == 0xB:
