@@ -11,8 +11,9 @@ JSON documents of the golden blobs put back through `jsonview.encode`.
 
 Each input goes through `load_blob`, `tools.validate_file`, `jsonview.decode` (and
 `encode` of the result), `diff` against a golden blob, the `inspect` summary,
-`snapshot.check_blob`, `restore_blob` and 3 to 40 steps of the restored scenario
-(`vmbtool restore`). Any exception other than `VmbtoolError` (and its
+`snapshot.check_blob`, `restore_blob`, the streamed `restore_file` (`vmbtool restore`;
+it must restore what `restore_blob` restores, the same re-saved bytes, and refuse what it
+refuses, with the same first problem) and 3 to 40 steps of the restored scenario. Any exception other than `VmbtoolError` (and its
 subclasses) is a bug, and so is an input that validates but does not restore, or that
 restores while validate calls it invalid; so is an input that runs past `--timeout`
 seconds or, with the address-space limit, runs out of memory.
@@ -61,7 +62,13 @@ from vmbtool.chunks import REGISTRY, ChunkType, crc32c, frame_bytes
 from vmbtool.diff import diff as semantic_diff
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats.header import FileHeader
-from vmbtool.snapshot import check_blob, restore_blob
+from vmbtool.snapshot import (
+    DEFAULT_CHUNK_SIZE,
+    check_blob,
+    restore_blob,
+    restore_file,
+    save_blob,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "v1"
@@ -497,6 +504,15 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
         blob_module.STREAMED_MIN = streamed_min
 
 
+def restore_outcome(restore) -> tuple:
+    """A restore's answer: the restored scenario saved again, or where and why it refused."""
+    try:
+        scenario = restore()
+    except VmbtoolError as exc:
+        return ("refused", exc.where, exc.why)
+    return ("restored", save_blob(scenario, created_ns=0))
+
+
 def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
     key = KEY if keyed else None
     stage = "load_blob"
@@ -509,6 +525,10 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
             if verdict.valid:
                 raise Bug("validate_file says valid, load_blob refused", "",
                           "validate_file:disagrees-with-load") from None
+            stage = "restore_file"
+            if restore_outcome(lambda: restore_file(data, key))[0] != "refused":
+                raise Bug("the streamed restore took a blob load_blob refuses", "",
+                          "restore_file:accepts-unloadable") from None
             return "refused"
         stage = "validate_file"
         verdict = tools.validate_file(data, key)
@@ -540,7 +560,13 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
         if problems and verdict.problems[:1] != problems[:1]:
             raise Bug(f"validate (lean) says {verdict.problems[:1]}, the whole check "
                       f"{problems[:1]}", "", "validate:lean-differs")
+        stage = "restore_file"
+        size = DEFAULT_CHUNK_SIZE if buffer_size is None else buffer_size
+        streamed = restore_outcome(lambda: restore_file(data, key, size))
         stage = "restore_blob"
+        if streamed != restore_outcome(lambda: restore_blob(blob, size)):
+            raise Bug(f"the streamed restore gave {streamed[:3]}, restore_blob did not", "",
+                      "restore_file:differs")
         try:
             if buffer_size is None:
                 scenario = restore_blob(blob)
