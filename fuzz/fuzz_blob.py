@@ -13,10 +13,11 @@ Each input goes through `load_blob`, `tools.validate_file`, `jsonview.decode` (a
 `encode` of the result), `diff` against a golden blob, the `inspect` summary,
 `snapshot.check_blob`, `restore_blob`, the streamed `restore_file` (`vmbtool restore`;
 it must restore what `restore_blob` restores, the same re-saved bytes, and refuse what it
-refuses, with the same first problem) and 3 to 40 steps of the restored scenario. Any exception other than `VmbtoolError` (and its
-subclasses) is a bug, and so is an input that validates but does not restore, or that
-restores while validate calls it invalid; so is an input that runs past `--timeout`
-seconds or, with the address-space limit, runs out of memory.
+refuses, with the same first problem) and 3 to 40 steps of the restored scenario. Any
+exception other than `VmbtoolError` (and its subclasses) is a bug, and so is an input
+that validates but does not restore, or that restores while validate calls it invalid;
+so is an input that runs past `--timeout` seconds or, with the address-space limit,
+runs out of memory.
 
 Each distinct bug (exception type + the innermost vmbtool frames) is saved once to
 `--crashes` (default fuzz/crashes/) as `<signature>.vmb` with a `.txt` beside it
