@@ -16,14 +16,26 @@ the types it copies construct's handling of), gives the answer.
 
 Parsed containers lack construct's private `_io` entry (the stream); `Container`
 equality and everything here ignore `_` keys.
+
+The generated source is written on every run (it holds live objects of the grammar: the
+structs, enum tables, constants), but `compile()` of it, most of the cost, is cached on
+disk (`compiled_code`): one file per source text, under a key that also names the
+bytecode version, so a changed grammar or generator gives a new text and a new key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import keyword
+import marshal
 import operator
+import os
 import struct
+import sys
+import time
 import uuid
+from types import CodeType
 from typing import Any
 
 import construct
@@ -960,6 +972,133 @@ class _BuildWriter(_Writer):
         self.ind -= 1
 
 
+# -- the cache of compiled code ---------------------------------------------------------
+CACHE_ENV = "VMBTOOL_CACHE_DIR"
+CACHE_FILES = 256  # entries kept; past that the oldest written are removed
+_CACHE_SUFFIX = ".fpc"
+_CACHE_MAGIC = b"vmbtool fastpath code 1\n"  # the file layout; change it to start over
+_STALE_TEMP = 3600  # seconds after which a temporary file left by a killed run goes
+
+
+def cache_dir() -> str | None:
+    """Where compiled fast paths are kept: $VMBTOOL_CACHE_DIR, else
+    $XDG_CACHE_HOME/vmbtool, else ~/.cache/vmbtool (None without a home)."""
+    path = os.environ.get(CACHE_ENV)
+    if path:
+        return path
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # unset, empty or relative: the XDG default
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "vmbtool")
+
+
+def _magic_number() -> bytes:
+    try:
+        from _frozen_importlib_external import MAGIC_NUMBER  # what importlib.util exports
+    except ImportError:  # not CPython's import system
+        from importlib.util import MAGIC_NUMBER
+    return MAGIC_NUMBER
+
+
+def cache_key(text: str, filename: str) -> str:
+    """The key of compile(text, filename, "exec") here: everything the code object
+    depends on (the source and its name, the bytecode version, the interpreter,
+    optimisation, the compiler flags this module passes on)."""
+    digest = hashlib.sha256()
+    for part in (_CACHE_MAGIC, _magic_number(), sys.implementation.cache_tag or "",
+                 sys.version, str(sys.flags.optimize),
+                 "annotations",  # compile() here inherits this module's __future__ flag
+                 filename, text):
+        data = part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _load(path: str, key: bytes, filename: str) -> CodeType | None:
+    """The cached code object, or None when the file is missing, unreadable, not this
+    user's, or anything but an intact entry of this key."""
+    try:
+        with open(path, "rb") as f:
+            if hasattr(os, "getuid") and os.fstat(f.fileno()).st_uid != os.getuid():
+                return None
+            data = f.read()
+    except OSError:
+        return None
+    head = len(_CACHE_MAGIC)
+    if data[:head] != _CACHE_MAGIC or data[head:head + 32] != key:
+        return None
+    payload = data[head + 64:]
+    if hashlib.sha256(payload).digest() != data[head + 32:head + 64]:
+        return None
+    try:
+        code = marshal.loads(payload)
+    except Exception:  # EOFError, ValueError, TypeError: not what was written
+        return None
+    if type(code) is not CodeType or code.co_filename != filename:
+        return None
+    return code
+
+
+def _store(directory: str, path: str, key: bytes, code: CodeType) -> None:
+    """Write an entry atomically (a temporary file renamed over it); any failure leaves
+    the cache as it was."""
+    payload = marshal.dumps(code)
+    temp = os.path.join(directory, f".{key.hex()[:16]}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_CACHE_MAGIC + key + hashlib.sha256(payload).digest() + payload)
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        _prune(directory)
+    except OSError:
+        pass
+
+
+def _prune(directory: str) -> None:
+    """Keep the newest `CACHE_FILES` entries; remove temporary files of killed runs."""
+    entries, now = [], time.time()
+    with os.scandir(directory) as it:
+        for entry in it:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                if entry.name.endswith(_CACHE_SUFFIX):
+                    entries.append((entry.stat().st_mtime, entry.path))
+                elif entry.name.endswith(".tmp") and entry.name.startswith(".") \
+                        and now - entry.stat().st_mtime > _STALE_TEMP:
+                    os.unlink(entry.path)
+    if len(entries) > CACHE_FILES:
+        entries.sort()
+        for _mtime, path in entries[:len(entries) - CACHE_FILES]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def compiled_code(text: str, filename: str) -> CodeType:
+    """compile(text, filename, "exec"), from the on-disk cache when it holds it. A
+    missing, unwritable or damaged cache only costs the compile (a damaged entry is
+    written anew)."""
+    directory = cache_dir()
+    if not directory:
+        return compile(text, filename, "exec")
+    key = cache_key(text, filename)
+    path = os.path.join(directory, key + _CACHE_SUFFIX)
+    raw = bytes.fromhex(key)
+    code = _load(path, raw, filename)
+    if code is None:
+        code = compile(text, filename, "exec")
+        _store(directory, path, raw, code)
+    return code
+
+
 # -- compile ----------------------------------------------------------------------------
 def compile_grammar(grammar) -> CompiledGrammar:
     """The fast parse/build of `grammar`; `Unsupported` if it uses anything not compiled."""
@@ -998,7 +1137,7 @@ def compile_grammar(grammar) -> CompiledGrammar:
     text = "\n".join(source)
     namespace = dict(ns.values)
     try:
-        exec(compile(text, f"<fastpath {type(grammar).__name__}>", "exec"), namespace)
+        exec(compiled_code(text, f"<fastpath {type(grammar).__name__}>"), namespace)
     except SyntaxError as exc:  # a bug here, not in the grammar
         raise Unsupported(f"generated code does not compile: {exc}") from exc
     return CompiledGrammar(grammar, _budgeted(namespace["parse_from"]), namespace["build"],

@@ -153,21 +153,41 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
                 done(verdicts[-1])
         return verdicts
     import functools
+    import gc
     import multiprocessing
     import sys
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # fork: the workers start with vmbtool already imported (Linux only; elsewhere the
     # platform's default start method)
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux")
                                           else None)
     chunksize = max(1, len(paths) // (jobs * 16))  # small: the last chunks end together
-    verdicts = []
-    with context.Pool(jobs) as pool:
-        for verdict in pool.imap(functools.partial(validate_file, key=key), paths,
-                                 chunksize):
+    verdicts: list[Verdict] = []
+    executor = ProcessPoolExecutor(jobs, mp_context=context)
+    try:
+        # frozen, the inherited heap is left alone by the workers' collections (its
+        # pages stay shared); the workers are forked as the first blobs are handed out
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            answers = executor.map(functools.partial(validate_file, key=key), paths,
+                                   chunksize=chunksize)
+        finally:
+            if freeze:
+                gc.unfreeze()
+        for verdict in answers:
             verdicts.append(verdict)
             if done is not None:
                 done(verdict)
+    except BrokenProcessPool:
+        raise VmbtoolError("validate worker died", paths[len(verdicts)],
+                           "a worker process ended before this blob's verdict (killed, "
+                           "or out of memory?)", NtStatus.UNSUCCESSFUL) from None
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
     return verdicts
 
 
