@@ -18,9 +18,11 @@ import hmac
 import io
 import itertools
 import os
+import queue
 import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -333,16 +335,222 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
     return size - SIGNATURE.size
 
 
-def body_stream(f: IO[bytes], header: Any, start: int, end: int) -> IO[bytes]:
-    raw = io.BufferedReader(LimitedReader(f, start, end), 1 << 16)
-    if str(header.compression) == "none":
-        return raw
+def body_stream(f: IO[bytes], header: Any, start: int, end: int,
+                read_size: int = 1 << 16, owns_f: bool = False) -> IO[bytes]:
+    """The decompressed body. A reader that `owns_f` (nothing else moves its position
+    meanwhile) reads a zstd body straight from it: the decompressor reads the frame's
+    input in `read_size` pieces and decodes nothing past the frame's end."""
+    if owns_f and str(header.compression) != "none":
+        f.seek(start)
+        raw = f
+    else:
+        raw = io.BufferedReader(LimitedReader(f, start, end), read_size)
+        if str(header.compression) == "none":
+            return raw
     decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
-    return decompressor.stream_reader(raw, read_across_frames=False, read_size=1 << 16)
+    return decompressor.stream_reader(raw, read_across_frames=False, read_size=read_size)
+
+
+PIPE_MIN = 1 << 20  # a stored body this large is decompressed and digested on threads
+PIPE_BLOCK = 1 << 20  # in blocks of this size
+PIPE_DEPTH = 2  # blocks decompressed ahead (the checks of a ring are quick, of packets slow)
+DIGEST_DEPTH = 1  # blocks read and waiting for the digest
+SWITCH_INTERVAL = 0.0005  # seconds: the GIL switch interval while the threads run
+PIPE_END, PIPE_FAILED = object(), object()
+
+
+class BodyPipe:
+    """A body stream decompressed ahead on a thread of its own (zstd releases the GIL)
+    and digested on another (so does hashlib) while this one checks the chunks:
+    `read(n)` as on the stream itself, and `digest_before(offset)`.
+
+    Only bytes a direct read could not have failed on are handed over: a block once the
+    next one has decompressed too (a read that ends where a zstd block ends decodes the
+    next block already). If the thread fails, reads from the first byte it did not hand
+    over are made here, on a fresh stream replayed to the same offset, so an error is
+    raised by the same read, at the same offset, as without the thread.
+
+    Every block is digested once it has been read, but the last two: the END digest
+    covers the header and the body before the END chunk, which starts in one of them."""
+
+    def __init__(self, open_stream: Callable[..., IO[bytes]], header_bytes: bytes) -> None:
+        self.open_stream = open_stream  # (read_size, owns_f) -> a fresh body stream
+        self.queue: queue.Queue = queue.Queue(PIPE_DEPTH)
+        self.stop = threading.Event()
+        self.block, self.pos, self.start = b"", 0, 0  # self.block[0] is body byte `start`
+        self.previous = b""  # the block before self.block
+        self.ended = False
+        self.direct: IO[bytes] | None = None
+        self.digest = BackgroundDigest(header_bytes)
+        self.thread = threading.Thread(target=self.decode, name="vmbtool-body", daemon=True)
+        self.thread.start()
+        self.switching = PromptSwitching()
+
+    def decode(self) -> None:
+        held = None  # the last block read, handed over once the next one was read too
+        try:
+            stream = self.open_stream(PIPE_BLOCK, True)  # this thread alone reads the file
+            while block := stream.read(PIPE_BLOCK):
+                if self.stop.is_set():
+                    return
+                if held is not None:
+                    self.queue.put(held)
+                held = block
+        except BaseException:  # noqa: BLE001 - the read made here raises it again
+            self.queue.put(PIPE_FAILED)
+            return
+        if held is not None:
+            self.queue.put(held)
+        self.queue.put(PIPE_END)
+
+    def read(self, n: int) -> bytes:
+        if self.direct is not None:
+            data = self.direct.read(n)
+            if data:
+                self.advance(data, len(data))
+            return data
+        pos = self.pos
+        if pos + n <= len(self.block):
+            self.pos = pos + n
+            return self.block[pos:pos + n]
+        parts, have, taken = [self.block[pos:]], len(self.block) - pos, []
+        while have < n and not self.ended:
+            block = self.queue.get()
+            if block is PIPE_FAILED:
+                return self.read_directly(n)
+            if block is PIPE_END:
+                self.ended = True
+                break
+            taken.append(block)
+            parts.append(block[:n - have])
+            have += len(parts[-1])
+        for block in taken:
+            self.advance(block, len(block))
+        self.pos = len(parts[-1]) if taken else len(self.block)
+        return b"".join(parts)
+
+    def advance(self, block: bytes, pos: int) -> None:
+        """On to the next block, read up to `pos`; the one before the last is digested."""
+        self.digest.update(self.previous)
+        self.start += len(self.block)
+        self.previous, self.block, self.pos = self.block, block, pos
+
+    def read_directly(self, n: int) -> bytes:
+        """From here on the body is read in this thread, replayed to where this read
+        starts first."""
+        self.stop_decoding()
+        at = self.start + self.pos
+        self.block = self.block[:self.pos]  # what is read of it (and digested, in time)
+        stream = self.open_stream()
+        while at:  # the thread decoded all of this: these reads do not fail
+            skipped = stream.read(min(at, 1 << 20))
+            if not skipped:
+                break
+            at -= len(skipped)
+        self.direct = stream
+        return self.read(n)
+
+    def digest_before(self, offset: int) -> bytes:
+        """SHA-256 of the header and the body before `offset`: the END digest, `offset`
+        where the END chunk starts (in the block read last or the one before: the chunk
+        is 56 bytes, a block PIPE_BLOCK but the last)."""
+        digest = self.digest.copy()
+        start = self.start - len(self.previous)
+        digest.update(self.previous[:max(0, offset - start)])
+        digest.update(self.block[:max(0, offset - self.start)])
+        return digest.digest()
+
+    def stop_decoding(self) -> None:
+        """Stop the thread (it may wait to hand over a block: make room) and join it."""
+        self.stop.set()
+        while self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.queue.get_nowait()
+            self.thread.join(0.01)
+
+    def close(self) -> None:
+        self.stop_decoding()
+        self.digest.close()
+        self.switching.release()
+
+
+class BackgroundDigest:
+    """SHA-256 on a thread of its own (hashlib releases the GIL on large buffers)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.hash = hashlib.sha256(data)
+        self.queue: queue.Queue = queue.Queue(DIGEST_DEPTH)
+        self.thread = threading.Thread(target=self.run, name="vmbtool-digest", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            self.hash.update(data)
+            self.queue.task_done()
+
+    def update(self, data: bytes) -> None:
+        if data:
+            self.queue.put(data)
+
+    def copy(self) -> Any:
+        """The digest so far, once the thread has caught up: a hash object to go on with."""
+        self.queue.join()
+        return self.hash.copy()
+
+    def close(self) -> None:
+        """Drop what is not yet digested and join the thread."""
+        if not self.thread.is_alive():
+            return
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+                self.queue.task_done()
+        self.queue.put(None)
+        self.thread.join()
+
+
+class PromptSwitching:
+    """A short GIL switch interval while a pipe runs: a thread back from zstd or hashlib
+    waits for the GIL while the main thread runs Python, up to the interval (5 ms by
+    default, longer than a block takes to decode). The first pipe sets it, the last one
+    to release it puts the old one back."""
+
+    lock = threading.Lock()
+    live = 0
+    saved = 0.0
+
+    def __init__(self) -> None:
+        with self.lock:
+            if PromptSwitching.live == 0:
+                PromptSwitching.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(PromptSwitching.saved, SWITCH_INTERVAL))
+            PromptSwitching.live += 1
+        self.held = True
+
+    def release(self) -> None:
+        """Once; later calls do nothing."""
+        with self.lock:
+            if not self.held:
+                return
+            self.held = False
+            PromptSwitching.live -= 1
+            if PromptSwitching.live == 0:
+                sys.setswitchinterval(PromptSwitching.saved)
 
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
 STREAM_BLOCK = 256 << 10  # in blocks of this size
+CHUNK_HEADER = struct.Struct("<HBBII")  # the ChunkHeader grammar's layout
+
+
+def parse_chunk_header(head: bytes, offset: int) -> Any:
+    """A chunk header, unpacked directly: it is read for every chunk. Through the
+    grammar when its reserved byte is not 0 (the grammar's Const says why)."""
+    kind, flags, reserved, length, crc = CHUNK_HEADER.unpack(head)
+    if reserved:
+        return codec.parse(ChunkHeader, head, "chunk_header", offset)
+    return {"type": kind, "flags": flags, "reserved": 0, "length": length, "crc32c": crc}
 
 
 def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = None,
@@ -365,7 +573,7 @@ def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = No
             return
         if len(head) < CHUNK_HEADER_SIZE:
             raise BlobError(f"chunk@{offset}", "truncated chunk header")
-        header = codec.parse(ChunkHeader, head, "chunk_header", offset)
+        header = parse_chunk_header(head, offset)
         check_chunk_header(header, offset)
         if admit is not None:
             admit(header, offset)
@@ -522,6 +730,7 @@ class BlobReader:
         self.keep_gpadls = keep_gpadls  # a lean read that still keeps each channel's GPADLs
         self.checks = checks  # False: a lean read without the semantic checks (a guard)
         self.known = known_to(reads)
+        self.workers: list[Any] = []  # a large body's BodyPipe while it is read
         try:
             self.header, self.header_bytes = read_header(self.f, self.size, reads)
             self.body_end = verify_signature(self.f, self.size, self.header, key)
@@ -584,6 +793,7 @@ class BlobReader:
         return frame_end
 
     def close(self) -> None:
+        self.stop_workers()
         if self.owns_file:
             self.f.close()
 
@@ -594,14 +804,41 @@ class BlobReader:
         self.close()
 
     def channels(self) -> Iterator[tuple[SavedChannel, list[RawChunk]]]:
-        """Each channel's saved state and its chunks; checks the END chunk last."""
-        stream = body_stream(self.f, self.header, self.header.header_size, self.frame_end)
-        digest = hashlib.sha256(self.header_bytes)
+        """Each channel's saved state and its chunks; checks the END chunk last.
+
+        A large body is decompressed and digested on threads of their own while this
+        one checks the chunks; they are stopped when the read ends, however it ends."""
+        start, end = self.header.header_size, self.frame_end
+
+        def open_body(read_size: int = 1 << 16, owns_f: bool = False) -> IO[bytes]:
+            return body_stream(self.f, self.header, start, end, read_size, owns_f)
+
+        if end - start < PIPE_MIN:
+            yield from self.read_channels(open_body(), hashlib.sha256(self.header_bytes))
+            return
+        pipe = BodyPipe(open_body, self.header_bytes)
+        self.workers = [pipe]
+        try:
+            yield from self.read_channels(pipe, None)
+        finally:
+            self.stop_workers()
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+    def read_channels(self, stream: IO[bytes] | BodyPipe, digest: Any) -> Iterator[
+            tuple[SavedChannel, list[RawChunk]]]:
+        """The channels of a body `stream`; `digest` takes every chunk before END (None:
+        the stream is a BodyPipe, which digests what is read)."""
         staging: RestoreStaging | None = None
         channel_chunks: list[RawChunk] = []
         offset = 0
+        tally = self.tally
         stream_if = self.streams if self.lean else None
-        for raw in iter_chunks(stream, self.admit, stream_if, digest.update):
+        on_block = digest.update if digest is not None else None
+        for raw in iter_chunks(stream, self.admit, stream_if, on_block):
             offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
@@ -609,12 +846,14 @@ class BlobReader:
                 self.chunks.append(raw)
             if raw.type == ChunkType.END:
                 self.end = decode_chunk(raw, "blob")
-                self.check_end(digest.digest(), raw.offset)
+                self.check_end(digest.digest() if digest is not None else
+                               stream.digest_before(raw.offset), raw.offset)
                 continue
-            digest.update(raw.header_bytes)
-            digest.update(raw.data)
-            self.tally.chunks += 1
-            self.tally.bytes += CHUNK_HEADER_SIZE + raw.length
+            if digest is not None:
+                digest.update(raw.head)  # (iter_chunks' chunks come with their header)
+                digest.update(raw.data)
+            tally.chunks += 1
+            tally.bytes += CHUNK_HEADER_SIZE + raw.length
             staging = self.add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks

@@ -189,8 +189,15 @@ def check_ring(state, where: str, problems: list[Problem],
     return index
 
 
+EXTERNAL_TYPES = ("gpa_direct", "transfer_pages", "data_using_gpadl")
+
+
 def check_external(external, where: str, ctx: Any, gpadls: dict[int, int], ptype: str,
                    problems: list[Problem]) -> None:
+    if external["kind"] == "none":  # most packets: only their type can be wrong
+        if ptype in EXTERNAL_TYPES:
+            problems.append((f"{where}.external", f"a {ptype} packet without external data"))
+        return
     shape: list[Problem] = []
     check_external_shape(external, where, ptype, shape)
     if shape:
@@ -198,7 +205,7 @@ def check_external(external, where: str, ctx: Any, gpadls: dict[int, int], ptype
         return
     data = external_from(external)
     if data is None:
-        if ptype in ("gpa_direct", "transfer_pages", "data_using_gpadl"):
+        if ptype in EXTERNAL_TYPES:
             problems.append((f"{where}.external", f"a {ptype} packet without external data"))
         return
     if data.total_bytes > ctx.max_external_data_size:
@@ -354,7 +361,8 @@ class ChannelCheck:
         return count
 
     def packet(self, record: Any) -> None:
-        self._rings_checked()
+        if not self.rings_done:
+            self._rings_checked()
         self.packet_count += 1
         if self.dead:
             return
