@@ -12,15 +12,12 @@ from vmbtool.blob import (
     FORMAT_MAJOR,
     FORMAT_MINOR,
     HEADER_PREFIX_SIZE,
-    load_blob,
     open_source,
 )
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats.header import MAGIC
-from vmbtool.invariants import Problems
 from vmbtool.sim.packet import PacketState
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_scenario, restore_blob, restore_file
-from vmbtool.state import config_from
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
 from vmbtool.status import NtStatus
 
 
@@ -87,33 +84,24 @@ def validate_file(path: str, key: bytes | None = None) -> Verdict:
     """Grammar, checksums, version, signature and semantic invariants of one blob.
 
     A lean read checks each channel's parts as they stream past and keeps none of
-    them, so memory stays bounded whatever the blob's size. A blob of at most
-    `DRY_RUN_BUDGET` decoded bytes is then also restored into throwaway channels: the
-    scenario's VSP and VSC judge their own saved state."""
-    from vmbtool.blob import BlobReader, rereadable
+    them, so memory stays bounded whatever the blob's size (`snapshot.check_file`). A
+    blob of at most `DRY_RUN_BUDGET` decoded bytes is then also restored into throwaway
+    channels, as `restore` would: the scenario's VSP and VSC judge their own saved state."""
+    from vmbtool.blob import rereadable
 
-    problems = Problems()
-    packets = 0
     try:
-        with rereadable(path) as source, BlobReader(source, key, keep_chunks=False,
-                                                    lean=True) as reader:
-            offers = []
-            for saved, _chunks in reader.channels():
-                problems.extend(saved.problems or [])
-                offers.append(config_from(saved.context).offer_key)
-                packets += saved.packet_count
-                del saved  # nothing of a checked channel outlives the next one
-            problems.extend(check_scenario(reader.scenario, offers))
-            version, decoded = reader.version, reader.tally.bytes
-            if not problems and decoded <= DRY_RUN_BUDGET:
+        with rereadable(path) as source:
+            found = check_file(source, key)
+            problems = found.problems
+            if not problems and found.decoded <= DRY_RUN_BUDGET:
                 try:
-                    restore_blob(load_blob(source, key))
+                    restore_stream(source, key, found.scenario)
                 except VmbtoolError as exc:
                     problems.append((exc.where, exc.why))
     except VmbtoolError as exc:
         return Verdict(path, False, [(exc.where, exc.why)])
-    return Verdict(path, not problems, problems, version, len(offers), packets,
-                   problems.dropped)
+    return Verdict(path, not problems, problems, found.version, found.channels,
+                   found.packets, problems.dropped)
 
 
 def expand_paths(paths: list[str]) -> list[str]:
