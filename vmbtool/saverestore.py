@@ -307,7 +307,8 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
 
     `value` is the chunk already decoded; a ring streamed in `blocks` comes without
     its data (only a `check` reads them)."""
-    if raw.type not in ORDER:
+    order = ORDER.get(raw.type)
+    if order is None:
         if raw.type in REGISTRY or raw.required:
             raise BlobError(f"{where}.chunk@{raw.offset}.type",
                             f"chunk type {raw.type:#06x} is not part of a channel's state"
@@ -317,7 +318,6 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
                             else NtStatus.DATA_ERROR)
         staging.saved.skipped.append(raw.type)
         return False
-    order = ORDER[ChunkType(raw.type)]
     if order < staging.last_order or (order == staging.last_order and raw.type in (
             ChunkType.CHANNEL, ChunkType.GPADLS, ChunkType.INCOMING)):
         raise BlobError(f"{where}.chunk@{raw.offset}.type",
@@ -341,7 +341,18 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
                         NtStatus.INSUFFICIENT_RESOURCES)
     if value is None:
         value = decode_chunk(raw, where)
-    if raw.type == ChunkType.CHANNEL:
+    if raw.type == ChunkType.PACKET:  # the most of them, by far
+        _check_packet_order(staging.last_record, value["lib_buf"], where)
+        staging.last_record = value
+        saved.packet_count += 1
+        if staging.keep_packets:
+            saved.packets.append(value)
+            if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
+                size = int.from_bytes(raw.data[:4], "little")
+                staging.lib_bufs.append(raw.data[4:4 + size])
+        if check is not None:
+            check.packet(value)
+    elif raw.type == ChunkType.CHANNEL:
         saved.context = value
         if check is not None:
             check.context(value)
@@ -360,17 +371,6 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         if staging.keep_gpadls:
             gpadls = saved.gpadls = list(gpadls)
         saved.gpadl_count = check.gpadl_table(gpadls) if check else sum(1 for _ in gpadls)
-    elif raw.type == ChunkType.PACKET:
-        _check_packet_order(staging.last_record, value.lib_buf, where)
-        staging.last_record = value
-        saved.packet_count += 1
-        if staging.keep_packets:
-            saved.packets.append(value)
-            if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
-                size = int.from_bytes(raw.data[:4], "little")
-                staging.lib_bufs.append(raw.data[4:4 + size])
-        if check is not None:
-            check.packet(value)
     elif raw.type == ChunkType.INCOMING:
         entries = value.packets
         if staging.keep_packets:
@@ -388,10 +388,10 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
 def _check_packet_order(last: Any, lib: Any, where: str) -> None:
     """PACKET chunks come as packets_in_use() hands them out: the packets not in the
     backlog by rising transaction id, then the backlog in its own order."""
-    if str(lib.state) == "backlog" or last is None:
+    if last is None or lib["state"] == "backlog":
         return
-    last = last.lib_buf
-    if str(last.state) == "backlog" or last.transaction_id >= lib.transaction_id:
+    last = last["lib_buf"]
+    if last["state"] == "backlog" or last["transaction_id"] >= lib["transaction_id"]:
         raise BlobError(f"{where}.packets[txid={lib.transaction_id}]",
                         "packet chunk out of order: packets not in the backlog come first, "
                         f"by rising transaction id (after txid={last.transaction_id} "
