@@ -186,10 +186,10 @@ def gpadl_table_from(gpadls: list[Any], next_handle: int) -> GpadlTable:
 
 
 def external_from(external: Any) -> ExternalData | None:
-    kind = str(external.kind)
+    kind = external["kind"]
     if kind == "none":
         return None
-    body = external.body
+    body = external["body"]
     if kind == "gpa_direct":
         return ExternalData(PacketType.GPA_DIRECT, gpa_ranges=tuple(
             GpaRange(r.byte_count, r.byte_offset, tuple(r.pfns)) for r in body.ranges))
@@ -200,15 +200,15 @@ def external_from(external: Any) -> ExternalData | None:
 
 def fill_packet(packet: VmbPacket, context: Any) -> None:
     """Put a LibBuf's state into a freshly allocated packet object."""
-    packet.transaction_id = context.transaction_id
-    packet.state = PACKET_STATES[str(context.state)]
-    packet.type = PACKET_TYPES[str(context.type)]
-    packet.send_flags = context.send_flags
-    packet.ring_offset = context.ring_offset
-    packet.pointer = context.pointer
-    packet.completion_routine_name = context.completion_routine
-    packet.payload = bytes(context.payload)
-    packet.external = external_from(context.external)
+    packet.transaction_id = context["transaction_id"]
+    packet.state = PACKET_STATES[context["state"]]
+    packet.type = PACKET_TYPES[context["type"]]
+    packet.send_flags = context["send_flags"]
+    packet.ring_offset = context["ring_offset"]
+    packet.pointer = context["pointer"]
+    packet.completion_routine_name = context["completion_routine"]
+    packet.payload = bytes(context["payload"])
+    packet.external = external_from(context["external"])
 
 
 def incoming_from(entry: Any) -> IncomingPacket:
