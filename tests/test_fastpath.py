@@ -56,7 +56,7 @@ from hypothesis import strategies as st
 
 from vmbtool import codec, fastpath
 from vmbtool.blob import load_blob
-from vmbtool.chunks import REGISTRY
+from vmbtool.chunks import REGISTRY, ChunkType
 from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.common import (
@@ -803,3 +803,18 @@ def test_no_grammar_names_a_field_after_a_container_method():
     for name, grammar in GRAMMARS.items():
         for field in field_names(grammar):
             assert field not in methods, f"{name}: field {field!r}"
+
+
+def test_record_struct_is_the_chunk_headers_layout_from_its_grammar():
+    layout = fastpath.record_struct(ChunkHeader)
+    assert layout.format == "<HBBLL" and layout.size == ChunkHeader.sizeof() == 12
+    rng = random.Random(7)
+    for _ in range(200):
+        raw = bytes(rng.getrandbits(8) for _ in range(layout.size))
+        raw = raw[:3] + b"\0" + raw[4:]  # the reserved byte is a Const(0)
+        parsed = ChunkHeader.parse(raw)
+        assert layout.unpack(raw) == tuple(parsed[k] for k in
+                                           ("type", "flags", "reserved", "length", "crc32c"))
+    for grammar in (ZOO, REGISTRY[ChunkType.PACKET].grammar, Int32ul):
+        with pytest.raises(fastpath.Unsupported):
+            fastpath.record_struct(grammar)

@@ -32,7 +32,7 @@ import google_crc32c
 import zstandard
 from construct import Container, Struct
 
-from vmbtool import __version__, codec, lean
+from vmbtool import __version__, codec, fastpath, lean
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
@@ -541,7 +541,7 @@ class PromptSwitching:
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
 STREAM_BLOCK = 256 << 10  # in blocks of this size
-CHUNK_HEADER = struct.Struct("<HBBII")  # the ChunkHeader grammar's layout
+CHUNK_HEADER = fastpath.record_struct(ChunkHeader)  # the grammar's layout, as a struct
 
 
 def parse_chunk_header(head: bytes, offset: int) -> Any:

@@ -195,6 +195,27 @@ def _split_fmt(node: FormatField) -> tuple[str | None, str]:
     return order, code
 
 
+def record_struct(grammar) -> struct.Struct:
+    """The `struct.Struct` of a Struct grammar made of fixed-width integer fields alone
+    (Const ones too), in their order: for a record read so often (a chunk header) that
+    even a container costs. Unsupported for any other grammar."""
+    order, codes = None, []
+    for sub in getattr(_unwrap(grammar), "subcons", None) or ():
+        node = _unwrap(sub)
+        if type(node) is Const:
+            node = _unwrap(node.subcon)
+        if type(node) is not FormatField:
+            raise Unsupported(f"{sub!r}: not a fixed-width integer field")
+        field_order, code = _split_fmt(node)
+        if field_order is not None and order not in (None, field_order):
+            raise Unsupported(f"{grammar!r}: mixed byte orders")
+        order = field_order or order
+        codes.append(code)
+    if type(_unwrap(grammar)) is not Struct or not codes:
+        raise Unsupported(f"{grammar!r}: not a Struct of integer fields")
+    return struct.Struct((order or "<") + "".join(codes))
+
+
 def _prefixed_array(node) -> tuple[FormatField, Any] | None:
     """PrefixedArray(countfield, subcon) is a FocusedSeq macro: its two parts, or None."""
     if type(node) is not FocusedSeq or node.parsebuildfrom != "items":
