@@ -505,6 +505,16 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
         blob_module.STREAMED_MIN = streamed_min
 
 
+def threaded_verdict(data: bytes, key: bytes | None) -> tools.Verdict:
+    """validate_file with every body read through `blob.BodyPipe` (decompressed and
+    digested on threads), as bodies of 1 MiB or more are: the fuzzer's are smaller."""
+    pipe_min, blob_module.PIPE_MIN = blob_module.PIPE_MIN, 0
+    try:
+        return tools.validate_file(data, key)
+    finally:
+        blob_module.PIPE_MIN = pipe_min
+
+
 def restore_outcome(restore) -> tuple:
     """A restore's answer: the restored scenario saved again, or where and why it refused."""
     try:
@@ -526,6 +536,10 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
             if verdict.valid:
                 raise Bug("validate_file says valid, load_blob refused", "",
                           "validate_file:disagrees-with-load") from None
+            stage = "validate_file (threads)"
+            if threaded_verdict(data, key) != verdict:
+                raise Bug("validate with the body decompressed and digested on threads "
+                          "says otherwise", "", "validate:threads-differ") from None
             stage = "restore_file"
             if restore_outcome(lambda: restore_file(data, key))[0] != "refused":
                 raise Bug("the streamed restore took a blob load_blob refuses", "",
@@ -533,6 +547,10 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
             return "refused"
         stage = "validate_file"
         verdict = tools.validate_file(data, key)
+        stage = "validate_file (threads)"
+        if threaded_verdict(data, key) != verdict:
+            raise Bug("validate with the body decompressed and digested on threads says "
+                      "otherwise", "", "validate:threads-differ")
         stage = "jsonview.decode"
         doc = jsonview.decode(blob)
         json.dumps(doc)
