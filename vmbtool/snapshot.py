@@ -159,29 +159,20 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     state = blob.scenario
     scenario = SCENARIOS[state.scenario](state.seed)
     scenario.steps_taken = state.steps_taken
+    feed = ChannelFeed(scenario, buffer_size)
     for index, raw_chunks in enumerate(blob.channel_chunks):
-        server = scenario.allocate_server(index)
-        check_config(server.config, blob.channels[index].context, f"channels[{index}]",
-                     f"{scenario.name} VSP")
-        chunks = [raw.framed for raw in raw_chunks]
-        buffers = split_buffers(chunks, buffer_size)
-        for number, buffer in enumerate(buffers):
-            status = server.restore_from_buffer(buffer)
-            last = number == len(buffers) - 1
-            expected = NtStatus.SUCCESS if last else NtStatus.MORE_PROCESSING_REQUIRED
-            if status != expected:
-                raise restore_failure(server.restore_error, index, NtStatus(status))
-        if index in blob.stats:
-            stats = blob.stats[index]
-            server.stats = ChannelStats(**{k: stats[k] for k in ChannelStats().as_dict()})
-        scenario.servers.append(server)
-    restore_scenario(scenario, state)
+        for raw in raw_chunks:
+            feed.take(index, raw)
+    restore_scenario(scenario, state, blob.stats)
     return scenario
 
 
-def restore_scenario(scenario: Scenario, state: Any) -> None:
-    """The guest's channels and the VSP's and VSC's own state, once the server channels
-    are back."""
+def restore_scenario(scenario: Scenario, state: Any, stats: dict[int, Any]) -> None:
+    """Once the server channels are back: their statistics (`stats`: the STATS chunks
+    by channel), the guest's channels and the VSP's and VSC's own state."""
+    for index, saved in stats.items():
+        scenario.servers[index].stats = ChannelStats(
+            **{k: saved[k] for k in ChannelStats().as_dict()})
     for index, guest in enumerate(state.guests):
         client = scenario.allocate_client(index)
         restore_guest(scenario, client, guest, index)
@@ -259,17 +250,15 @@ def restore_stream(source: str | bytes | IO[bytes], key: bytes | None, checked: 
     if problems:
         raise BlobError(*problems[0])
     scenario.steps_taken = state.steps_taken
-    for index, saved in stats.items():
-        scenario.servers[index].stats = ChannelStats(
-            **{k: saved[k] for k in ChannelStats().as_dict()})
-    restore_scenario(scenario, state)
+    restore_scenario(scenario, state, stats)
     return scenario
 
 
 class ChannelFeed:
     """Each channel's chunks, as a reader decodes them, into a fresh server channel of
     the scenario through RestoreFromBuffer: whole chunks, at most `buffer_size` bytes a
-    call (a larger chunk alone), MORE_PROCESSING_REQUIRED until the channel's end."""
+    call (a larger chunk alone: the buffers `split_buffers` makes of a list), with
+    MORE_PROCESSING_REQUIRED until the channel's end."""
 
     def __init__(self, scenario: Scenario, buffer_size: int) -> None:
         self.scenario, self.buffer_size = scenario, buffer_size
