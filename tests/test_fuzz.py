@@ -116,6 +116,10 @@ def guest_not_open_beside_an_open_server(doc):
     doc["scenario"]["guests"][0]["state"] = "enabled"
 
 
+def guest_channel_paused(doc):
+    doc["scenario"]["guests"][0]["state"] = "paused"
+
+
 REGRESSIONS = {
     "inspect: ring index past the end": ("storage.vmb", ring_index_past_the_end),
     "guest GPA range with a wrong PFN count": (
@@ -132,6 +136,7 @@ REGRESSIONS = {
     "guest channel in an unknown state": ("network.vmb", guest_state_unknown),
     "guest channel not open, its server channel open": (
         "storage.vmb", guest_not_open_beside_an_open_server),
+    "guest channel paused (the VSC never pauses one)": ("network.vmb", guest_channel_paused),
 }
 
 

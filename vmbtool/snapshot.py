@@ -23,6 +23,7 @@ from vmbtool.saverestore import (
 from vmbtool.scenarios import SCENARIOS, Scenario
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
+from vmbtool.sim.config import ClientState
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.state import (
     channel_context,
@@ -143,7 +144,19 @@ def check_scenario(state: Any, offers: list[tuple]) -> list[tuple[str, str]]:
         problems.extend(guest.problems if "problems" in guest else check_guest(guest, where))
         if index < len(offers) and config_from(guest.context).offer_key != offers[index]:
             problems.append((f"{where}.context", "the guest channel names another offer"))
+        if cls is not None and guest.context.state not in cls.guest_states:
+            problems.append((f"{where}.context.state", f"{client_state(guest.context.state)}: "
+                             f"the {state.scenario} VSC keeps its channels "
+                             + " or ".join(client_state(s) for s in sorted(cls.guest_states))))
     return problems
+
+
+def client_state(value: int) -> str:
+    """A guest channel's saved state by name (its number when it names none)."""
+    try:
+        return ClientState(value).name.lower()
+    except ValueError:
+        return str(value)
 
 
 def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:

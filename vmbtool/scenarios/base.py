@@ -16,6 +16,7 @@ from uuid import UUID
 
 from vmbtool.sim import (
     ClientChannel,
+    ClientState,
     IncomingPacket,
     ServerChannel,
     StateCallbacks,
@@ -58,6 +59,9 @@ class Scenario:
     name: ClassVar[str]
     interface_type: ClassVar[UUID]
     channel_count: ClassVar[int] = 1
+    # the states the VSC leaves its channels in: it opens and starts each at once and
+    # never pauses one, so it has no code to carry on from a guest channel in another
+    guest_states: ClassVar[frozenset[ClientState]] = frozenset({ClientState.ACTIVE})
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
