@@ -46,6 +46,16 @@ from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.gpadl import Gpadl
 from vmbtool.formats.header import FileHeader, HeaderPrefix
 from vmbtool.formats.ring import RingState
+from vmbtool.frame import (
+    SEAL,
+    SEAL_MAGIC,
+    SEAL_TAG,
+    SealScan,
+    check_seal,
+    read_seal,
+    skip_frames,
+    zstd_frame_end,
+)
 from vmbtool.invariants import ChannelCheck
 from vmbtool.saverestore import (
     MAX_GPADLS_PER_CHANNEL,
@@ -74,9 +84,6 @@ MAX_HEADER_SIZE = 4096
 SIGNATURE = struct.Struct("<II4s32s")
 SIGNATURE_MAGIC = 0x184D2A5A
 SIGNATURE_TAG = b"HMS1"
-SEAL = struct.Struct("<II4sI")
-SEAL_MAGIC = 0x184D2A5B
-SEAL_TAG = b"SEAL"
 MAX_SKIPPED_CHUNKS = 65536  # unknown optional chunks a reader skips in one blob
 MAX_SKIPPED_BYTES = 32 << 20  # and their data, in bytes
 # a RING chunk's fields before its data area: what a lean read parses of a streamed ring
@@ -373,8 +380,10 @@ class BodyPipe:
     Every block is digested once it has been read, but the last two: the END digest
     covers the header and the body before the END chunk, which starts in one of them."""
 
-    def __init__(self, open_stream: Callable[..., IO[bytes]], header_bytes: bytes) -> None:
+    def __init__(self, open_stream: Callable[..., IO[bytes]], header_bytes: bytes,
+                 on_end: Callable[[], None] | None = None) -> None:
         self.open_stream = open_stream  # (read_size, owns_f) -> a fresh body stream
+        self.on_end = on_end  # run on the thread once the stream has ended (must not raise)
         self.queue: queue.Queue = queue.Queue(PIPE_DEPTH)
         self.stop = threading.Event()
         self.block, self.pos, self.start = b"", 0, 0  # self.block[0] is body byte `start`
@@ -399,6 +408,8 @@ class BodyPipe:
         except BaseException:  # noqa: BLE001 - the read made here raises it again
             self.queue.put(PIPE_FAILED)
             return
+        if self.on_end is not None:
+            self.on_end()
         if held is not None:
             self.queue.put(held)
         self.queue.put(PIPE_END)
@@ -627,76 +638,6 @@ def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]
     return head[:n], itertools.chain((rest,) if rest else (), blocks)
 
 
-def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
-    """Where the zstd frame at `start` ends, from its frame and block headers (RFC 8878).
-
-    The body is exactly one frame: anything after it would otherwise be skipped unseen."""
-
-    def read(pos: int, n: int, what: str) -> bytes:
-        if pos + n > end:
-            raise BlobError(f"body.{what} (offset {pos})", "truncated zstd frame")
-        f.seek(pos)
-        return f.read(n)
-
-    magic, descriptor = struct.unpack("<IB", read(start, 5, "frame_header"))
-    if magic != zstandard.MAGIC_NUMBER:
-        raise BlobError(f"body.frame_header (offset {start})",
-                        f"not a zstd frame (magic {magic:#010x})")
-    if descriptor & 0x08:
-        raise BlobError(f"body.frame_header (offset {start + 4})", "reserved bit set")
-    single_segment = bool(descriptor & 0x20)
-    pos = start + 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3] + \
-        ((1 if single_segment else 0), 2, 4, 8)[descriptor >> 6]
-    while True:
-        value = int.from_bytes(read(pos, 3, "block_header"), "little")
-        kind, size = (value >> 1) & 3, value >> 3
-        if kind == 3:
-            raise BlobError(f"body.block_header (offset {pos})", "reserved block type")
-        pos += 3 + (1 if kind == 1 else size)
-        if pos > end:
-            raise BlobError(f"body.block (offset {pos - size})", "truncated zstd frame")
-        if value & 1:
-            break
-    if descriptor & 0x04:
-        read(pos, 4, "content_checksum")
-        pos += 4
-    return pos
-
-
-def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
-    """The seal frame at `seal_at` closing a 1.1+ zstd body: CRC32C of the bytes before it.
-
-    Returns `seal_at`, where the compressed frame ends."""
-    if seal_at < start or seal_at + SEAL.size > end:
-        raise BlobError(f"body.seal (offset {max(seal_at, start)})",
-                        "truncated: no seal frame after the zstd frame")
-    f.seek(seal_at)
-    magic, size, tag, stored = SEAL.unpack(f.read(SEAL.size))
-    if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
-        raise BlobError(f"body.seal (offset {seal_at})",
-                        "truncated or damaged: no seal frame after the zstd frame")
-    crc = 0
-    for block in blocks(f, start, seal_at):
-        crc = google_crc32c.extend(crc, block)
-    if crc != stored:
-        raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
-                        "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
-    return seal_at
-
-
-def skip_frames(f: IO[bytes], pos: int, end: int) -> None:
-    """Skippable frames a newer minor put after the body: checked for shape, not read."""
-    while pos < end:
-        if end - pos < 8:
-            raise BlobError(f"body (offset {pos})", "truncated frame after the body")
-        f.seek(pos)
-        magic, size = struct.unpack("<II", f.read(8))
-        if magic & 0xFFFFFFF0 != 0x184D2A50 or pos + 8 + size > end:
-            raise BlobError(f"body (offset {pos})",
-                            "after the body's zstd frame only skippable frames may follow")
-        pos += 8 + size
-
-
 @dataclass
 class BlobTally:
     """What the END chunk is checked against, counted as the chunks stream past."""
@@ -720,7 +661,7 @@ class BlobReader:
                  lean: bool = False,
                  on_packet: Callable[[int, Any], None] | None = None,
                  hold_budget: int | None = None, keep_gpadls: bool = False,
-                 checks: bool = True) -> None:
+                 checks: bool = True, defer_seal: bool = False) -> None:
         self.f, self.size = open_source(source)
         self.owns_file = not hasattr(source, "read")
         self.keep_chunks, self.reads, self.lean = keep_chunks, reads, lean
@@ -731,6 +672,11 @@ class BlobReader:
         self.checks = checks  # False: a lean read without the semantic checks (a guard)
         self.known = known_to(reads)
         self.workers: list[Any] = []  # a large body's BodyPipe while it is read
+        # a large sealed body's seal CRC and frame walk, made as the body is decompressed
+        # (the compressed bytes are read once) and settled before the read's outcome
+        self.defer_seal = defer_seal
+        self.deferred_seal: int | None = None  # the seal's CRC32C, when deferred
+        self.seal_settled = False
         try:
             self.header, self.header_bytes = read_header(self.f, self.size, reads)
             self.body_end = verify_signature(self.f, self.size, self.header, key)
@@ -777,12 +723,11 @@ class BlobReader:
         sealed = minor >= SEALED_SINCE_MINOR and self.reads[1] >= SEALED_SINCE_MINOR
         newer = minor > self.reads[1]
         if sealed and not newer:
-            seal_at = check_seal(self.f, start, end - SEAL.size, end)
-            frame_end = zstd_frame_end(self.f, start, seal_at)
-            if frame_end != seal_at:
-                raise BlobError(f"body (offset {frame_end})",
-                                f"{seal_at - frame_end} bytes between the zstd frame and the seal")
-            return frame_end
+            seal_at = end - SEAL.size
+            if self.defer_seal and seal_at - start >= PIPE_MIN:
+                self.deferred_seal = read_seal(self.f, start, seal_at, end)
+                return seal_at
+            return self.check_sealed_frame()
         frame_end = zstd_frame_end(self.f, start, end)
         pos = check_seal(self.f, start, frame_end, end) + SEAL.size if sealed else frame_end
         if newer:
@@ -791,6 +736,30 @@ class BlobReader:
             raise BlobError(f"body (offset {pos})",
                             f"{end - pos} bytes after the body's zstd frame")
         return frame_end
+
+    def check_sealed_frame(self) -> int:
+        """A sealed body of this reader's minor: the seal's CRC32C, then the zstd frame,
+        which must end right at the seal."""
+        start, end = self.header.header_size, self.body_end
+        seal_at = check_seal(self.f, start, end - SEAL.size, end)
+        frame_end = zstd_frame_end(self.f, start, seal_at)
+        if frame_end != seal_at:
+            raise BlobError(f"body (offset {frame_end})",
+                            f"{seal_at - frame_end} bytes between the zstd frame and the seal")
+        return frame_end
+
+    def settle_seal(self, scan: SealScan | None) -> None:
+        """A deferred seal, once the body is read (or its read failed): what `scan` made
+        of it, or, if that is not sound or the read failed, the up-front checks, whose
+        error then comes first, as it would have before the read."""
+        if self.deferred_seal is None or self.seal_settled:
+            return
+        self.seal_settled = True
+        self.stop_workers()  # the body's thread reads the file no more
+        if scan is None or not scan.sound:
+            self.check_sealed_frame()
+            if scan is not None and scan.drained:  # it read every byte, and differently
+                raise BlobError("body", "the blob changed while it was read")
 
     def close(self) -> None:
         self.stop_workers()
@@ -809,17 +778,25 @@ class BlobReader:
         A large body is decompressed and digested on threads of their own while this
         one checks the chunks; they are stopped when the read ends, however it ends."""
         start, end = self.header.header_size, self.frame_end
+        scan = None if self.deferred_seal is None else \
+            SealScan(self.f, start, end, self.deferred_seal)
 
         def open_body(read_size: int = 1 << 16, owns_f: bool = False) -> IO[bytes]:
+            if owns_f and scan is not None:  # the pipe's thread: through the seal's scan
+                return body_stream(scan, self.header, start, end, read_size, owns_f)
             return body_stream(self.f, self.header, start, end, read_size, owns_f)
 
         if end - start < PIPE_MIN:
             yield from self.read_channels(open_body(), hashlib.sha256(self.header_bytes))
             return
-        pipe = BodyPipe(open_body, self.header_bytes)
+        pipe = BodyPipe(open_body, self.header_bytes, scan.drain if scan else None)
         self.workers = [pipe]
         try:
             yield from self.read_channels(pipe, None)
+            self.settle_seal(scan)
+        except Exception:
+            self.settle_seal(None)
+            raise
         finally:
             self.stop_workers()
 

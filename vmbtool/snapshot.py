@@ -217,7 +217,8 @@ def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
 
     Problems of the blob's content are listed; a blob that cannot be read on (framing,
     checksums, digest, caps) raises its BlobError."""
-    with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True) as reader:
+    with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True,
+                    defer_seal=True) as reader:
         problems, offers, packets = Problems(), [], 0
         for saved, _chunks in reader.channels():
             problems.extend(saved.problems or [])
