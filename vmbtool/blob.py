@@ -51,6 +51,7 @@ from vmbtool.frame import (
     SEAL_MAGIC,
     SEAL_TAG,
     SealScan,
+    blocks,
     check_seal,
     read_seal,
     skip_frames,
@@ -301,18 +302,6 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
         parts.append(block)
         left -= len(block)
     return b"".join(parts)
-
-
-def blocks(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
-    """The bytes [start, end) of a seekable file, in 1 MiB blocks."""
-    f.seek(start)
-    left = end - start
-    while left > 0:
-        block = f.read(min(left, 1 << 20))
-        if not block:
-            return
-        yield block
-        left -= len(block)
 
 
 def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) -> int:

@@ -8,7 +8,7 @@ that feeds the decompressor (`SealScan`): the bytes are then read once."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import IO
 
 import google_crc32c
@@ -62,6 +62,18 @@ def frame_walk(start: int, end: int) -> Generator[Need, bytes, int]:
     return pos
 
 
+def blocks(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
+    """The bytes [start, end) of a seekable file, in 1 MiB blocks."""
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(left, 1 << 20))
+        if not block:
+            return
+        yield block
+        left -= len(block)
+
+
 def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
     """`frame_walk`, reading the few bytes it needs from `f`."""
     walk = frame_walk(start, end)
@@ -92,11 +104,9 @@ def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
 
     Returns `seal_at`, where the compressed frame ends."""
     stored = read_seal(f, start, seal_at, end)
-    f.seek(start)
-    crc, left = 0, seal_at - start
-    while left > 0 and (block := f.read(min(left, 1 << 20))):
+    crc = 0
+    for block in blocks(f, start, seal_at):
         crc = google_crc32c.extend(crc, block)
-        left -= len(block)
     if crc != stored:
         raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
                         "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
