@@ -655,12 +655,17 @@ class _ParseWriter(_Writer):
         for number, case in [*enumerate(branches), (-1, node.default)]:
             self.line(f"if {branch} == {number}:" if number == 0 else
                       "else:" if number < 0 else f"elif {branch} == {number}:")
-            self.indent()
-            result = self.node(case, scope)
-            self.settle()
-            self.line(f"{value} = {result}")
-            self.dedent()
+            self.branch(value, case, scope)
         return value
+
+    def branch(self, value: str, node, scope) -> None:
+        """An indented block under the line just written that parses `node` into
+        `value` (a Switch case, a Since field)."""
+        self.indent()
+        result = self.node(node, scope)
+        self.settle()
+        self.line(f"{value} = {result}")
+        self.dedent()
 
     def since(self, node: Since, scope) -> str:
         self.settle()
@@ -670,11 +675,7 @@ class _ParseWriter(_Writer):
         self.line(f"{value} = {self.ns.const(node.default)}")
         self.dedent()
         self.line("else:")
-        self.indent()
-        result = self.node(node.subcon, scope)
-        self.settle()
-        self.line(f"{value} = {result}")
-        self.dedent()
+        self.branch(value, node.subcon, scope)
         return value
 
     def array(self, countfield: FormatField, element) -> str:
