@@ -357,6 +357,16 @@ BREAKERS = [None, -1, 1 << 64, "x", "", b"x", b"", 1.5, True, bytearray(b"\x01\x
             "x" * 17, "\u00e9" * 9, "x" * 300, b"x" * 17, (1, 2), 0.0]
 
 
+def each_grammar(max_examples: int):
+    """A test run for every grammar, drawing `data` for `max_examples` examples."""
+    def wrap(test):
+        test = given(data=st.data())(test)
+        test = settings(max_examples=max_examples, deadline=None,
+                        suppress_health_check=[HealthCheck.too_slow])(test)
+        return pytest.mark.parametrize("name", sorted(GRAMMARS))(test)
+    return wrap
+
+
 def leaves(obj, path=()):
     yield path
     if isinstance(obj, dict):
@@ -383,9 +393,7 @@ def plain_build(grammar, obj):
         return None
 
 
-@pytest.mark.parametrize("name", sorted(GRAMMARS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
+@each_grammar(max_examples=40)
 def test_drawn_objects_build_the_same_bytes_and_parse_back_the_same(name, data):
     grammar, fast = GRAMMARS[name], COMPILED[name]
     obj = data.draw(objects(name))
@@ -396,9 +404,7 @@ def test_drawn_objects_build_the_same_bytes_and_parse_back_the_same(name, data):
     assert fast.build(parsed) == grammar.build(parsed)  # (a Since default may differ)
 
 
-@pytest.mark.parametrize("name", sorted(GRAMMARS))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
+@each_grammar(max_examples=60)
 def test_broken_objects_are_built_the_same_or_left_to_the_plain_grammar(name, data):
     grammar, fast = GRAMMARS[name], COMPILED[name]
     obj = data.draw(objects(name))
@@ -495,9 +501,7 @@ def test_random_bytes_are_refused_or_accepted_alike(name, data):
     agree(name, data)
 
 
-@pytest.mark.parametrize("name", sorted(GRAMMARS))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
+@each_grammar(max_examples=40)
 def test_drawn_objects_mutated_as_bytes_parse_alike(name, data):
     built = GRAMMARS[name].build(data.draw(objects(name)))
     agree(name, mutate(built, data.draw(st.lists(MUTATION, min_size=1, max_size=3))))
