@@ -20,7 +20,8 @@ KEY_ENV = "VMBTOOL_KEY_FILE"
 
 
 class VmbtoolGroup(click.Group):
-    """Turns the project's errors into one `Error:` line and exit code 1."""
+    """Turns the project's errors into one `Error:` line and their exit code (1 no, 2
+    trouble)."""
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         if args is None:  # the console script (not a caller passing arguments)
@@ -43,7 +44,7 @@ class VmbtoolGroup(click.Group):
 
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(exc.exit_code)
         except BrokenPipeError:
             sys.stderr.close()
             ctx.exit(1)
