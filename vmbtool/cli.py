@@ -90,9 +90,10 @@ def scenario_options(f):
                      help="Pause and start the channels at this step (a save point "
                           "minus the save).")(f)
     f = click.option("--steps", type=click.IntRange(0, 10_000_000), default=100,
-                     show_default=True)(f)
+                     show_default=True, help="How many steps to run the scenario.")(f)
     f = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=1,
-                     show_default=True)(f)
+                     show_default=True,
+                     help="The scenario's seed: the same seed and steps, the same run.")(f)
     return click.option("--scenario", type=click.Choice(SCENARIO_NAMES), default="storage",
                         show_default=True, help="Which simulated VSP/VSC pair to run.")(f)
 
@@ -242,7 +243,7 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
 @main.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("--ignore", multiple=True, metavar="PATH",
               help="Field path (or glob) to ignore; header.created_ns always is.")
 @key_option
@@ -275,7 +276,7 @@ def _jsonable(value: Any) -> Any:
 
 @main.command()
 @click.argument("blobs", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("-j", "--jobs", type=click.IntRange(1), metavar="N",
               help="Worker processes for several blobs (default: every core).")
 @key_option
@@ -351,7 +352,8 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
 
 @main.command()
 @click.argument("blob")
-@click.option("-o", "--output", default="-", show_default=True)
+@click.option("-o", "--output", default="-", show_default=True,
+              help="JSON file to write, or - for stdout.")
 @key_option
 def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
@@ -446,7 +448,7 @@ def schema(as_json: bool, as_of: str | None) -> None:
 @main.command()
 @click.argument("old")
 @click.argument("new")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("--reverse", is_flag=True,
               help="Can OLD read blobs NEW writes? (default: can NEW read OLD's?)")
 def compat(old: str, new: str, as_json: bool, reverse: bool) -> None:
