@@ -43,10 +43,12 @@ def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = Fals
             gpadls: bool = False, hexdump_rings: bool = False,
             flt: PacketFilter | None = None) -> None:
     """The summary of a decoded blob (see `stream_summary` for one read as a stream)."""
+    flt = flt or PacketFilter()
+    flt.check_channels(doc["header"]["channel_count"])
     write_head(doc, doc.get("scenario"), out)
     for index, ch in enumerate(doc["channels"]):
         write_channel(index, ch, out, packets=packets, rings=rings, gpadls=gpadls,
-                      hexdump_rings=hexdump_rings, flt=flt or PacketFilter())
+                      hexdump_rings=hexdump_rings, flt=flt)
 
 
 class PacketTally:
