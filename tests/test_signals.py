@@ -6,9 +6,9 @@ The moments are counted from when vmbtool's `main` has set its handlers (seen in
 runs, is CPython's to report ("Fatal Python error: init_import_site").
 
 Each case is repeated `VMBTOOL_SIGNAL_RUNS` times (default 3 in the suite; CI's stress
-step runs 200; a stopped save half as many) with the signal sent at a different moment each time, from the
-interpreter's start-up to the last verdict, to catch a race of 1 in 100. A run the
-signal reached after the work was done must have done it all (exit 0, every verdict)."""
+step runs 200; a stopped save half as many) with the signal sent at a different moment
+each time, over the command's whole run, to catch a race of 1 in 100. A run the signal
+reached after the work was done must have done it all (exit 0, every verdict)."""
 
 from __future__ import annotations
 
