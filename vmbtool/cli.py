@@ -66,6 +66,16 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+def output_to(path: str, *, blob: bool = True) -> Any:
+    """The output checked before any work starts (vmbtool.output): a bad path is one
+    `Error:` line now, not after the work; a binary blob never goes to a terminal."""
+    from vmbtool.output import check_output
+
+    if blob and path == "-" and sys.stdout is not None and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a binary blob to a terminal")
+    return check_output(path)
+
+
 def colour(text: str, **style: Any) -> str:
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         return text
@@ -135,12 +145,10 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
          level: int, no_compress: bool, note: str | None, key_file: str | None,
          output: str) -> None:
     """Run a scenario N steps, pause its channels and save them to a blob."""
-    from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
     from vmbtool.tools import read_key, run_scenario
 
-    if output == "-" and sys.stdout.isatty():
-        raise click.UsageError("refusing to write a binary blob to a terminal")
+    out = output_to(output)
     check_pause_at(steps, pause_at)
     if note is not None:
         try:
@@ -154,7 +162,7 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
     sim = run_scenario(scenario, seed, steps, pause_at)
     data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key,
                      note=note)
-    write_atomic(output, data)
+    out.write(data)
     if output != "-":
         click.echo(f"saved {scenario} seed {seed} at step {steps}: {len(sim.servers)} "
                    f"channels, {len(data)} bytes -> {output}", err=True)
@@ -286,14 +294,18 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
 def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: bool,
             key_file: str | None) -> None:
     """Restore into fresh channels, start them, run N steps and report."""
-    from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
     from vmbtool.tools import read_key, restore_and_run
 
+    if resave == "-" and as_json:
+        raise click.UsageError("--resave - and --json both want stdout; give --resave a "
+                               "file")
+    out = output_to(resave) if resave is not None else None
+    to_stderr = resave == "-"  # stdout carries the blob alone
     key = read_key(key_file)
     scenario, rep = restore_and_run(blob, run_steps, key)
-    if resave:
-        write_atomic(resave, save_blob(scenario, level=level, key=key))
+    if out is not None:
+        out.write(save_blob(scenario, level=level, key=key))
         rep["resaved"] = resave
     if as_json:
         emit_json(rep)
@@ -301,15 +313,17 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     r = rep["restored"]
     click.echo(f"restored {rep['scenario']} seed {rep['seed']} at step "
                f"{rep['restored_at_step']}: {r['channels']} channels, {r['packets']} packets "
-               f"({r['backlog']} in the backlog), {r['pending_incoming']} pending incoming")
+               f"({r['backlog']} in the backlog), {r['pending_incoming']} pending incoming",
+               err=to_stderr)
     done = rep["completed_transactions"]
     shown = ", ".join(f"{c['channel']}:{c['transaction_id']}" for c in done[:20])
     click.echo(f"ran {run_steps} steps: {len(done)} restored transactions completed"
-               f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}")
+               f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}",
+               err=to_stderr)
     click.echo(f"backlog {'drained' if rep['backlog_drained'] else 'NOT drained'}; "
-               f"{rep['backlog_now']} packets in the backlog now")
-    if resave:
-        click.echo(f"resaved -> {resave}")
+               f"{rep['backlog_now']} packets in the backlog now", err=to_stderr)
+    if out is not None:
+        click.echo(f"resaved -> {resave}", err=to_stderr)
 
 
 @main.command()
@@ -320,14 +334,11 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
     import json
 
-    from vmbtool.blob import write_atomic
     from vmbtool.tools import read_key
 
+    out = output_to(output, blob=False)
     text = json.dumps(load_doc(blob, read_key(key_file), True), indent=1) + "\n"
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        write_atomic(output, text.encode())
+    out.write(text.encode())
 
 
 @main.command()
@@ -339,11 +350,11 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     import json
 
     from vmbtool import jsonview
-    from vmbtool.blob import write_atomic
     from vmbtool.errors import BlobError
     from vmbtool.status import NtStatus
     from vmbtool.tools import read_key
 
+    out = output_to(output)
     try:
         if json_file == "-":
             doc = json.load(sys.stdin)
@@ -356,7 +367,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     except ValueError as exc:
         raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
                         f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
-    write_atomic(output, jsonview.encode(doc, read_key(key_file)))
+    out.write(jsonview.encode(doc, read_key(key_file)))
 
 
 @main.command()
@@ -369,7 +380,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
 def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
             key_file: str | None) -> None:
     """Rewrite a blob in a newer (or, without loss, older) format version."""
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, write_atomic
+    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
     from vmbtool.errors import VmbtoolError
     from vmbtool.tools import read_key
     from vmbtool.upgrade import parse_version, upgrade_blob
@@ -378,8 +389,9 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
         target = parse_version(to) if to else (FORMAT_MAJOR, FORMAT_MINOR)
     except VmbtoolError as exc:
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
+    out = output_to(output)
     result = upgrade_blob(blob, read_key(key_file), target, allow_loss)
-    write_atomic(output, result.data)
+    out.write(result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: {result.chunks} "
                f"chunks, {len(result.data)} bytes -> {output}{dropped}", err=True)

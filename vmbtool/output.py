@@ -1,0 +1,289 @@
+"""Where a command's result goes: checked before the work, written after it, never
+destroying what it should not.
+
+    -                      stdout, one stream: the command sends its reports to stderr
+    regular file / absent  replaced atomically: a temporary `.<name>.<random>.vmbtool-tmp`
+                           in the target's directory, fsync, rename; the replaced file's
+                           mode and owner carry over
+    symlink                followed: its final target is replaced, the link stays
+    /dev/fd/N, character   written straight through, never replaced (opening a FIFO
+    device, FIFO, socket   waits for its reader, as `cat > fifo` does)
+    anything else          refused, before any work: a directory (or a name ending in
+                           `/`), an empty name, a block device, a missing or unwritable
+                           directory, a file the user could not have written
+
+A target is judged writable by its permission bits as the kernel judges a user who is not
+root, and root as the file's owner: a 0444 blob is refused even to root, who could
+otherwise overwrite it without a word.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import socket
+import stat
+import sys
+from dataclasses import dataclass
+
+from vmbtool.errors import OutputError
+
+SUFFIX = b".vmbtool-tmp"
+TOKEN_BYTES = 4  # 8 hex digits: `.<name>.<token>.vmbtool-tmp`
+MAX_LINKS = 40  # as the kernel's own limit on symbolic links in one lookup
+# the directory of the links that stand for open descriptors (/dev/fd -> /proc/self/fd)
+DESCRIPTOR_DIRECTORY = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/fd")
+WHAT = "cannot write output"
+
+
+@dataclass(frozen=True)
+class Output:
+    """A checked output: `kind` is "stdout", "stream" (written through) or "file"
+    (replaced atomically); `target` is the path finally written."""
+
+    path: str
+    kind: str
+    target: str
+
+    @property
+    def where(self) -> str:
+        return "stdout" if self.kind == "stdout" else self.path
+
+    def write(self, data: bytes) -> None:
+        """Write `data` whole, or raise OutputError with the old target intact."""
+        current = check_output(self.path)  # what is there now, not at the check
+        try:
+            if current.kind == "stdout":
+                write_stdout(data)
+            elif current.kind == "stream":
+                write_through(current.target, data)
+            else:
+                replace_file(current.target, data)
+        except OSError as exc:
+            unchanged = "; the old file is unchanged" if (
+                current.kind == "file" and os.path.lexists(current.target)) else ""
+            raise OutputError(WHAT, self.where, why_not(exc) + unchanged) from None
+
+
+def check_output(path: str) -> Output:
+    """What writing `path` would do, or OutputError (exit 2) if it must not be done."""
+    if path == "-":
+        if sys.stdout is None:
+            raise OutputError(WHAT, "stdout", "stdout is closed")
+        return Output(path, "stdout", "-")
+    if not path:
+        raise OutputError(WHAT, "''", "the file name is empty")
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise OutputError(WHAT, path, "a name ending in / is a directory, not a file")
+    target, descriptor = resolve(path)
+    directory = os.path.dirname(target)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        if descriptor:
+            raise OutputError(WHAT, path, "no such open file descriptor") from None
+        check_directory(path, directory)
+        return Output(path, "file", target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ENOENT):
+            check_directory(path, directory)
+        raise OutputError(WHAT, path, why_not(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(WHAT, path, "it is a directory")
+    if stat.S_ISBLK(st.st_mode):
+        raise OutputError(WHAT, path, "it is a block device (a disk); vmbtool writes "
+                                      "files, pipes, sockets and character devices")
+    if not descriptor and not may_write(target, st, stat.S_IWUSR):
+        raise OutputError(WHAT, path, f"no write permission (mode {stat.S_IMODE(st.st_mode):04o}"
+                                      f", owner uid {st.st_uid})")
+    if descriptor or not stat.S_ISREG(st.st_mode):
+        return Output(path, "stream", target)
+    check_directory(path, directory)
+    return Output(path, "file", target)
+
+
+def resolve(path: str) -> tuple[str, bool]:
+    """The path with every symbolic link followed, and whether it names an open
+    descriptor (/dev/fd/N, /proc/self/fd/N), whose link must not be followed."""
+    current = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+    for _ in range(MAX_LINKS):
+        directory = os.path.realpath(os.path.dirname(current))
+        current = os.path.join(directory, os.path.basename(current))
+        if DESCRIPTOR_DIRECTORY.fullmatch(directory):
+            return current, True
+        try:
+            link = os.readlink(current)
+        except OSError:  # not a link, absent, or unreachable: stat() tells which
+            return current, False
+        current = os.path.join(directory, link)  # an absolute link replaces the directory
+    raise OutputError(WHAT, path, "too many levels of symbolic links")
+
+
+def check_directory(path: str, directory: str) -> None:
+    """The directory must exist and take a new file (the temporary, then the rename)."""
+    try:
+        st = os.stat(directory)
+    except OSError as exc:
+        reason = "does not exist" if exc.errno == errno.ENOENT else why_not(exc)
+        raise OutputError(WHAT, path, f"directory {directory} {reason}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(WHAT, path, f"{directory} is not a directory")
+    if not may_write(directory, st, stat.S_IWUSR | stat.S_IXUSR):
+        raise OutputError(WHAT, path, f"directory {directory} is not writable "
+                                      f"(mode {stat.S_IMODE(st.st_mode):04o})")
+
+
+def may_write(path: str, st: os.stat_result, owner_bits: int) -> bool:
+    """The permission bits as the kernel reads them for a user who is not root, root
+    judged as the owner; then the kernel's own verdict (read-only mounts, ACLs)."""
+    uid = os.geteuid()
+    if uid in (0, st.st_uid):
+        shift = 0
+    elif st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        shift = 3
+    else:
+        shift = 6
+    if st.st_mode & (owner_bits >> shift) != owner_bits >> shift:
+        return False
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def write_stdout(data: bytes) -> None:
+    stream = sys.stdout.buffer
+    try:
+        stream.write(data)
+        stream.flush()
+    except OSError:
+        silence_stdout()
+        raise
+
+
+def silence_stdout() -> None:
+    """After a failed write, point the descriptor at the null device so the
+    interpreter's last flush of the same bytes cannot fail again with a traceback."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real descriptor (a test's captured stream)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
+def write_through(target: str, data: bytes) -> None:
+    """A device, FIFO, socket or descriptor: written in place, never replaced."""
+    if stat.S_ISSOCK(os.stat(target).st_mode):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(target)
+            sock.sendall(data)
+        return
+    # O_TRUNC matters only for a regular file behind /dev/fd/N; devices ignore it
+    fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def replace_file(target: str, data: bytes) -> None:
+    """Temporary beside the target, fsync, rename: the target is the old file or the
+    whole new one, and no temporary stays whatever interrupts the write."""
+    directory = os.path.dirname(target)
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    temporary, fd = create_temporary(directory, os.path.basename(target))
+    renamed = False
+    try:
+        if old is not None:
+            try:  # root keeps the owner; anyone else keeps their own group if they can
+                os.fchown(fd, old.st_uid, old.st_gid)
+            except PermissionError:
+                pass
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+        else:
+            os.fchmod(fd, 0o666 & ~current_umask())
+        write_all(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(temporary, os.fsencode(target))
+        renamed = True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if not renamed:
+            discard(temporary)
+    sync_directory(directory)
+
+
+def create_temporary(directory: str, name: str) -> tuple[bytes, int]:
+    """`.<name>.<token>.vmbtool-tmp`, its name part cut so the whole fits NAME_MAX;
+    created 0600 so nobody can open it before its mode is set."""
+    try:
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    room = name_max - len(b"..") - 2 * TOKEN_BYTES - len(SUFFIX)
+    stem = os.fsencode(name)[:room]
+    while True:
+        temporary = os.path.join(os.fsencode(directory), b".%s.%s%s" % (
+            stem, secrets.token_hex(TOKEN_BYTES).encode(), SUFFIX))
+        try:
+            return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                                      os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def discard(temporary: bytes) -> None:
+    try:
+        os.unlink(temporary)
+    except OSError:
+        pass
+
+
+def sync_directory(directory: str) -> None:
+    """Best effort: the rename is done and the new file whole; a directory that cannot
+    be opened or synced (write-only, some network filesystems) must not undo a save."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def why_not(exc: OSError) -> str:
+    """The reason in plain words (the C library's own text, as `cp` prints it)."""
+    if exc.errno == errno.EPIPE:
+        return "the reader closed the pipe"
+    if exc.errno == errno.ENXIO:
+        return "nothing has it open for reading"
+    if exc.errno == errno.ECONNREFUSED:
+        return "nothing is listening on the socket"
+    return exc.strerror or os.strerror(exc.errno or 0) or "write failed"
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Check `path`, then write `data` to it (for callers with no work in between)."""
+    check_output(path).write(data)
