@@ -258,9 +258,9 @@ def test_a_directory_that_cannot_be_synced_does_not_undo_a_done_write(command, s
 # -- written through, never replaced ---------------------------------------------------
 
 
-def make_device(path: Path, minor: int) -> None:
-    try:  # (1, 3) is a null device, (1, 7) a full one
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+def make_device(path: Path, device: int) -> None:
+    try:  # makedev(1, 3) is a null device, makedev(1, 7) a full one
+        os.mknod(path, stat.S_IFCHR | 0o666, device)
     except PermissionError:
         pytest.skip("mknod needs root (CAP_MKNOD)")
 
@@ -269,7 +269,7 @@ def make_device(path: Path, minor: int) -> None:
 @each_command
 def test_a_null_device_is_written_through(command, sources, tmp_path):
     node = tmp_path / "null-node"
-    make_device(node, 3)
+    make_device(node, os.makedev(1, 3))
     succeeded(run(command, sources, node))
     st = node.lstat()
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
@@ -280,7 +280,7 @@ def test_a_null_device_is_written_through(command, sources, tmp_path):
 @each_command
 def test_a_full_device_is_one_error_line(command, sources, tmp_path):
     node = tmp_path / "full-node"
-    make_device(node, 7)
+    make_device(node, os.makedev(1, 7))
     line = error_line(run(command, sources, node))
     assert line == f"Error: cannot write output at {node}: No space left on device"
     assert stat.S_ISCHR(node.lstat().st_mode)
@@ -377,7 +377,7 @@ BAD_PATHS: dict[str, tuple[Callable[[Path], str], str]] = {
     "empty": (lambda t: "", "the file name is empty"),
     "missing directory": (lambda t: str(t / "nowhere" / "x.out"), "does not exist"),
     "file as directory": (lambda t: str(t / "old.out" / "x.out"), "is not a directory"),
-    "unwritable directory": (unwritable_directory, "is not writable (mode 0555)"),
+    "unwritable directory": (unwritable_directory, "no write permission (mode 0555"),
     "dangling link, missing directory": (dangling_into_nowhere, "does not exist"),
 }
 
@@ -403,6 +403,16 @@ def test_a_bad_path_is_refused_before_any_work(command, case, sources, tmp_path,
     assert result.stdout == ""  # restore printed no report: it never ran
     assert {d: listing(d) for d in before} == before
     assert (tmp_path / "old.out").read_bytes() == OLD
+
+
+@each_command
+def test_a_relative_name_in_a_removed_directory_is_refused(command, sources, tmp_path,
+                                                           monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    (tmp_path / "here").rmdir()
+    line = error_line(run(command, sources, "x.out"))
+    assert line == "Error: cannot write output at x.out: the current directory no longer exists"
 
 
 def test_restore_resave_to_a_missing_directory_fails_before_restoring(sources, tmp_path,
@@ -474,6 +484,48 @@ def test_a_blob_is_never_written_to_a_terminal(command, sources):
         os.close(master)
     assert process_error_line(p) == "Error: refusing to write a binary blob to a terminal"
     assert MAGIC not in shown
+
+
+@needs_root
+@pytest.mark.parametrize("command", BLOB_WRITERS)
+def test_a_blob_is_never_written_to_a_terminal_behind_a_path(command, sources, tmp_path):
+    master, slave = pty.openpty()
+    try:  # a node for this test's own pseudo-terminal, made in the temporary folder
+        node = tmp_path / "tty-node"
+        make_device(node, os.fstat(slave).st_rdev)
+        result = run(command, sources, node)
+        os.set_blocking(master, False)
+        try:
+            shown = os.read(master, 1 << 16)
+        except BlockingIOError:
+            shown = b""
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert error_line(result) == (f"Error: refusing to write a binary blob at {node}: it is "
+                                  "a terminal")
+    assert shown == b""
+
+
+def test_a_blob_is_never_written_to_a_terminal_behind_a_descriptor(sources):
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "vmbtool",
+                            *COMMANDS["save"](sources, f"/dev/fd/{slave}")],
+                           pass_fds=(slave,), stdin=subprocess.DEVNULL,
+                           capture_output=True, env=child_env(),
+                           timeout=TIMEOUT)
+        os.set_blocking(master, False)
+        try:
+            shown = os.read(master, 1 << 16)
+        except BlockingIOError:
+            shown = b""
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert process_error_line(p) == (f"Error: refusing to write a binary blob at "
+                                     f"/dev/fd/{slave}: it is a terminal")
+    assert shown == b""
 
 
 @each_command

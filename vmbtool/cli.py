@@ -73,7 +73,7 @@ def output_to(path: str, *, blob: bool = True) -> Any:
 
     if blob and path == "-" and sys.stdout is not None and sys.stdout.isatty():
         raise click.UsageError("refusing to write a binary blob to a terminal")
-    return check_output(path)
+    return check_output(path, binary=blob)
 
 
 def colour(text: str, **style: Any) -> str:

@@ -10,7 +10,8 @@ destroying what it should not.
     device, FIFO, socket   waits for its reader, as `cat > fifo` does)
     anything else          refused, before any work: a directory (or a name ending in
                            `/`), an empty name, a block device, a missing or unwritable
-                           directory, a file the user could not have written
+                           directory, a file the user could not have written, and a
+                           terminal when the output is a binary blob
 
 A target is judged writable by its permission bits as the kernel judges a user who is not
 root, and root as the file's owner: a 0444 blob is refused even to root, who could
@@ -19,16 +20,19 @@ otherwise overwrite it without a word.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import secrets
+import signal
 import socket
 import stat
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vmbtool.errors import OutputError
+from vmbtool.errors import OutputError, UsageError
 
 SUFFIX = b".vmbtool-tmp"
 TOKEN_BYTES = 4  # 8 hex digits: `.<name>.<token>.vmbtool-tmp`
@@ -36,6 +40,9 @@ MAX_LINKS = 40  # as the kernel's own limit on symbolic links in one lookup
 # the directory of the links that stand for open descriptors (/dev/fd -> /proc/self/fd)
 DESCRIPTOR_DIRECTORY = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/fd")
 WHAT = "cannot write output"
+# Linux's terminals (Documentation/admin-guide/devices.txt): virtual consoles and serial
+# ports (4), /dev/tty and /dev/console (5), pseudo-terminals (136-143)
+TERMINAL_MAJORS = frozenset({4, 5, *range(136, 144)})
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Output:
     path: str
     kind: str
     target: str
+    binary: bool = False  # a blob: never to a terminal
 
     @property
     def where(self) -> str:
@@ -53,12 +61,12 @@ class Output:
 
     def write(self, data: bytes) -> None:
         """Write `data` whole, or raise OutputError with the old target intact."""
-        current = check_output(self.path)  # what is there now, not at the check
+        current = check_output(self.path, binary=self.binary)  # what is there now
         try:
             if current.kind == "stdout":
                 write_stdout(data)
             elif current.kind == "stream":
-                write_through(current.target, data)
+                write_through(current, data)
             else:
                 replace_file(current.target, data)
         except OSError as exc:
@@ -67,17 +75,24 @@ class Output:
             raise OutputError(WHAT, self.where, why_not(exc) + unchanged) from None
 
 
-def check_output(path: str) -> Output:
-    """What writing `path` would do, or OutputError (exit 2) if it must not be done."""
+def check_output(path: str, *, binary: bool = False) -> Output:
+    """What writing `path` would do, or OutputError (exit 2) if it must not be done.
+    `binary`: a blob, refused (UsageError) by a terminal behind a path; stdout's own
+    terminal is the caller's to refuse, before it asks."""
     if path == "-":
         if sys.stdout is None:
             raise OutputError(WHAT, "stdout", "stdout is closed")
-        return Output(path, "stdout", "-")
+        return Output(path, "stdout", "-", binary)
     if not path:
         raise OutputError(WHAT, "''", "the file name is empty")
     if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
         raise OutputError(WHAT, path, "a name ending in / is a directory, not a file")
-    target, descriptor = resolve(path)
+    try:
+        target, descriptor = resolve(path)
+    except OSError as exc:  # a relative name, and the current directory was removed
+        why = ("the current directory no longer exists" if exc.errno == errno.ENOENT
+               else why_not(exc))
+        raise OutputError(WHAT, path, why) from None
     directory = os.path.dirname(target)
     try:
         st = os.stat(target)
@@ -85,7 +100,7 @@ def check_output(path: str) -> Output:
         if descriptor:
             raise OutputError(WHAT, path, "no such open file descriptor") from None
         check_directory(path, directory)
-        return Output(path, "file", target)
+        return Output(path, "file", target, binary)
     except OSError as exc:
         if exc.errno in (errno.ENOTDIR, errno.ENOENT):
             check_directory(path, directory)
@@ -95,13 +110,18 @@ def check_output(path: str) -> Output:
     if stat.S_ISBLK(st.st_mode):
         raise OutputError(WHAT, path, "it is a block device (a disk); vmbtool writes "
                                       "files, pipes, sockets and character devices")
-    if not descriptor and not may_write(target, st, stat.S_IWUSR):
-        raise OutputError(WHAT, path, f"no write permission (mode {stat.S_IMODE(st.st_mode):04o}"
-                                      f", owner uid {st.st_uid})")
+    if not descriptor and (why := why_unwritable(target, st, stat.S_IWUSR)):
+        raise OutputError(WHAT, path, why)
+    if binary and stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in TERMINAL_MAJORS:
+        raise refuse_terminal(path)
     if descriptor or not stat.S_ISREG(st.st_mode):
-        return Output(path, "stream", target)
+        return Output(path, "stream", target, binary)
     check_directory(path, directory)
-    return Output(path, "file", target)
+    return Output(path, "file", target, binary)
+
+
+def refuse_terminal(path: str) -> UsageError:
+    return UsageError("refusing to write a binary blob", path, "it is a terminal")
 
 
 def resolve(path: str) -> tuple[str, bool]:
@@ -130,14 +150,14 @@ def check_directory(path: str, directory: str) -> None:
         raise OutputError(WHAT, path, f"directory {directory} {reason}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(WHAT, path, f"{directory} is not a directory")
-    if not may_write(directory, st, stat.S_IWUSR | stat.S_IXUSR):
-        raise OutputError(WHAT, path, f"directory {directory} is not writable "
-                                      f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    if why := why_unwritable(directory, st, stat.S_IWUSR | stat.S_IXUSR):
+        raise OutputError(WHAT, path, f"directory {directory}: {why}")
 
 
-def may_write(path: str, st: os.stat_result, owner_bits: int) -> bool:
-    """The permission bits as the kernel reads them for a user who is not root, root
-    judged as the owner; then the kernel's own verdict (read-only mounts, ACLs)."""
+def why_unwritable(path: str, st: os.stat_result, owner_bits: int) -> str | None:
+    """Why the user may not write `path`, or None. The permission bits are read as the
+    kernel reads them for a user who is not root, and root as the file's owner (root
+    could write anything); then the kernel's own verdict (read-only mounts, ACLs)."""
     uid = os.geteuid()
     if uid in (0, st.st_uid):
         shift = 0
@@ -145,9 +165,16 @@ def may_write(path: str, st: os.stat_result, owner_bits: int) -> bool:
         shift = 3
     else:
         shift = 6
-    if st.st_mode & (owner_bits >> shift) != owner_bits >> shift:
-        return False
-    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (owner_bits >> shift) != owner_bits >> shift:
+        return f"no write permission (mode {mode:04o}, owner uid {st.st_uid})"
+    if os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        return None
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "read-only file system" if read_only else "no write permission"
 
 
 def write_stdout(data: bytes) -> None:
@@ -172,16 +199,18 @@ def silence_stdout() -> None:
     os.close(null)
 
 
-def write_through(target: str, data: bytes) -> None:
+def write_through(out: Output, data: bytes) -> None:
     """A device, FIFO, socket or descriptor: written in place, never replaced."""
-    if stat.S_ISSOCK(os.stat(target).st_mode):
+    if stat.S_ISSOCK(os.stat(out.target).st_mode):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(target)
+            sock.connect(out.target)
             sock.sendall(data)
         return
     # O_TRUNC matters only for a regular file behind /dev/fd/N; devices ignore it
-    fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
+    fd = os.open(out.target, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
     try:
+        if out.binary and os.isatty(fd):  # a terminal the device numbers did not show
+            raise refuse_terminal(out.path)
         write_all(fd, data)
     finally:
         os.close(fd)
@@ -195,9 +224,10 @@ def replace_file(target: str, data: bytes) -> None:
         old = os.stat(target)
     except FileNotFoundError:
         old = None
-    temporary, fd = create_temporary(directory, os.path.basename(target))
-    renamed = False
+    temporary, fd, renamed = None, -1, False
     try:
+        with signals_held():  # an interrupt here must not lose the temporary's name
+            temporary, fd = create_temporary(directory, os.path.basename(target))
         if old is not None:
             try:  # root keeps the owner; anyone else keeps their own group if they can
                 os.fchown(fd, old.st_uid, old.st_gid)
@@ -210,14 +240,27 @@ def replace_file(target: str, data: bytes) -> None:
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(temporary, os.fsencode(target))
-        renamed = True
+        with signals_held():  # nor between the rename and noting it
+            os.replace(temporary, os.fsencode(target))
+            renamed = True
     finally:
         if fd >= 0:
             os.close(fd)
-        if not renamed:
+        if temporary is not None and not renamed:
             discard(temporary)
     sync_directory(directory)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait (the kernel keeps them pending) until the block
+    is done; they are then raised as usual."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def create_temporary(directory: str, name: str) -> tuple[bytes, int]:
