@@ -542,10 +542,13 @@ def test_a_closed_pipe_on_stdout_is_one_error_line(command, sources):
                                      "closed the pipe")
 
 
-@pytest.mark.parametrize("command", ["save", "decode"])
-def test_a_closed_stdout_is_one_error_line_before_the_work(command, sources):
+@pytest.mark.parametrize("args", [["save", "--steps", "5", "-o", "-"], ["decode"],
+                                  ["inspect"], ["validate"]], ids=" ".join)
+def test_a_closed_stdout_is_one_error_line(args, sources):
+    """Started with stdout closed (`vmbtool ... >&-`): what would go there fails."""
+    if args[0] != "save":
+        args = [*args, str(sources["blob"])]
     p = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "vmbtool",
-                        *COMMANDS[command](sources, "-")],
-                       stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env(),
-                       timeout=TIMEOUT)
+                        *args], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       env=child_env(), timeout=TIMEOUT)
     assert process_error_line(p) == "Error: cannot write output at stdout: stdout is closed"

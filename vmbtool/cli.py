@@ -36,6 +36,10 @@ class VmbtoolGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from vmbtool.errors import VmbtoolError
 
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            from vmbtool.output import ClosedStdout
+
+            sys.stdout = ClosedStdout()
         try:
             return super().invoke(ctx)
         except VmbtoolError as exc:

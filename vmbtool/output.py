@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
-import secrets
 import signal
-import socket
 import stat
 import sys
 from collections.abc import Iterator
@@ -80,7 +79,7 @@ def check_output(path: str, *, binary: bool = False) -> Output:
     `binary`: a blob, refused (UsageError) by a terminal behind a path; stdout's own
     terminal is the caller's to refuse, before it asks."""
     if path == "-":
-        if sys.stdout is None:
+        if sys.stdout is None or isinstance(sys.stdout, ClosedStdout):
             raise OutputError(WHAT, "stdout", "stdout is closed")
         return Output(path, "stdout", "-", binary)
     if not path:
@@ -118,6 +117,21 @@ def check_output(path: str, *, binary: bool = False) -> Output:
         return Output(path, "stream", target, binary)
     check_directory(path, directory)
     return Output(path, "file", target, binary)
+
+
+class ClosedStdout(io.TextIOBase):
+    """Stands in for the stdout a process was started without (`vmbtool ... >&-`), so
+    that what is written there is one `Error:` line, neither a traceback nor lost."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: object) -> int:
+        raise OutputError(WHAT, "stdout", "stdout is closed")
+
+    @property
+    def buffer(self) -> ClosedStdout:  # bytes written to sys.stdout.buffer fail the same
+        return self
 
 
 def refuse_terminal(path: str) -> UsageError:
@@ -202,6 +216,8 @@ def silence_stdout() -> None:
 def write_through(out: Output, data: bytes) -> None:
     """A device, FIFO, socket or descriptor: written in place, never replaced."""
     if stat.S_ISSOCK(os.stat(out.target).st_mode):
+        import socket
+
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(out.target)
             sock.sendall(data)
@@ -274,7 +290,7 @@ def create_temporary(directory: str, name: str) -> tuple[bytes, int]:
     stem = os.fsencode(name)[:room]
     while True:
         temporary = os.path.join(os.fsencode(directory), b".%s.%s%s" % (
-            stem, secrets.token_hex(TOKEN_BYTES).encode(), SUFFIX))
+            stem, os.urandom(TOKEN_BYTES).hex().encode(), SUFFIX))
         try:
             return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
                                       os.O_CLOEXEC, 0o600)
