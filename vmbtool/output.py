@@ -269,9 +269,9 @@ def replace_file(target: str, data: bytes) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP wait (the kernel keeps them pending) until the block
-    is done; they are then raised as usual."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    """Ctrl-C and SIGTERM (which the CLI raises as exceptions) wait, pending in the
+    kernel, until the block is done; they are then raised as usual."""
+    held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
