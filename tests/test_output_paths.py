@@ -454,6 +454,32 @@ def test_restore_resave_to_stdout_with_json_is_a_usage_error(sources, monkeypatc
     assert "--resave - and --json both want stdout" in result.stderr
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_restore_resave_to_a_descriptor_that_is_also_stdout(as_json, sources, tmp_path):
+    """`--resave /dev/fd/N` where N is the pipe stdout is on: one stream, as with `-`."""
+    r, w = os.pipe()
+    with open(tmp_path / "stderr", "wb") as err:
+        p = subprocess.Popen([sys.executable, "-m", "vmbtool", "restore", str(sources["blob"]),
+                              "--run-steps", "5", "--resave", f"/dev/fd/{w}",
+                              *(["--json"] if as_json else [])],
+                             pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=w, stderr=err,
+                             env=child_env())
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        received = pipe.read()
+    code = p.wait(timeout=TIMEOUT)
+    report = (tmp_path / "stderr").read_text()
+    if as_json:
+        assert code == 2 and received == b""
+        assert f"--resave /dev/fd/{w} and --json both want stdout" in report
+    else:
+        assert code == 0, report
+        assert received.startswith(MAGIC) and b"restored" not in received
+        (tmp_path / "out.vmb").write_bytes(received)
+        succeeded(cli("validate", tmp_path / "out.vmb"))
+        assert report.startswith("restored storage seed 1 at step 5:")
+
+
 def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "VMBTOOL_KEY_FILE"}
 

@@ -394,11 +394,11 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     from vmbtool.snapshot import save_blob
     from vmbtool.tools import restore_and_run
 
-    if resave == "-" and as_json:
-        raise click.UsageError("--resave - and --json both want stdout; give --resave a "
-                               "file")
     out = output_to(resave) if resave is not None else None
-    to_stderr = resave == "-"  # stdout carries the blob alone
+    to_stderr = out is not None and out.shares_stdout  # stdout carries the blob alone
+    if to_stderr and as_json:
+        raise click.UsageError(f"--resave {resave} and --json both want stdout; give "
+                               "--resave a file")
     key = checking_key(key_file, allow_unsigned)
     scenario, rep = restore_and_run(blob, run_steps, key)
     if out is not None:

@@ -58,6 +58,19 @@ class Output:
     def where(self) -> str:
         return "stdout" if self.kind == "stdout" else self.path
 
+    @property
+    def shares_stdout(self) -> bool:
+        """`-`, or a pipe or device that stdout is also open on (`/dev/fd/1`): a report
+        printed to stdout would land inside the output."""
+        if self.kind == "stdout":
+            return True
+        if self.kind == "file":  # replaced by a new file: what stdout holds is the old one
+            return False
+        try:
+            return os.path.samestat(os.stat(self.target), os.fstat(sys.stdout.fileno()))
+        except (AttributeError, OSError, ValueError):  # no stdout, or not a real descriptor
+            return False
+
     def write(self, data: bytes) -> None:
         """Write `data` whole, or raise OutputError with the old target intact."""
         current = check_output(self.path, binary=self.binary)  # what is there now
