@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from vmbtool.blob import FORMAT_MINOR, load_blob, write_atomic
-from vmbtool.errors import BlobError
+from vmbtool.errors import BlobError, OutputError
 from vmbtool.scenarios import NetworkScenario, StorageScenario
 from vmbtool.snapshot import restore_blob, save_blob
 from vmbtool.status import NtStatus
@@ -213,7 +213,7 @@ def test_write_atomic_failure_keeps_the_old_content(tmp_path):
 
 
 def test_write_atomic_into_a_missing_directory(tmp_path):
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="does not exist"):
         write_atomic(str(tmp_path / "nowhere" / "state.vmbsave"), b"x")
     assert os.listdir(tmp_path) == []
 

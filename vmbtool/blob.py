@@ -171,35 +171,11 @@ def sign(key: bytes, data: bytes) -> bytes:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Temporary file beside the target, fsync, rename: never a partial blob."""
-    if path == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".vmbtool-tmp",
-                               dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would surprise the user
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Temporary file beside the target, fsync, rename: never a partial blob (what
+    vmbtool.output does for every kind of path; kept here for library callers)."""
+    from vmbtool.output import write_output
+
+    write_output(path, data)
 
 
 # -- reading ----------------------------------------------------------------------

@@ -49,6 +49,10 @@ class VmbtoolGroup(click.Group):
         from vmbtool import stop
         from vmbtool.errors import VmbtoolError
 
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            from vmbtool.output import ClosedStdout
+
+            sys.stdout = ClosedStdout()
         try:
             if self.as_program:
                 stop_by_exception()
@@ -139,6 +143,16 @@ def emit_json(data: Any) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def output_to(path: str, *, blob: bool = True) -> Any:
+    """The output checked before any work starts (vmbtool.output): a bad path is one
+    `Error:` line now, not after the work; a binary blob never goes to a terminal."""
+    from vmbtool.output import check_output
+
+    if blob and path == "-" and sys.stdout is not None and sys.stdout.isatty():
+        raise click.UsageError("refusing to write a binary blob to a terminal")
+    return check_output(path, binary=blob)
 
 
 def colour(text: str, **style: Any) -> str:
@@ -233,13 +247,11 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
     """Run a scenario N steps, pause its channels and save them to a blob."""
     from click.core import ParameterSource
 
-    from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
     from vmbtool.text import escape, plural
     from vmbtool.tools import read_key, run_scenario
 
-    if output == "-" and sys.stdout.isatty():
-        raise click.UsageError("refusing to write a binary blob to a terminal")
+    out = output_to(output)
     if no_compress and click.get_current_context().get_parameter_source("level") \
             is not ParameterSource.DEFAULT:
         raise click.UsageError("--level sets the zstd level; --no-compress stores the body "
@@ -258,7 +270,7 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
         sim = run_scenario(scenario, seed, steps, pause_at, on_step=tick)
     data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key,
                      note=note)
-    write_atomic(output, data)
+    out.write(data)
     if output != "-":
         click.echo(f"saved {scenario} seed {seed} at step {steps}: "
                    f"{plural(len(sim.servers), 'channel')}, {plural(len(data), 'byte')} -> "
@@ -414,16 +426,20 @@ def cap_jobs(jobs: int | None) -> int | None:
 def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: bool,
             key_file: str | None, allow_unsigned: bool) -> None:
     """Restore into fresh channels, start them, run N steps and report."""
-    from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
     from vmbtool.text import escape, plural
     from vmbtool.tools import restore_and_run
 
+    out = output_to(resave) if resave is not None else None
+    to_stderr = out is not None and out.shares_stdout  # stdout carries the blob alone
+    if to_stderr and as_json:
+        raise click.UsageError(f"--resave {resave} and --json both want stdout; give "
+                               "--resave a file")
     key = checking_key(key_file, allow_unsigned)
     with step_progress(run_steps, "running the restored channels") as tick:
         scenario, rep = restore_and_run(blob, run_steps, key, on_step=tick)
-    if resave:
-        write_atomic(resave, save_blob(scenario, level=level, key=key))
+    if out is not None:
+        out.write(save_blob(scenario, level=level, key=key))
         rep["resaved"] = resave
     if as_json:
         emit_json(rep)
@@ -432,16 +448,18 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     click.echo(f"restored {escape(rep['scenario'])} seed {rep['seed']} at step "
                f"{rep['restored_at_step']}: {plural(r['channels'], 'channel')}, "
                f"{plural(r['packets'], 'packet')} ({r['backlog']} in the backlog), "
-               f"{r['pending_incoming']} pending incoming")
+               f"{r['pending_incoming']} pending incoming", err=to_stderr)
     done = rep["completed_transactions"]
     shown = ", ".join(f"{c['channel']}:{c['transaction_id']}" for c in done[:20])
     click.echo(f"ran {plural(run_steps, 'step')}: "
                f"{plural(len(done), 'restored transaction')} completed"
-               f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}")
+               f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}",
+               err=to_stderr)
     click.echo(f"backlog {'drained' if rep['backlog_drained'] else 'NOT drained'}; "
-               f"{plural(rep['backlog_now'], 'packet')} in the backlog now")
-    if resave:
-        click.echo(f"resaved -> {escape(resave)}")
+               f"{plural(rep['backlog_now'], 'packet')} in the backlog now",
+               err=to_stderr)
+    if out is not None:
+        click.echo(f"resaved -> {escape(resave)}", err=to_stderr)
 
 
 @main.command()
@@ -453,12 +471,9 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
     import json
 
-    from vmbtool.blob import write_atomic
+    out = output_to(output, blob=False)
     text = json.dumps(load_doc(blob, view_key(key_file), True), indent=1) + "\n"
-    if output == "-":
-        click.echo(text, nl=False)
-    else:
-        write_atomic(output, text.encode())
+    out.write(text.encode())
 
 
 @main.command()
@@ -470,11 +485,11 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     import json
 
     from vmbtool import jsonview
-    from vmbtool.blob import write_atomic
     from vmbtool.errors import BlobError
     from vmbtool.status import NtStatus
     from vmbtool.tools import read_key
 
+    out = output_to(output)
     try:
         if json_file == "-":
             doc = json.load(sys.stdin)
@@ -487,7 +502,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     except ValueError as exc:
         raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
                         f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
-    write_atomic(output, jsonview.encode(doc, read_key(key_file)))
+    out.write(jsonview.encode(doc, read_key(key_file)))
 
 
 @main.command()
@@ -501,7 +516,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
 def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
             key_file: str | None, allow_unsigned: bool) -> None:
     """Rewrite a blob in a newer (or, without loss, older) format version."""
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, write_atomic
+    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
     from vmbtool.errors import VmbtoolError
     from vmbtool.text import escape, plural
     from vmbtool.upgrade import parse_version, upgrade_blob
@@ -510,8 +525,9 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
         target = parse_version(to) if to else (FORMAT_MAJOR, FORMAT_MINOR)
     except VmbtoolError as exc:
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
+    out = output_to(output)
     result = upgrade_blob(blob, checking_key(key_file, allow_unsigned), target, allow_loss)
-    write_atomic(output, result.data)
+    out.write(result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: "
                f"{plural(result.chunks, 'chunk')}, {plural(len(result.data), 'byte')} -> "
