@@ -31,6 +31,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from vmbtool import stop
 from vmbtool.errors import OutputError, UsageError
 
 SUFFIX = b".vmbtool-tmp"
@@ -269,6 +270,7 @@ def replace_file(target: str, data: bytes) -> None:
         os.fsync(fd)
         os.close(fd)
         fd = -1
+        stop.check()  # a stop CPython swallowed on the way: the old file stays
         with signals_held():  # nor between the rename and noting it
             os.replace(temporary, os.fsencode(target))
             renamed = True
