@@ -51,13 +51,14 @@ class VmbtoolGroup(click.Group):
 
 
 MAX_NOTE = 65536
-KEY_FILE_TYPE = click.Path(dir_okay=False)  # one instance for every command: a faster start
+# one instance for every command: a faster start
+KEY_FILE_TYPE = click.Path(dir_okay=False, allow_dash=True)
 
 
 def key_option(f):
     return click.option("--key-file", type=KEY_FILE_TYPE, envvar=KEY_ENV,
-                        help=f"HMAC-SHA256 key file (or ${KEY_ENV}); the key is never "
-                             "printed.")(f)
+                        help=f"HMAC-SHA256 key file (or ${KEY_ENV}; - reads it from stdin); "
+                             "the key is never printed.")(f)
 
 
 def emit_json(data: Any) -> None:
@@ -187,7 +188,7 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
     from vmbtool.tools import header_info, read_key
 
     flt = report.parse_filter(filter_expr)
-    key = read_key(key_file)
+    key = read_key(key_file, (blob,))
     info = header_info(blob) if blob != "-" else None
     if info is not None and info["major"] != FORMAT_MAJOR:
         if as_json:
@@ -221,7 +222,7 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
     from vmbtool.diff import diff as semantic_diff
     from vmbtool.tools import read_key
 
-    key = read_key(key_file)
+    key = read_key(key_file, (a, b))
     changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
                             DEFAULT_IGNORES + tuple(ignore))
     if as_json:
@@ -253,8 +254,8 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
     (a directory stands for its *.vmb files)."""
     from vmbtool.tools import expand_paths, read_key, validate_files
 
-    key = read_key(key_file)
-    paths = expand_paths(list(blobs))
+    key = read_key(key_file, blobs)
+    paths = expand_paths(list(blobs), notice=lambda text: click.echo(text, err=True))
     if not paths:
         raise click.UsageError("no blobs to validate")
     if sys.stderr.isatty() and len(paths) > 1 and not as_json:
@@ -263,16 +264,19 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
             verdicts = validate_files(paths, key, jobs, done=lambda _verdict: bar.update(1))
     else:  # no bar (nor its module's import)
         verdicts = validate_files(paths, key, jobs)
-    bad = sum(not v.valid for v in verdicts)
+    unreadable = sum(v.unreadable for v in verdicts)
+    invalid = sum(not v.valid for v in verdicts) - unreadable
+    valid = len(verdicts) - invalid - unreadable
     if as_json:
-        emit_json({"valid": not bad, "blobs": [v.as_json() for v in verdicts],
-                   "summary": {"blobs": len(verdicts), "valid": len(verdicts) - bad,
-                               "invalid": bad}})
+        emit_json({"valid": valid == len(verdicts), "blobs": [v.as_json() for v in verdicts],
+                   "summary": {"blobs": len(verdicts), "valid": valid, "invalid": invalid,
+                               "unreadable": unreadable}})
     else:
         for v in verdicts:
             click.echo(v.line() if v.valid else colour(v.line(), fg="red"))
-        click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
-    sys.exit(1 if bad else 0)
+        click.echo(f"{valid} valid, {invalid} invalid"
+                   f"{f', {unreadable} unreadable' if unreadable else ''}", err=True)
+    sys.exit(2 if unreadable else 1 if invalid else 0)  # trouble before "no"
 
 
 @main.command()
@@ -290,7 +294,7 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     from vmbtool.snapshot import save_blob
     from vmbtool.tools import read_key, restore_and_run
 
-    key = read_key(key_file)
+    key = read_key(key_file, (blob,))
     scenario, rep = restore_and_run(blob, run_steps, key)
     if resave:
         write_atomic(resave, save_blob(scenario, level=level, key=key))
@@ -323,7 +327,7 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
     from vmbtool.blob import write_atomic
     from vmbtool.tools import read_key
 
-    text = json.dumps(load_doc(blob, read_key(key_file), True), indent=1) + "\n"
+    text = json.dumps(load_doc(blob, read_key(key_file, (blob,)), True), indent=1) + "\n"
     if output == "-":
         click.echo(text, nl=False)
     else:
@@ -356,7 +360,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     except ValueError as exc:
         raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
                         f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
-    write_atomic(output, jsonview.encode(doc, read_key(key_file)))
+    write_atomic(output, jsonview.encode(doc, read_key(key_file, (json_file,))))
 
 
 @main.command()
@@ -378,7 +382,7 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
         target = parse_version(to) if to else (FORMAT_MAJOR, FORMAT_MINOR)
     except VmbtoolError as exc:
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
-    result = upgrade_blob(blob, read_key(key_file), target, allow_loss)
+    result = upgrade_blob(blob, read_key(key_file, (blob,)), target, allow_loss)
     write_atomic(output, result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: {result.chunks} "
