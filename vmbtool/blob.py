@@ -245,8 +245,10 @@ def read_stream_header(stream: IO[bytes]) -> bytes:
 
 def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tuple[Any, bytes]:
     prefix_bytes = f.read(HEADER_PREFIX_SIZE)
-    if not prefix_bytes:
+    if not prefix_bytes and not size:
         raise BlobError("header (offset 0)", "empty file")
+    if len(prefix_bytes) < min(size, HEADER_PREFIX_SIZE):  # `size` when it was opened
+        raise BlobError(f"header (offset {len(prefix_bytes)})", inputs.CHANGED)
     prefix = codec.parse(HeaderPrefix, prefix_bytes, "header", 0, exact=False)
     if prefix.format_major != FORMAT_MAJOR:
         raise BlobError("header.format_major (offset 8)",
@@ -287,6 +289,8 @@ class LimitedReader(io.RawIOBase):
             return 0
         self.f.seek(self.pos)
         data = self.f.read(n)
+        if not data:  # `end` is within the size the file had when it was opened
+            raise BlobError(f"file (offset {self.pos})", inputs.CHANGED)
         buffer[:len(data)] = data
         self.pos += len(data)
         return len(data)

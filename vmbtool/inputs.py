@@ -37,6 +37,14 @@ def describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def in_units(size: int) -> str:
+    """4 GiB, 64 KiB: a power-of-two size as a person writes it."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and not size % (1 << shift):
+            return f"{size >> shift} {unit}"
+    return f"{size} bytes"
+
+
 def printable(text: str) -> str:
     """A name for a message line: control and bidirectional characters escaped."""
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
@@ -132,7 +140,7 @@ def spool(stream: IO[bytes], where: str, check_head: HeadCheck) -> tuple[IO[byte
             size += len(block)
             if size > MAX_SPOOLED_BLOB:
                 raise InputError("cannot read blob", where,
-                                 f"longer than {MAX_SPOOLED_BLOB >> 30} GiB, the most "
+                                 f"longer than {in_units(MAX_SPOOLED_BLOB)}, the most "
                                  "vmbtool keeps of a blob read from a pipe or stdin "
                                  "(give it as a file)")
             try:
@@ -174,7 +182,7 @@ def read_key_file(path: str, blob_sources: Iterable[str] = ()) -> bytes:
     except (OSError, ValueError) as exc:
         raise UsageError("cannot read key file", where, stream_problem(exc)) from None
     if len(key) > MAX_KEY_SIZE:
-        raise UsageError("bad key file", where, f"larger than {MAX_KEY_SIZE >> 10} KiB: "
+        raise UsageError("bad key file", where, f"larger than {in_units(MAX_KEY_SIZE)}: "
                          "a key file holds the key alone")
     if not key:
         raise UsageError("bad key file", where, "the key file is empty")
