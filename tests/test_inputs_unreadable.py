@@ -52,7 +52,8 @@ def test_permission_denied_is_trouble(tmp_path):
     locked.write_bytes(STORAGE.read_bytes())
     locked.chmod(0)
     result = cli("inspect", locked)
-    assert one_error(result.exit_code, 2, result.stderr) == f"Error: cannot read blob at {locked}: Permission denied"
+    assert one_error(result.exit_code, 2, result.stderr) == \
+        f"Error: cannot read blob at {locked}: Permission denied"
     result = cli("validate", locked)
     assert result.exit_code == 2
     assert result.stdout == f"{locked}: UNREADABLE: Permission denied\n"
