@@ -102,7 +102,8 @@ COMMANDS = {"validate": ["validate", "{}"], "inspect": ["inspect", "{}"],
             "inspect --json": ["inspect", "--json", "{}"], "decode": ["decode", "{}"],
             "diff": ["diff", "{}", "{}"], "restore": ["restore", "--run-steps", "2", "{}"],
             "upgrade": ["upgrade", "{}", "-o", "{out}", "--allow-loss"]}
-OPENS_TWICE = ("inspect", "inspect --json", "diff")  # inspect looks at the version first; diff A and B
+# inspect looks at the version first; diff opens A and B (here the same file)
+OPENS_TWICE = ("inspect", "inspect --json", "diff")
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
