@@ -59,6 +59,7 @@ from vmbtool.frame import (
     zstd_frame_end,
 )
 from vmbtool.invariants import ChannelCheck
+from vmbtool.keys import SIGNED_NEEDS_KEY, UNSIGNED_REFUSED, accepts_unsigned
 from vmbtool.saverestore import (
     MAX_GPADLS_PER_CHANNEL,
     MAX_GUESTS,
@@ -315,13 +316,12 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
     """Check the HMAC frame; returns where the body ends."""
     signed = bool(header.flags & FLAG_SIGNED)
     if not signed:
-        if key is not None:
-            raise BlobError("header.flags (offset 16)",
-                            "blob is not signed but a key was given", NtStatus.UNSUCCESSFUL)
+        if not accepts_unsigned(key):
+            raise BlobError("header.flags (offset 16)", UNSIGNED_REFUSED,
+                            NtStatus.UNSUCCESSFUL)
         return size
     if key is None:
-        raise BlobError("signature", "blob is signed: give the key to read it",
-                        NtStatus.UNSUCCESSFUL)
+        raise BlobError("signature", SIGNED_NEEDS_KEY, NtStatus.UNSUCCESSFUL)
     if size < header.header_size + SIGNATURE.size:
         raise BlobError("signature", "truncated: no signature frame")
     magic, frame_size, tag, mac = SIGNATURE.unpack(

@@ -8,10 +8,16 @@ traceback. Heavy modules are imported inside the commands that need them.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
-import click
+if os.path.basename(sys.argv[0]) in ("vmbtool", "__main__.py"):
+    # run as the program: a Ctrl-C while the modules below load ends it quietly, by the
+    # signal (main() sets the handlers that turn it into a clean exit 130)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+import click  # noqa: E402 - after the quiet Ctrl-C above
 
 from vmbtool import __version__
 
@@ -31,6 +37,7 @@ class VmbtoolGroup(click.Group):
             # the interpreter's last garbage collection at exit walks every object
             # the command made (about 15 ms after validate); the process ends anyway
             atexit.register(gc.freeze)
+            stop_by_exception()
         return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -48,6 +55,30 @@ class VmbtoolGroup(click.Group):
         except BrokenPipeError:
             sys.stderr.close()
             ctx.exit(1)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every cleanup has run
+            from vmbtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+
+            for stop in (signal.SIGINT, signal.SIGTERM):  # a second one ends it at once
+                signal.signal(stop, signal.SIG_DFL)
+            if ctx.obj and ctx.obj.get("debug"):
+                import traceback
+
+                traceback.print_exc()
+            ctx.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+
+
+def stop_by_exception() -> None:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt and SIGTERM raises Terminated in the
+    main thread, so that a temporary file is removed and worker processes are killed on
+    the way out; the command then exits 130 or 143, with no traceback."""
+
+    def terminated(_signum: int, _frame: Any) -> None:
+        from vmbtool.errors import Terminated
+
+        raise Terminated()
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminated)
 
 
 MAX_NOTE = 65536
@@ -59,6 +90,32 @@ def key_option(f):
     return click.option("--key-file", type=KEY_FILE_TYPE, envvar=KEY_ENV,
                         help=f"HMAC-SHA256 key file (or ${KEY_ENV}; - reads it from stdin); "
                              "the key is never printed.")(f)
+
+
+def allow_unsigned_option(f):
+    return click.option("--allow-unsigned", is_flag=True,
+                        help="With --key-file: accept unsigned blobs too (signed ones "
+                             "are still verified). Without it, a key refuses every "
+                             "unsigned blob, so a stripped signature never passes.")(f)
+
+
+def view_key(key_file: str | None, blob_sources: tuple[str, ...] = ()) -> bytes | None:
+    """The key of a view (inspect, diff, decode): it verifies signed blobs; an unsigned
+    one is shown as unsigned. `blob_sources`: stdin cannot be the key and a blob."""
+    from vmbtool.keys import accepting_unsigned
+    from vmbtool.tools import read_key
+
+    return accepting_unsigned(read_key(key_file, blob_sources))
+
+
+def checking_key(key_file: str | None, allow_unsigned: bool,
+                 blob_sources: tuple[str, ...] = ()) -> bytes | None:
+    """The key of validate, restore and upgrade: unsigned blobs only when allowed."""
+    from vmbtool.keys import accepting_unsigned
+    from vmbtool.tools import read_key
+
+    key = read_key(key_file, blob_sources)
+    return accepting_unsigned(key) if allow_unsigned else key
 
 
 def emit_json(data: Any) -> None:
@@ -185,10 +242,11 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
     from vmbtool import report
     from vmbtool.blob import FORMAT_MAJOR
     from vmbtool.errors import BlobError
-    from vmbtool.tools import header_info, read_key
+    from vmbtool.keys import SIGNED_NEEDS_KEY
+    from vmbtool.tools import header_info, unverified_head
 
     flt = report.parse_filter(filter_expr)
-    key = read_key(key_file, (blob,))
+    key = view_key(key_file, (blob,))
     info = header_info(blob) if blob != "-" else None
     if info is not None and info["major"] != FORMAT_MAJOR:
         if as_json:
@@ -198,6 +256,13 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
             report.newer_version_note(info, sys.stdout)
         raise BlobError("header.format_major", f"format {info['major']}.{info['minor']} "
                         f"is not readable by this vmbtool (format {info['reads']})")
+    if info is not None and key is None and (head := unverified_head(blob)) is not None:
+        if as_json:
+            emit_json({**head, "decoded": False})
+        else:
+            report.write_head(head, None, sys.stdout)
+            sys.stdout.write("signature NOT verified (no key given): the body is not read\n")
+        raise BlobError("signature", SIGNED_NEEDS_KEY)
     if not as_json:
         report.stream_summary(blob, key, sys.stdout, packets=packets, rings=ring,
                               gpadls=gpadls, hexdump_rings=hexdump, flt=flt)
@@ -220,9 +285,7 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
     """Semantic diff by field path; exit 0 when equal, 1 when they differ."""
     from vmbtool.diff import DEFAULT_IGNORES
     from vmbtool.diff import diff as semantic_diff
-    from vmbtool.tools import read_key
-
-    key = read_key(key_file, (a, b))
+    key = view_key(key_file, (a, b))
     changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
                             DEFAULT_IGNORES + tuple(ignore))
     if as_json:
@@ -248,16 +311,18 @@ def _jsonable(value: Any) -> Any:
 @click.option("-j", "--jobs", type=click.IntRange(1), metavar="N",
               help="Worker processes for several blobs (default: every core).")
 @key_option
+@allow_unsigned_option
 def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
-             key_file: str | None) -> None:
+             key_file: str | None, allow_unsigned: bool) -> None:
     """Check grammar, checksums, version, signature and invariants of each blob
     (a directory stands for its *.vmb files)."""
-    from vmbtool.tools import expand_paths, read_key, validate_files
+    from vmbtool.tools import expand_paths, validate_files
 
-    key = read_key(key_file, blobs)
+    key = checking_key(key_file, allow_unsigned, blobs)
     paths = expand_paths(list(blobs), notice=lambda text: click.echo(text, err=True))
     if not paths:
         raise click.UsageError("no blobs to validate")
+    jobs = cap_jobs(jobs)
     if sys.stderr.isatty() and len(paths) > 1 and not as_json:
         with click.progressbar(length=len(paths), label="validating",
                                file=sys.stderr) as bar:
@@ -279,6 +344,19 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
     sys.exit(2 if unreadable else 1 if invalid else 0)  # trouble before "no"
 
 
+def cap_jobs(jobs: int | None) -> int | None:
+    """More workers than cores only slow validate down (and a pool past the open-file
+    limit cannot start): capped, and said."""
+    from vmbtool.workers import usable_cores
+
+    cores = usable_cores()
+    if jobs is not None and jobs > cores:
+        click.echo(f"note: --jobs {jobs} capped to {cores}, the cores this process may use",
+                   err=True)
+        return cores
+    return jobs
+
+
 @main.command()
 @click.argument("blob")
 @click.option("--run-steps", type=click.IntRange(0, 10_000_000), default=50,
@@ -287,14 +365,15 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
 @click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @key_option
+@allow_unsigned_option
 def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: bool,
-            key_file: str | None) -> None:
+            key_file: str | None, allow_unsigned: bool) -> None:
     """Restore into fresh channels, start them, run N steps and report."""
     from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
-    from vmbtool.tools import read_key, restore_and_run
+    from vmbtool.tools import restore_and_run
 
-    key = read_key(key_file, (blob,))
+    key = checking_key(key_file, allow_unsigned, (blob,))
     scenario, rep = restore_and_run(blob, run_steps, key)
     if resave:
         write_atomic(resave, save_blob(scenario, level=level, key=key))
@@ -325,9 +404,7 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
     import json
 
     from vmbtool.blob import write_atomic
-    from vmbtool.tools import read_key
-
-    text = json.dumps(load_doc(blob, read_key(key_file, (blob,)), True), indent=1) + "\n"
+    text = json.dumps(load_doc(blob, view_key(key_file, (blob,)), True), indent=1) + "\n"
     if output == "-":
         click.echo(text, nl=False)
     else:
@@ -370,19 +447,20 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
 @click.option("--allow-loss", is_flag=True,
               help="Going down, drop optional information the target has no place for.")
 @key_option
+@allow_unsigned_option
 def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
-            key_file: str | None) -> None:
+            key_file: str | None, allow_unsigned: bool) -> None:
     """Rewrite a blob in a newer (or, without loss, older) format version."""
     from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, write_atomic
     from vmbtool.errors import VmbtoolError
-    from vmbtool.tools import read_key
     from vmbtool.upgrade import parse_version, upgrade_blob
 
     try:
         target = parse_version(to) if to else (FORMAT_MAJOR, FORMAT_MINOR)
     except VmbtoolError as exc:
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
-    result = upgrade_blob(blob, read_key(key_file, (blob,)), target, allow_loss)
+    result = upgrade_blob(blob, checking_key(key_file, allow_unsigned, (blob,)), target,
+                          allow_loss)
     write_atomic(output, result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: {result.chunks} "

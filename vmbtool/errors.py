@@ -53,3 +53,8 @@ class OutputError(VmbtoolError):
     """An output that cannot be written (exit 2); what was there before is intact."""
 
     exit_code = EXIT_TROUBLE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is, so that
+    every cleanup on the way runs (the CLI exits 143)."""

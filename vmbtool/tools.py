@@ -20,6 +20,7 @@ from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
 from vmbtool.status import NtStatus
+from vmbtool.workers import WorkerDied, fd_job_limit, map_in_workers, usable_cores
 
 
 def read_key(path: str | None, blob_sources: Iterable[str] = ()) -> bytes | None:
@@ -46,6 +47,25 @@ def header_info(source: str) -> dict[str, Any] | None:
     major, minor, header_size = struct.unpack_from("<HHI", prefix, len(MAGIC))
     return {"major": major, "minor": minor, "header_size": header_size,
             "reads": f"{FORMAT_MAJOR}.{FORMAT_MINOR}"}
+
+
+def unverified_head(source: str) -> dict[str, Any] | None:
+    """A signed blob's header as `decode` shows it, marked unverified, read without
+    the key (only the header, whose CRC is checked: nothing of the unauthenticated
+    body is parsed); None when the blob is not signed."""
+    from vmbtool.blob import FLAG_SIGNED, read_header
+    from vmbtool.jsonview import header_json
+
+    f, size = open_source(source)
+    try:
+        header, _header_bytes = read_header(f, size)
+    finally:
+        f.close()
+    if not header.flags & FLAG_SIGNED:
+        return None
+    head = header_json(header, True, None)
+    head["header"]["signature"] = "unverified"
+    return head
 
 
 @dataclass
@@ -122,21 +142,19 @@ def expand_paths(paths: list[str], notice: Callable[[str], None] | None = None) 
 
 def default_jobs() -> int:
     """Every core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None = None,
                    done: Callable[[Verdict], None] | None = None) -> list[Verdict]:
     """validate_file over many blobs; the verdicts in the order of `paths`.
 
-    With more than one blob, `jobs` worker processes (default: every core) share them;
-    `done` is called with each verdict as it comes, in order. A list with `-` (stdin)
-    is validated in this process."""
+    With more than one blob, `jobs` worker processes (default: every core; never more
+    than the open-file limit leaves room for) share them; `done` is called with each
+    verdict as it comes, in order. A list with `-` (stdin) is validated in this
+    process. Interrupted, the workers are killed before the interruption goes on."""
     jobs = default_jobs() if jobs is None else jobs
-    jobs = max(1, min(jobs, len(paths)))
+    jobs = max(1, min(jobs, len(paths), fd_job_limit()))
     if jobs == 1 or "-" in paths:
         verdicts = []
         for path in paths:
@@ -144,42 +162,23 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
             if done is not None:
                 done(verdicts[-1])
         return verdicts
+    import contextlib
     import functools
-    import gc
-    import multiprocessing
-    import sys
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
-    # fork: the workers start with vmbtool already imported (Linux only; elsewhere the
-    # platform's default start method)
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux")
-                                          else None)
     chunksize = max(1, len(paths) // (jobs * 16))  # small: the last chunks end together
     verdicts: list[Verdict] = []
-    executor = ProcessPoolExecutor(jobs, mp_context=context)
+    answers = map_in_workers(functools.partial(validate_file, key=key), paths, jobs,
+                             chunksize)
     try:
-        # frozen, the inherited heap is left alone by the workers' collections (its
-        # pages stay shared); the workers are forked as the first blobs are handed out
-        freeze = gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
-        try:
-            answers = executor.map(functools.partial(validate_file, key=key), paths,
-                                   chunksize=chunksize)
-        finally:
-            if freeze:
-                gc.unfreeze()
-        for verdict in answers:
-            verdicts.append(verdict)
-            if done is not None:
-                done(verdict)
-    except BrokenProcessPool:
-        raise VmbtoolError("validate worker died", paths[len(verdicts)],
+        with contextlib.closing(answers):
+            for verdict in answers:
+                verdicts.append(verdict)
+                if done is not None:
+                    done(verdict)
+    except WorkerDied as died:
+        raise VmbtoolError("validate worker died", paths[died.index],
                            "a worker process ended before this blob's verdict (killed, "
                            "or out of memory?)", NtStatus.UNSUCCESSFUL) from None
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
     return verdicts
 
 
