@@ -200,3 +200,21 @@ def test_validate_with_a_closed_stdin_is_unreadable():
     assert p.stdout.decode().splitlines()[1] == "-: UNREADABLE at stdin: stdin is closed"
     assert error_lines(p.stderr) == []
     assert p.stderr.decode().splitlines()[-1] == "1 valid, 0 invalid, 1 unreadable"
+
+
+@pytest.mark.parametrize("command", [["inspect", "-"], ["decode", "-"], ["validate", "-"]])
+def test_a_terminal_on_stdin_is_refused_not_waited_on(command):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        p = run(*command, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    why = "stdin is a terminal: give the blob as a file, or pipe it in"
+    if command[0] == "validate":
+        assert p.returncode == 2
+        assert p.stdout.decode() == f"-: UNREADABLE at stdin: {why}\n"
+    else:
+        assert one_error(p.returncode, 2, p.stderr) == f"Error: cannot read blob at stdin: {why}"

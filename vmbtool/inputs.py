@@ -113,8 +113,13 @@ def open_blob(source: str, check_head: HeadCheck) -> tuple[IO[bytes], int]:
 
 
 def stdin() -> IO[bytes]:
+    """Stdin, to read a blob from: not when closed, nor a terminal (where a forgotten
+    `< file` would only wait: nobody types a blob)."""
     if sys.stdin is None:  # the process was started with fd 0 closed
         raise InputError("cannot read blob", "stdin", "stdin is closed")
+    if sys.stdin.isatty():
+        raise InputError("cannot read blob", "stdin", "stdin is a terminal: give the "
+                         "blob as a file, or pipe it in")
     return sys.stdin.buffer
 
 
