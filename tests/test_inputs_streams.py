@@ -218,3 +218,12 @@ def test_a_terminal_on_stdin_is_refused_not_waited_on(command):
         assert p.stdout.decode() == f"-: UNREADABLE at stdin: {why}\n"
     else:
         assert one_error(p.returncode, 2, p.stderr) == f"Error: cannot read blob at stdin: {why}"
+
+
+@pytest.mark.parametrize("args", [["diff", "-", "-"], ["validate", "-", str(STORAGE), "-"]])
+def test_stdin_is_one_input_only(args):
+    result = cli(*args, input=STORAGE.read_bytes())
+    no_crash(result)
+    assert one_error(result.exit_code, 2, result.stderr) == \
+        "Error: bad arguments at -: stdin can be read once: give - for one input only"
+    assert result.stdout == ""

@@ -285,6 +285,8 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
     """Semantic diff by field path; exit 0 when equal, 1 when they differ."""
     from vmbtool.diff import DEFAULT_IGNORES
     from vmbtool.diff import diff as semantic_diff
+    from vmbtool.inputs import stdin_once
+    stdin_once((a, b))
     key = view_key(key_file, (a, b))
     changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
                             DEFAULT_IGNORES + tuple(ignore))
@@ -316,8 +318,10 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
              key_file: str | None, allow_unsigned: bool) -> None:
     """Check grammar, checksums, version, signature and invariants of each blob
     (a directory stands for its *.vmb files)."""
+    from vmbtool.inputs import stdin_once
     from vmbtool.tools import expand_paths, validate_files
 
+    stdin_once(blobs)
     key = checking_key(key_file, allow_unsigned, blobs)
     paths = expand_paths(list(blobs), notice=lambda text: click.echo(text, err=True))
     if not paths:

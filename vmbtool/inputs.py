@@ -164,6 +164,14 @@ def stream_problem(exc: OSError | ValueError) -> str:
     return describe(exc) if isinstance(exc, OSError) else "the stream is closed"
 
 
+def stdin_once(sources: Iterable[str]) -> None:
+    """Stdin can be read once: `-` for two inputs of one command is a usage mistake
+    (the second would read nothing)."""
+    if list(sources).count(STDIN) > 1:
+        raise UsageError("bad arguments", "-", "stdin can be read once: give - for one "
+                         "input only")
+
+
 # -- keys ----------------------------------------------------------------------------
 
 
