@@ -194,7 +194,7 @@ def test_key_from_environment_never_printed(tmp_path):
     assert "HMAC does not match" in error_line(p)
     outputs.append(p)
     p = vmbtool("inspect", blob)
-    assert "give the key" in error_line(p)
+    assert "give its key" in error_line(p)
     for p in outputs:
         for stream in (p.stdout, p.stderr):
             assert KEY not in stream and KEY[::-1] not in stream

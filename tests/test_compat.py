@@ -340,7 +340,7 @@ def no_traceback(result: Result) -> None:
 
 def error_line(result: Result) -> str:
     no_traceback(result)
-    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)  # trouble
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and OUR_ERROR.match(lines[0]), result.stderr
     assert result.stdout == ""

@@ -192,3 +192,85 @@ def test_the_command_writes_the_cache_and_reads_it_back(tmp_path):
     assert (second.returncode, second.stdout, second.stderr) == \
         (first.returncode, first.stdout, first.stderr)
     assert {p.name: p.stat().st_mtime_ns for p in entries(directory)} == written
+
+
+# -- a shared or hostile cache directory: nothing the cache did not write is read or removed
+
+
+def one_entry(cache: Path) -> Path:
+    fastpath.compiled_code("x = 1\n", "<hostile-test>")
+    (entry,) = entries(cache)
+    return entry
+
+
+def test_a_fifo_under_an_entrys_name_is_not_waited_on(cache):
+    entry = one_entry(cache)
+    entry.unlink()
+    os.mkfifo(entry)
+    code = fastpath.compiled_code("x = 1\n", "<hostile-test>")  # would block on open()
+    assert code.co_filename == "<hostile-test>"
+    assert entry.is_fifo()  # neither read nor replaced: not the cache's to touch
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_symlink_to_an_endless_device_is_not_read(cache, tmp_path):
+    import stat
+
+    entry = one_entry(cache)
+    zero = tmp_path / "zero"  # a zero device of the test's own, never the machine's
+    os.mknod(zero, stat.S_IFCHR | 0o666, os.makedev(1, 5))
+    entry.unlink()
+    entry.symlink_to(zero)
+    code = fastpath.compiled_code("x = 1\n", "<hostile-test>")
+    assert code.co_filename == "<hostile-test>"
+
+
+def test_an_oversized_entry_is_not_read(cache, monkeypatch):
+    entry = one_entry(cache)
+    entry.write_bytes(fastpath._CACHE_MAGIC + b"\0" * (fastpath.MAX_ENTRY + 1))
+    read = []
+    real = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: (read.append(n), real(fd, n))[1])
+    assert fastpath._load(str(entry), b"\0" * 32, "<hostile-test>") is None
+    assert sum(read) == 0
+
+
+def test_pruning_removes_only_what_the_cache_wrote(cache, monkeypatch):
+    """A shared folder: old temporaries and surplus entries of its own go; look-alike
+    names, other programs' files, symlinks and folders stay."""
+    monkeypatch.setattr(fastpath, "CACHE_FILES", 2)
+    cache.mkdir(parents=True)
+    foreign = {
+        ".someone.else.tmp": b"a",  # .*.tmp, but not the cache's temporary name
+        f"{'0' * 64}.fpc": b"not an entry of ours",  # the entry name, not the content
+        "notes.fpc": fastpath._CACHE_MAGIC,  # the content, not the name
+        "keep.txt": b"b",
+    }
+    for name, data in foreign.items():
+        (cache / name).write_bytes(data)
+    (cache / f"{'1' * 64}.fpc").symlink_to(cache / "keep.txt")
+    (cache / f"{'2' * 64}.fpc").mkdir()
+    stale = cache / f".{'a' * 16}.123.{'b' * 8}.tmp"  # a killed run's temporary
+    stale.write_bytes(b"partial")
+    old = 1_000_000_000
+    for path in [cache / name for name in foreign] + [stale]:
+        os.utime(path, (old, old))
+    for i in range(4):
+        fastpath.compiled_code(f"x = {i}\n", "<prune-test>")
+    left = {p.name for p in cache.iterdir()}
+    assert set(foreign) | {f"{'1' * 64}.fpc", f"{'2' * 64}.fpc"} <= left
+    assert stale.name not in left
+    assert len([n for n in left if fastpath._ENTRY_NAME.fullmatch(n)
+                and (cache / n).is_file() and not (cache / n).is_symlink()
+                and (cache / n).read_bytes().startswith(fastpath._CACHE_MAGIC)]) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_another_users_entries_are_neither_read_nor_removed(cache, monkeypatch):
+    monkeypatch.setattr(fastpath, "CACHE_FILES", 1)
+    entry = one_entry(cache)
+    os.chown(entry, 4321, 4321)
+    assert fastpath._load(str(entry), bytes.fromhex(entry.stem), "<hostile-test>") is None
+    for i in range(3):
+        fastpath.compiled_code(f"y = {i}\n", "<prune-test>")
+    assert entry.exists()

@@ -127,7 +127,7 @@ def test_restored_fixture_carries_on(path):
 @pytest.mark.parametrize("directory", VERSIONS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_signed_fixture_needs_its_key(directory):
     path = directory / "storage-signed.vmb"
-    with pytest.raises(BlobError, match="give the key") as no_key:
+    with pytest.raises(BlobError, match="give its key") as no_key:
         load_blob(str(path))
     assert no_key.value.status == NtStatus.UNSUCCESSFUL
     with pytest.raises(BlobError, match="HMAC does not match"):

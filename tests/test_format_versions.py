@@ -158,7 +158,7 @@ def test_a_1_0_blob_upgrades_and_round_trips_back_without_loss():
 
 def test_upgrade_of_a_signed_blob_needs_the_key_and_signs_again():
     path = ROOT / "v1" / "storage-signed.vmb"
-    with pytest.raises(VmbtoolError, match="give the key"):
+    with pytest.raises(VmbtoolError, match="give its key"):
         upgrade_blob(str(path))
     up = upgrade_blob(str(path), KEY)
     assert load_blob(up.data, KEY).signed

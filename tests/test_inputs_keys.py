@@ -14,7 +14,7 @@ from vmbtool.inputs import MAX_KEY_SIZE
 # every command that takes a key, as it names its one input {}; save takes none
 KEYED = {"inspect": ["inspect", "{}"], "decode": ["decode", "{}"],
          "validate": ["validate", "{}"], "restore": ["restore", "--run-steps", "2", "{}"],
-         "diff": ["diff", "{}", "{}"], "upgrade": ["upgrade", "{}", "-o", "{out}"]}
+         "diff": ["diff", "{}", str(SIGNED)], "upgrade": ["upgrade", "{}", "-o", "{out}"]}
 
 
 def args_for(command: str, source: object, out) -> list[str]:

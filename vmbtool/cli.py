@@ -27,7 +27,10 @@ KEY_ENV = "VMBTOOL_KEY_FILE"
 
 class VmbtoolGroup(click.Group):
     """Turns the project's errors into one `Error:` line and their exit code (1 no, 2
-    trouble)."""
+    trouble), and a stop (Ctrl-C, SIGTERM) into exit 130 or 143 once every cleanup on
+    the way out has run."""
+
+    as_program = False  # run as the console script: the signal handlers are ours
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
         if args is None:  # the console script (not a caller passing arguments)
@@ -37,14 +40,19 @@ class VmbtoolGroup(click.Group):
             # the interpreter's last garbage collection at exit walks every object
             # the command made (about 15 ms after validate); the process ends anyway
             atexit.register(gc.freeze)
-            stop_by_exception()
+            self.as_program = True
         return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from vmbtool import stop
         from vmbtool.errors import VmbtoolError
 
         try:
-            return super().invoke(ctx)
+            if self.as_program:
+                stop_by_exception()
+            result = super().invoke(ctx)
+            stop.check()  # a stop whose first raise was lost must not end as success
+            return result
         except VmbtoolError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 import traceback
@@ -58,27 +66,34 @@ class VmbtoolGroup(click.Group):
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every cleanup has run
             from vmbtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
-            for stop in (signal.SIGINT, signal.SIGTERM):  # a second one ends it at once
-                signal.signal(stop, signal.SIG_DFL)
             if ctx.obj and ctx.obj.get("debug"):
                 import traceback
 
                 traceback.print_exc()
             ctx.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+        finally:
+            if self.as_program:  # from here on a stop ends the process by the signal
+                stop_by_signal()
 
 
 def stop_by_exception() -> None:
     """Ctrl-C (SIGINT) raises KeyboardInterrupt and SIGTERM raises Terminated in the
     main thread, so that a temporary file is removed and worker processes are killed on
-    the way out; the command then exits 130 or 143, with no traceback."""
+    the way out; the command then exits 130 or 143, with no traceback. Outside the
+    command (click parsing its options, the exit) the signals keep their default
+    action: the process ends quietly, with the same status to the shell."""
 
-    def terminated(_signum: int, _frame: Any) -> None:
-        from vmbtool.errors import Terminated
+    from vmbtool import stop
 
-        raise Terminated()
+    signal.signal(signal.SIGINT, stop.on_signal)
+    signal.signal(signal.SIGTERM, stop.on_signal)
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminated)
+
+def stop_by_signal() -> None:
+    """The signals' default action again (a stop already noted but not yet raised is
+    dropped: CPython runs no handler that is no longer set)."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
 
 
 MAX_NOTE = 65536

@@ -37,7 +37,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from vmbtool.errors import VmbtoolError
+from vmbtool.errors import InputError
 from vmbtool.schema import type_text, version_tuple
 
 
@@ -102,9 +102,10 @@ def compare(old: dict, new: dict, reverse: bool = False) -> Report:
     comparer = _Comparer(old, new, reverse)
     try:
         comparer.run()
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise VmbtoolError("bad schema", comparer.cursor or "description",
-                           f"malformed description ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        raise InputError("bad schema", comparer.cursor or "description",
+                         "malformed description: a field is missing or of the wrong "
+                         "type") from None
     return comparer.report
 
 
@@ -332,7 +333,7 @@ class _Comparer:
         if "ref" in node:
             structure = description["structures"].get(node["ref"])
             if structure is None:
-                raise VmbtoolError("bad schema", path, f"no structure named {node['ref']!r}")
+                raise InputError("bad schema", path, f"no structure named {node['ref']!r}")
             return structure["fields"]
         return node["fields"]
 

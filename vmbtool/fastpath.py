@@ -31,6 +31,8 @@ import keyword
 import marshal
 import operator
 import os
+import re
+import stat
 import struct
 import sys
 import time
@@ -1000,6 +1002,10 @@ CACHE_FILES = 256  # entries kept; past that the oldest written are removed
 _CACHE_SUFFIX = ".fpc"
 _CACHE_MAGIC = b"vmbtool fastpath code 1\n"  # the file layout; change it to start over
 _STALE_TEMP = 3600  # seconds after which a temporary file left by a killed run goes
+MAX_ENTRY = 4 << 20  # bytes: a larger entry is neither written nor read
+# the names this cache gives its entries and temporaries: nothing else is touched
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.fpc")
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{16}\.[0-9]+\.[0-9a-f]{8}\.tmp")
 
 
 def cache_dir() -> str | None:
@@ -1040,15 +1046,34 @@ def cache_key(text: str, filename: str) -> str:
     return digest.hexdigest()
 
 
+def _read_own(path: str, limit: int, head: int | None = None) -> bytes | None:
+    """Up to `limit` bytes (or the first `head`) of `path` if it is a regular file of
+    this user's, reached without following a symlink; None otherwise. Opened without
+    blocking: a FIFO or a device planted under an entry's name is neither waited on nor
+    read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit or (
+                hasattr(os, "getuid") and st.st_uid != os.getuid()):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1 if head is None else head)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _load(path: str, key: bytes, filename: str) -> CodeType | None:
     """The cached code object, or None when the file is missing, unreadable, not this
-    user's, or anything but an intact entry of this key."""
-    try:
-        with open(path, "rb") as f:
-            if hasattr(os, "getuid") and os.fstat(f.fileno()).st_uid != os.getuid():
-                return None
-            data = f.read()
-    except OSError:
+    user's regular file, too large, or anything but an intact entry of this key."""
+    data = _read_own(path, MAX_ENTRY)
+    if data is None or len(data) > MAX_ENTRY:
         return None
     head = len(_CACHE_MAGIC)
     if data[:head] != _CACHE_MAGIC or data[head:head + 32] != key:
@@ -1069,6 +1094,8 @@ def _store(directory: str, path: str, key: bytes, code: CodeType) -> None:
     """Write an entry atomically (a temporary file renamed over it); any failure leaves
     the cache as it was."""
     payload = marshal.dumps(code)
+    if len(payload) + len(_CACHE_MAGIC) + 64 > MAX_ENTRY:
+        return
     temp = os.path.join(directory, f".{key.hex()[:16]}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -1076,6 +1103,10 @@ def _store(directory: str, path: str, key: bytes, code: CodeType) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_CACHE_MAGIC + key + hashlib.sha256(payload).digest() + payload)
+            if os.path.lexists(path) and not _ours(path, _ENTRY_NAME, content=False):
+                # something else has the name (a FIFO, a link, another user's file): it
+                # is left alone; a damaged entry of this user's is written anew
+                raise FileExistsError(path)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -1086,16 +1117,34 @@ def _store(directory: str, path: str, key: bytes, code: CodeType) -> None:
         pass
 
 
+def _ours(path: str, name: re.Pattern[str], content: bool = True) -> bool:
+    """A regular file (not followed through a symlink) of this user's, named as this
+    cache names its files and starting as it starts them: one it wrote. The directory
+    may be shared (VMBTOOL_CACHE_DIR): nothing else in it is ever removed or replaced."""
+    if not name.fullmatch(os.path.basename(path)):
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        return False
+    if name is _TEMP_NAME or not content:
+        return True
+    return _read_own(path, MAX_ENTRY, len(_CACHE_MAGIC)) == _CACHE_MAGIC
+
+
 def _prune(directory: str) -> None:
-    """Keep the newest `CACHE_FILES` entries; remove temporary files of killed runs."""
+    """Keep the newest `CACHE_FILES` entries; remove temporary files of killed runs.
+    Only files this cache wrote are counted or removed (`_ours`)."""
     entries, now = [], time.time()
     with os.scandir(directory) as it:
         for entry in it:
             with contextlib.suppress(OSError):  # removed meanwhile
-                if entry.name.endswith(_CACHE_SUFFIX):
-                    entries.append((entry.stat().st_mtime, entry.path))
-                elif entry.name.endswith(".tmp") and entry.name.startswith(".") \
-                        and now - entry.stat().st_mtime > _STALE_TEMP:
+                if _ours(entry.path, _ENTRY_NAME):
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+                elif _ours(entry.path, _TEMP_NAME) and \
+                        now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TEMP:
                     os.unlink(entry.path)
     if len(entries) > CACHE_FILES:
         entries.sort()

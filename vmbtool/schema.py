@@ -50,7 +50,7 @@ from typing import Any
 import construct
 
 import vmbtool.formats
-from vmbtool.errors import VmbtoolError
+from vmbtool.errors import InputError, UsageError, VmbtoolError
 from vmbtool.formats.common import GuidAdapter, Since, StrictEnum, StrictFlagAdapter, StrictPrefixed
 
 SCHEMA_DIR = Path(vmbtool.formats.__file__).with_name("schemas")
@@ -318,8 +318,8 @@ def describe_format(as_of: str | None = None) -> dict:
     current = current_version()
     major, minor = current if as_of is None else version_tuple(as_of)
     if major != current[0] or (major, minor) > current:
-        raise VmbtoolError("cannot describe the format", str(as_of),
-                           f"this vmbtool writes {current[0]}.{current[1]}; it can describe "
+        raise UsageError("cannot describe the format", str(as_of),
+                         f"this vmbtool writes {current[0]}.{current[1]}; it can describe "
                            f"{current[0]}.0 to {current[0]}.{current[1]}")
     d = _Deriver(current, (major, minor))
     header = d.node(FileHeader, "FileHeader")
@@ -380,7 +380,7 @@ def load(spec: str) -> dict:
         path = frozen_path(spec)
         if not path.is_file():
             have = ", ".join(frozen_versions()) or "none"
-            raise VmbtoolError("cannot read schema", spec,
+            raise InputError("cannot read schema", spec,
                                f"no frozen description {path.name} (frozen: {have})")
         where, text = str(path), path.read_text(encoding="utf-8")
     elif spec == "-":
@@ -390,13 +390,13 @@ def load(spec: str) -> dict:
             with open(spec, encoding="utf-8") as f:
                 where, text = spec, f.read()
         except OSError as exc:
-            raise VmbtoolError("cannot read schema", spec, exc.strerror or str(exc)) from None
+            raise InputError("cannot read schema", spec, exc.strerror or str(exc)) from None
         except UnicodeDecodeError as exc:
-            raise VmbtoolError("bad schema", spec, f"not UTF-8 text: {exc.reason}") from None
+            raise InputError("bad schema", spec, f"not UTF-8 text: {exc.reason}") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise VmbtoolError("bad schema", f"{where} (line {getattr(exc, 'lineno', '?')})",
+        raise InputError("bad schema", f"{where} (line {getattr(exc, 'lineno', '?')})",
                            f"not JSON: {getattr(exc, 'msg', exc)}") from None
     check_description(doc, where)
     return doc
@@ -405,21 +405,21 @@ def load(spec: str) -> dict:
 def check_description(doc: Any, where: str) -> None:
     """The top-level shape compat relies on; deeper damage is reported as it is met."""
     if not isinstance(doc, dict):
-        raise VmbtoolError("bad schema", where, "not a JSON object")
+        raise InputError("bad schema", where, "not a JSON object")
     missing = [key for key in TOP_KEYS if key not in doc]
     if missing:
-        raise VmbtoolError("bad schema", where, f"no {missing[0]!r} (a vmbtool schema "
+        raise InputError("bad schema", where, f"no {missing[0]!r} (a vmbtool schema "
                            "description has " + ", ".join(TOP_KEYS) + ")")
     try:
         major, minor = version_tuple(doc["format"])
     except ValueError as exc:
-        raise VmbtoolError("bad schema", f"{where} (format)", str(exc)) from None
+        raise InputError("bad schema", f"{where} (format)", str(exc)) from None
     if (major, minor) != (doc["major"], doc["minor"]):
-        raise VmbtoolError("bad schema", f"{where} (format)",
+        raise InputError("bad schema", f"{where} (format)",
                            f"{doc['format']} disagrees with major {doc['major']}, "
                            f"minor {doc['minor']}")
     if not isinstance(doc["chunks"], list) or not isinstance(doc["structures"], dict):
-        raise VmbtoolError("bad schema", where, "chunks must be a list, structures an object")
+        raise InputError("bad schema", where, "chunks must be a list, structures an object")
 
 
 # -- human text ---------------------------------------------------------------------------

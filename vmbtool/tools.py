@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmbtool import stop
 from vmbtool.blob import (
     FORMAT_MAJOR,
     FORMAT_MINOR,
@@ -158,6 +159,7 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
     if jobs == 1 or "-" in paths:
         verdicts = []
         for path in paths:
+            stop.check()
             verdicts.append(validate_file(path, key))
             if done is not None:
                 done(verdicts[-1])

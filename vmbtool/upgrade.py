@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, encode_blob, load_blob
 from vmbtool.chunks import REGISTRY, ChunkType, known_to
-from vmbtool.errors import VmbtoolError
+from vmbtool.errors import UsageError, VmbtoolError
 from vmbtool.status import NtStatus
 
 
@@ -30,13 +30,11 @@ def parse_version(text: str) -> tuple[int, int]:
     """`1.0` -> (1, 0); only versions this vmbtool can write."""
     major, dot, minor = text.partition(".")
     if not (dot and major.isdigit() and minor.isdigit()):
-        raise VmbtoolError("bad option", "--to", f"{text!r} is not <major>.<minor>",
-                           NtStatus.INVALID_PARAMETER)
+        raise UsageError("bad option", "--to", f"{text!r} is not <major>.<minor>")
     version = (int(major), int(minor))
     if version[0] != FORMAT_MAJOR or version[1] > FORMAT_MINOR:
-        raise VmbtoolError("bad option", "--to", f"this vmbtool writes formats "
-                           f"{FORMAT_MAJOR}.0 to {FORMAT_MAJOR}.{FORMAT_MINOR}, not {text}",
-                           NtStatus.INVALID_PARAMETER)
+        raise UsageError("bad option", "--to", f"this vmbtool writes formats "
+                         f"{FORMAT_MAJOR}.0 to {FORMAT_MAJOR}.{FORMAT_MINOR}, not {text}")
     return version
 
 

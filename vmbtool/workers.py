@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from vmbtool import stop
+
 FDS_PER_WORKER = 8  # pipes and sentinels a pool worker holds in the parent, generously
 FDS_KEPT = 64  # left for everything else the parent has open
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -111,6 +113,7 @@ def map_in_workers(function: Callable[[Any], Any], items: list[Any], jobs: int,
     try:
         answers = _start(executor, function, items, chunksize, gc)
         for answer in answers:
+            stop.check()
             given += 1
             yield answer
         finished = True
