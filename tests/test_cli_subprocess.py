@@ -149,7 +149,7 @@ def test_save_to_stdout_is_a_blob():
     assert p.stdout.startswith(MAGIC)
     assert p.stderr == b""
     p = ok("validate", "-", input=p.stdout)
-    assert p.stdout.decode().startswith("-: valid (format 1.1, 1 channels")
+    assert p.stdout.decode().startswith("-: valid (format 1.1, 1 channel,")
 
 
 def test_errors_in_a_real_process(tmp_path):

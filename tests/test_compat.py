@@ -366,7 +366,7 @@ def test_cli_incompatible_exits_1_and_lists_findings(broken):
     no_traceback(result)
     assert result.exit_code == 1
     assert result.stdout.startswith("enum_narrowed at chunks.packet.structure.")
-    assert "not compatible: 1 findings" in result.stderr
+    assert "not compatible: 1 finding\n" in result.stderr
 
 
 def test_cli_reverse(broken):

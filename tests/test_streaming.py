@@ -9,12 +9,13 @@ import pytest
 
 from vmbtool import jsonview, report, tools
 from vmbtool.blob import load_blob
+from vmbtool.packetfilter import parse_filter
 
 ROOT = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = (ROOT / "v1" / "test-key").read_bytes()
 BLOBS = sorted(ROOT.glob("v*/*.vmb"))
 OPTIONS = [{}, {"packets": True, "gpadls": True, "rings": True},
-           {"hexdump_rings": True}, {"flt": {"channel": "1"}}]
+           {"hexdump_rings": True}, {"flt": parse_filter("channel=0,state=in_ring")}]
 
 
 def key_for(path: Path) -> bytes | None:
@@ -25,7 +26,7 @@ def key_for(path: Path) -> bytes | None:
 @pytest.mark.parametrize("options", OPTIONS, ids=str)
 def test_streamed_summary_is_the_whole_blob_summary(path, options):
     full = {"packets": False, "rings": False, "gpadls": False, "hexdump_rings": False,
-            "flt": {}, **options}
+            "flt": parse_filter(None), **options}
     whole, streamed = io.StringIO(), io.StringIO()
     doc = jsonview.decode(load_blob(str(path), key_for(path)),
                           with_data=full["hexdump_rings"])

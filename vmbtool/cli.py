@@ -7,9 +7,11 @@ traceback. Heavy modules are imported inside the commands that need them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 if os.path.basename(sys.argv[0]) in ("vmbtool", "__main__.py"):
@@ -58,7 +60,9 @@ class VmbtoolGroup(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
+            from vmbtool.text import escape
+
+            click.echo(f"Error: {escape(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:
             sys.stderr.close()
@@ -159,11 +163,26 @@ def scenario_options(f):
                      help="Pause and start the channels at this step (a save point "
                           "minus the save).")(f)
     f = click.option("--steps", type=click.IntRange(0, 10_000_000), default=100,
-                     show_default=True)(f)
+                     show_default=True, help="How many steps to run the scenario.")(f)
     f = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=1,
-                     show_default=True)(f)
+                     show_default=True,
+                     help="The scenario's seed: the same seed and steps, the same run.")(f)
     return click.option("--scenario", type=click.Choice(SCENARIO_NAMES), default="storage",
                         show_default=True, help="Which simulated VSP/VSC pair to run.")(f)
+
+
+PROGRESS_MIN_STEPS = 2000  # about a second or more of simulation; fewer end before a bar helps
+
+
+@contextlib.contextmanager
+def step_progress(steps: int, label: str) -> Iterator[Callable[[], None] | None]:
+    """A progress bar over `steps` scenario steps when stderr is a terminal and the run
+    is long; None (no bar, no output at all) on a pipe or a file."""
+    if steps < PROGRESS_MIN_STEPS or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=steps, label=label, file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
 
 
 def check_pause_at(steps: int, pause_at: int | None) -> None:
@@ -174,16 +193,22 @@ def check_pause_at(steps: int, pause_at: int | None) -> None:
 
 @main.command()
 @scenario_options
-def run(scenario: str, seed: int, steps: int, pause_at: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
+def run(scenario: str, seed: int, steps: int, pause_at: int | None, as_json: bool) -> None:
     """Run a simulated scenario and print what it did."""
+    from vmbtool.text import escape, plural
     from vmbtool.tools import run_scenario
 
     check_pause_at(steps, pause_at)
-    sim = run_scenario(scenario, seed, steps, pause_at)
+    with step_progress(steps, f"running {scenario}") as tick:
+        sim = run_scenario(scenario, seed, steps, pause_at, on_step=tick)
+    if as_json:
+        emit_json(sim.summary())
+        return
     for line in sim.describe():
-        click.echo(line)
+        click.echo(escape(line))
     last = sim.transcript[-1] if sim.transcript else "-"
-    click.echo(f"  {len(sim.transcript)} events; last: {last}")
+    click.echo(f"  {plural(len(sim.transcript), 'event')}; last: {escape(last)}")
 
 
 # snapshot.SAVE_BUFFER_SIZE (a chunk header and the largest chunk data), written out so
@@ -208,12 +233,19 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
          level: int, no_compress: bool, note: str | None, key_file: str | None,
          output: str) -> None:
     """Run a scenario N steps, pause its channels and save them to a blob."""
+    from click.core import ParameterSource
+
     from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
+    from vmbtool.text import escape, plural
     from vmbtool.tools import read_key, run_scenario
 
     if output == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write a binary blob to a terminal")
+    if no_compress and click.get_current_context().get_parameter_source("level") \
+            is not ParameterSource.DEFAULT:
+        raise click.UsageError("--level sets the zstd level; --no-compress stores the body "
+                               "uncompressed: give one or the other")
     check_pause_at(steps, pause_at)
     if note is not None:
         try:
@@ -224,13 +256,15 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
             raise click.BadParameter(f"{size} bytes, more than {MAX_NOTE}",
                                      param_hint="'--note'")
     key = read_key(key_file)
-    sim = run_scenario(scenario, seed, steps, pause_at)
+    with step_progress(steps, f"running {scenario}") as tick:
+        sim = run_scenario(scenario, seed, steps, pause_at, on_step=tick)
     data = save_blob(sim, chunk_size=chunk_size, level=None if no_compress else level, key=key,
                      note=note)
     write_atomic(output, data)
     if output != "-":
-        click.echo(f"saved {scenario} seed {seed} at step {steps}: {len(sim.servers)} "
-                   f"channels, {len(data)} bytes -> {output}", err=True)
+        click.echo(f"saved {scenario} seed {seed} at step {steps}: "
+                   f"{plural(len(sim.servers), 'channel')}, {plural(len(data), 'byte')} -> "
+                   f"{escape(output)}", err=True)
 
 
 def load_doc(blob_path: str, key: bytes | None, with_data: bool) -> dict:
@@ -248,8 +282,9 @@ def load_doc(blob_path: str, key: bytes | None, with_data: bool) -> dict:
 @click.option("--gpadls", is_flag=True, help="List the GPADLs.")
 @click.option("--hexdump", is_flag=True, help="Hex dump of each ring's unread bytes.")
 @click.option("--filter", "filter_expr", metavar="EXPR",
-              help="channel=N, txid=N, state=backlog|in-ring|awaiting-completion, type=T; "
-                   "comma-separated.")
+              help="Only these packets (and channels): channel=N, txid=N (decimal or 0x "
+                   "hex), state=S, type=T, comma-separated; a field given twice means "
+                   "either value.")
 @key_option
 def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, hexdump: bool,
             filter_expr: str | None, key_file: str | None) -> None:
@@ -258,9 +293,10 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
     from vmbtool.blob import FORMAT_MAJOR
     from vmbtool.errors import BlobError
     from vmbtool.keys import SIGNED_NEEDS_KEY
+    from vmbtool.packetfilter import filter_doc, parse_filter
     from vmbtool.tools import header_info, unverified_head
 
-    flt = report.parse_filter(filter_expr)
+    flt = parse_filter(filter_expr)
     key = view_key(key_file, (blob,))
     info = header_info(blob) if blob != "-" else None
     if info is not None and info["major"] != FORMAT_MAJOR:
@@ -282,17 +318,13 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
         report.stream_summary(blob, key, sys.stdout, packets=packets, rings=ring,
                               gpadls=gpadls, hexdump_rings=hexdump, flt=flt)
         return
-    doc = load_doc(blob, key, with_data=hexdump)
-    if flt:
-        for index, ch in enumerate(doc["channels"]):
-            ch["packets"] = [p for p in ch["packets"] if report.packet_matches(index, p, flt)]
-    emit_json(doc)
+    emit_json(filter_doc(load_doc(blob, key, with_data=hexdump), flt))
 
 
 @main.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("--ignore", multiple=True, metavar="PATH",
               help="Field path (or glob) to ignore; header.created_ns always is.")
 @key_option
@@ -301,6 +333,8 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
     from vmbtool.diff import DEFAULT_IGNORES
     from vmbtool.diff import diff as semantic_diff
     from vmbtool.inputs import stdin_once
+    from vmbtool.text import escape, plural
+
     stdin_once((a, b))
     key = view_key(key_file, (a, b))
     changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
@@ -311,8 +345,8 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
              else _jsonable(c.old), "new": _jsonable(c.new)} for c in changes]})
     else:
         for change in changes:
-            click.echo(str(change))
-        click.echo("equal" if not changes else f"{len(changes)} differences", err=True)
+            click.echo(escape(change))
+        click.echo("equal" if not changes else plural(len(changes), "difference"), err=True)
     sys.exit(1 if changes else 0)
 
 
@@ -324,7 +358,7 @@ def _jsonable(value: Any) -> Any:
 
 @main.command()
 @click.argument("blobs", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("-j", "--jobs", type=click.IntRange(1), metavar="N",
               help="Worker processes for several blobs (default: every core).")
 @key_option
@@ -381,8 +415,9 @@ def cap_jobs(jobs: int | None) -> int | None:
 @click.option("--run-steps", type=click.IntRange(0, 10_000_000), default=50,
               show_default=True, help="Steps to run after the restore.")
 @click.option("--resave", metavar="FILE", help="Save the restored channels' state here.")
-@click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--level", type=click.IntRange(1, 19), default=3, show_default=True,
+              help="zstd compression level of the --resave blob.")
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @key_option
 @allow_unsigned_option
 def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: bool,
@@ -390,10 +425,12 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     """Restore into fresh channels, start them, run N steps and report."""
     from vmbtool.blob import write_atomic
     from vmbtool.snapshot import save_blob
+    from vmbtool.text import escape, plural
     from vmbtool.tools import restore_and_run
 
     key = checking_key(key_file, allow_unsigned, (blob,))
-    scenario, rep = restore_and_run(blob, run_steps, key)
+    with step_progress(run_steps, "running the restored channels") as tick:
+        scenario, rep = restore_and_run(blob, run_steps, key, on_step=tick)
     if resave:
         write_atomic(resave, save_blob(scenario, level=level, key=key))
         rep["resaved"] = resave
@@ -401,22 +438,25 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
         emit_json(rep)
         return
     r = rep["restored"]
-    click.echo(f"restored {rep['scenario']} seed {rep['seed']} at step "
-               f"{rep['restored_at_step']}: {r['channels']} channels, {r['packets']} packets "
-               f"({r['backlog']} in the backlog), {r['pending_incoming']} pending incoming")
+    click.echo(f"restored {escape(rep['scenario'])} seed {rep['seed']} at step "
+               f"{rep['restored_at_step']}: {plural(r['channels'], 'channel')}, "
+               f"{plural(r['packets'], 'packet')} ({r['backlog']} in the backlog), "
+               f"{r['pending_incoming']} pending incoming")
     done = rep["completed_transactions"]
     shown = ", ".join(f"{c['channel']}:{c['transaction_id']}" for c in done[:20])
-    click.echo(f"ran {run_steps} steps: {len(done)} restored transactions completed"
+    click.echo(f"ran {plural(run_steps, 'step')}: "
+               f"{plural(len(done), 'restored transaction')} completed"
                f"{' (' + shown + (' …' if len(done) > 20 else '') + ')' if done else ''}")
     click.echo(f"backlog {'drained' if rep['backlog_drained'] else 'NOT drained'}; "
-               f"{rep['backlog_now']} packets in the backlog now")
+               f"{plural(rep['backlog_now'], 'packet')} in the backlog now")
     if resave:
-        click.echo(f"resaved -> {resave}")
+        click.echo(f"resaved -> {escape(resave)}")
 
 
 @main.command()
 @click.argument("blob")
-@click.option("-o", "--output", default="-", show_default=True)
+@click.option("-o", "--output", default="-", show_default=True,
+              help="JSON file to write, or - for stdout.")
 @key_option
 def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
@@ -472,6 +512,7 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
     """Rewrite a blob in a newer (or, without loss, older) format version."""
     from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, write_atomic
     from vmbtool.errors import VmbtoolError
+    from vmbtool.text import escape, plural
     from vmbtool.upgrade import parse_version, upgrade_blob
 
     try:
@@ -482,8 +523,9 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
                           allow_loss)
     write_atomic(output, result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
-    click.echo(f"format {result.source_version} -> {result.target_version}: {result.chunks} "
-               f"chunks, {len(result.data)} bytes -> {output}{dropped}", err=True)
+    click.echo(f"format {result.source_version} -> {result.target_version}: "
+               f"{plural(result.chunks, 'chunk')}, {plural(len(result.data), 'byte')} -> "
+               f"{escape(output)}{dropped}", err=True)
 
 
 @main.command()
@@ -508,7 +550,7 @@ def schema(as_json: bool, as_of: str | None) -> None:
 @main.command()
 @click.argument("old")
 @click.argument("new")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
 @click.option("--reverse", is_flag=True,
               help="Can OLD read blobs NEW writes? (default: can NEW read OLD's?)")
 def compat(old: str, new: str, as_json: bool, reverse: bool) -> None:
@@ -516,16 +558,17 @@ def compat(old: str, new: str, as_json: bool, reverse: bool) -> None:
     (1.0) or `current`. Exit 0 compatible, 1 not."""
     from vmbtool.compat import compare
     from vmbtool.schema import load
+    from vmbtool.text import escape, plural
 
     report = compare(load(old), load(new), reverse=reverse)
     if as_json:
         emit_json(report.as_json())
     else:
         for finding in report.findings:
-            click.echo(colour(finding.line(), fg="red"))
+            click.echo(colour(escape(finding.line()), fg="red"))
         for note in report.notes:
-            click.echo(f"note: {note.line()}")
+            click.echo(f"note: {escape(note.line())}")
         verdict = ("compatible" if report.compatible else
-                   f"not compatible: {len(report.findings)} findings")
-        click.echo(f"{report.question} {verdict}", err=True)
+                   f"not compatible: {plural(len(report.findings), 'finding')}")
+        click.echo(f"{escape(report.question)} {verdict}", err=True)
     sys.exit(0 if report.compatible else 1)

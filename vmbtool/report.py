@@ -6,33 +6,10 @@ import datetime
 from collections import Counter
 from typing import Any, TextIO
 
-from vmbtool.errors import VmbtoolError
-from vmbtool.status import NtStatus
+from vmbtool.packetfilter import PacketFilter
+from vmbtool.text import escape, plural
 
 BAR_WIDTH = 32
-FILTER_FIELDS = ("channel", "txid", "state", "type")
-
-
-def parse_filter(expr: str | None) -> dict[str, str]:
-    """`channel=1,state=backlog,txid=17` -> {field: value}."""
-    if not expr:
-        return {}
-    out = {}
-    for part in expr.split(","):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or name not in FILTER_FIELDS or not value.strip():
-            raise VmbtoolError("bad filter", f"--filter {part!r}",
-                               f"use FIELD=VALUE with FIELD one of {', '.join(FILTER_FIELDS)}",
-                               NtStatus.INVALID_PARAMETER)
-        out[name] = value.strip()
-    return out
-
-
-def packet_matches(index: int, packet: dict, flt: dict[str, str]) -> bool:
-    checks = {"channel": str(index), "txid": str(packet["transaction_id"]),
-              "state": packet["state"], "type": packet["type"]}
-    return all(checks[k] == v for k, v in flt.items())
 
 
 def ring_picture(ring: dict) -> str:
@@ -64,19 +41,21 @@ def hexdump(data: bytes, start: int, length: int, out: TextIO, indent: str) -> N
 
 def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = False,
             gpadls: bool = False, hexdump_rings: bool = False,
-            flt: dict[str, str] | None = None) -> None:
+            flt: PacketFilter | None = None) -> None:
     """The summary of a decoded blob (see `stream_summary` for one read as a stream)."""
+    flt = flt or PacketFilter()
+    flt.check_channels(doc["header"]["channel_count"])
     write_head(doc, doc.get("scenario"), out)
     for index, ch in enumerate(doc["channels"]):
         write_channel(index, ch, out, packets=packets, rings=rings, gpadls=gpadls,
-                      hexdump_rings=hexdump_rings, flt=flt or {})
+                      hexdump_rings=hexdump_rings, flt=flt)
 
 
 class PacketTally:
     """What the summary says of a channel's packets, counted as they stream past; with
     `--packets` or a filter, the packets it lists (as JSON) are kept too."""
 
-    def __init__(self, listing: bool, flt: dict[str, str]) -> None:
+    def __init__(self, listing: bool, flt: PacketFilter) -> None:
         self.listing, self.flt = listing, flt
         self.count, self.vsp_bytes, self.states = 0, 0, Counter()
         self.selected: list[dict] = []
@@ -92,12 +71,12 @@ class PacketTally:
             from vmbtool.jsonview import packet_json
 
             p = packet_json(record)
-            if packet_matches(index, p, self.flt):
+            if self.flt.matches(index, p):
                 self.selected.append(p)
 
     @classmethod
     def of(cls, packets: list[dict]) -> PacketTally:
-        tally = cls(False, {})
+        tally = cls(False, PacketFilter())
         tally.count = len(packets)
         tally.vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in packets)
         tally.states = Counter(p["state"] for p in packets)
@@ -118,7 +97,7 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
     from vmbtool.blob import BlobReader
     from vmbtool.jsonview import channel_json, header_json
 
-    flt = options.pop("flt", None) or {}
+    flt = options.pop("flt", None) or PacketFilter()
     listing = bool(options["packets"] or flt)
     tallies: dict[int, PacketTally] = {}
 
@@ -135,6 +114,7 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
     channels = io.StringIO()
     with BlobReader(source, key, keep_chunks=False, lean=not options["hexdump_rings"],
                     on_packet=on_packet, keep_gpadls=options["gpadls"]) as reader:
+        flt.check_channels(reader.header.channel_count)  # before a channel is read
         last = None  # a channel's statistics follow it: it is written once they came
         for index, (saved, _chunks) in enumerate(reader.channels()):
             if last is not None:
@@ -155,26 +135,27 @@ def write_head(doc: dict, s: dict | None, out: TextIO) -> None:
     h = doc["header"]
     created = datetime.datetime.fromtimestamp(h["created_ns"] / 1e9, datetime.UTC)
     out.write(f"format {doc['format']['major']}.{doc['format']['minor']}, written by vmbtool "
-              f"{h['writer_version']} at {created:%Y-%m-%d %H:%M:%S} UTC, "
+              f"{escape(h['writer_version'])} at {created:%Y-%m-%d %H:%M:%S} UTC, "
               f"{h['compression']}"
               f"{' level ' + str(h['level']) if h['compression'] != 'none' else ''}, "
               f"{'signed' if h['signed'] else 'unsigned'}\n")
     if doc.get("note") is not None:
-        out.write(f"note: {doc['note']}\n")
+        out.write(f"note: {escape(doc['note'])}\n")
     if s:
-        out.write(f"scenario {s['scenario']}, seed {s['seed']}, {s['steps_taken']} steps "
-                  f"taken; VSP state {len(s['vsp_state']) // 2} B, VSC state "
-                  f"{len(s['vsc_state']) // 2} B\n")
+        out.write(f"scenario {escape(s['scenario'])}, seed {s['seed']}, "
+                  f"{plural(s['steps_taken'], 'step')} taken; VSP state "
+                  f"{len(s['vsp_state']) // 2} B, VSC state {len(s['vsc_state']) // 2} B\n")
 
 
 def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bool,
-                  gpadls: bool, hexdump_rings: bool, flt: dict[str, str],
+                  gpadls: bool, hexdump_rings: bool, flt: PacketFilter,
                   tally: PacketTally | None = None) -> None:
     """One channel's lines; `tally` counts its packets when `ch` lists only some."""
-    if "channel" in flt and flt["channel"] != str(index):
+    if not flt.selects_channel(index):
         return
     offer = ch["offer"]
-    out.write(f"\nchannel {index} \"{ch['config']['friendly_name']}\": {ch['state']}\n"
+    out.write(f"\nchannel {index} \"{escape(ch['config']['friendly_name'])}\": "
+              f"{escape(ch['state'])}\n"
               f"  offer {offer['interface_type']} / {offer['interface_instance']} "
               f"sub {offer['subchannel_index']}\n")
     for direction in ("incoming", "outgoing"):
@@ -182,7 +163,7 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
         if ring:
             out.write(f"  {direction:<8} {ring_picture(ring)}\n")
     tally = tally or PacketTally.of_channel(ch)
-    by_state = ", ".join(f"{n} {s}" for s, n in sorted(tally.states.items())) or "none"
+    by_state = ", ".join(f"{n} {escape(s)}" for s, n in sorted(tally.states.items())) or "none"
     out.write(f"  packets: {tally.count} ({by_state}); VSP state {tally.vsp_bytes} B\n"
               f"  GPADLs: {tally.gpadls}; pending incoming: "
               f"{tally.incoming}; next txid {ch['next_transaction_id']}\n")
@@ -191,7 +172,7 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
     if gpadls:
         for g in ch["gpadls"]:
             first = f"{g['pfns'][0]:#x}" if g["pfns"] else "(none)"
-            out.write(f"    GPADL {g['handle']:#x}: {len(g['pfns'])} pages from PFN "
+            out.write(f"    GPADL {g['handle']:#x}: {plural(len(g['pfns']), 'page')} from PFN "
                       f"{first}, offset {g['byte_offset']}, "
                       f"{g['byte_length']} B{', read-only' if g['read_only'] else ''}"
                       f"{', mapped' if g['mapped'] else ''}\n")
@@ -209,14 +190,14 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
                 used = (ring["write_index"] - ring["read_index"]) % len(data)
                 hexdump(data, ring["read_index"], used, out, "      ")
     if packets or flt:
-        selected = [p for p in ch["packets"] if packet_matches(index, p, flt)]
+        selected = [p for p in ch["packets"] if flt.matches(index, p)]
         for p in selected:
             ext = p["external"]["kind"]
             routine = p["completion_routine"]
-            out.write(f"    txid {p['transaction_id']:>6} {p['state']:<19} {p['type']:<15}"
-                      f" flags {p['flags']:#x} payload {len(p['payload']) // 2} B"
-                      f"{' ext ' + ext if ext != 'none' else ''}"
-                      f"{' routine ' + routine if routine else ''}"
+            out.write(f"    txid {p['transaction_id']:>6} {escape(p['state']):<19} "
+                      f"{escape(p['type']):<15} flags {p['flags']:#x} payload "
+                      f"{len(p['payload']) // 2} B{' ext ' + escape(ext) if ext != 'none' else ''}"
+                      f"{' routine ' + escape(routine) if routine else ''}"
                       f" vsp {len(p['vsp_state']) // 2} B\n")
         if flt and not selected:
             out.write("    no packet matches the filter\n")

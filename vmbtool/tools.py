@@ -21,6 +21,7 @@ from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
 from vmbtool.status import NtStatus
+from vmbtool.text import escape, plural
 from vmbtool.workers import WorkerDied, fd_job_limit, map_in_workers, usable_cores
 
 
@@ -81,17 +82,19 @@ class Verdict:
     unreadable: bool = False  # not read at all (missing, no permission, an I/O error)
 
     def line(self) -> str:
+        """One line whatever the path or the problem holds: they are escaped."""
+        path = escape(self.path)
         if self.unreadable:
             where, why = self.problems[0]
-            at = "" if where == self.path else f" at {where}"
-            return f"{self.path}: UNREADABLE{at}: {why}"
+            at = "" if where == self.path else f" at {escape(where)}"
+            return f"{path}: UNREADABLE{at}: {escape(why)}"
         if self.valid:
-            return (f"{self.path}: valid (format {self.version}, {self.channels} channels, "
-                    f"{self.packets} packets)")
+            return (f"{path}: valid (format {escape(self.version)}, "
+                    f"{plural(self.channels, 'channel')}, {plural(self.packets, 'packet')})")
         where, why = self.problems[0]
         others = len(self.problems) - 1 + self.unlisted
         more = f" (+{others} more)" if others else ""
-        return f"{self.path}: INVALID at {where}: {why}{more}"
+        return f"{path}: INVALID at {escape(where)}: {escape(why)}{more}"
 
     def as_json(self) -> dict:
         return {"path": self.path, "valid": self.valid, "format": self.version or None,
@@ -184,20 +187,23 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
     return verdicts
 
 
-def run_scenario(name: str, seed: int, steps: int, pause_at: int | None = None):
+def run_scenario(name: str, seed: int, steps: int, pause_at: int | None = None,
+                 on_step: Callable[[], None] | None = None):
     from vmbtool.scenarios import SCENARIOS
 
     if pause_at is not None and pause_at > steps:
         raise VmbtoolError("bad option", "--pause-at", f"{pause_at} is past --steps {steps}",
                            NtStatus.INVALID_PARAMETER)
     scenario = SCENARIOS[name].create(seed)
-    scenario.run(steps, pause_at=pause_at)
+    scenario.run(steps, pause_at=pause_at, on_step=on_step)
     return scenario
 
 
 def restore_and_run(source: str, steps: int, key: bytes | None = None,
-                    buffer_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Any, dict]:
-    """Restore into fresh channels, start them, run `steps` more; report what happened."""
+                    buffer_size: int = DEFAULT_CHUNK_SIZE,
+                    on_step: Callable[[], None] | None = None) -> tuple[Any, dict]:
+    """Restore into fresh channels, start them, run `steps` more (calling `on_step`
+    after each); report what happened."""
     scenario = restore_file(source, key, buffer_size)
     restored_at = scenario.steps_taken
     before = {(i, t): p.state.label for i, s in enumerate(scenario.servers)
@@ -209,7 +215,7 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
                 "backlog": sum(len(s.backlog) for s in scenario.servers)}
     backlogged = [p for s in scenario.servers for p in s.backlog]
     scenario.start()
-    scenario.run(steps)
+    scenario.run(steps, on_step=on_step)
     after = {(i, t) for i, s in enumerate(scenario.servers) for t in s.packets}
     completed = sorted(k for k in before if k not in after)
     report = {

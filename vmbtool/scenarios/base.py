@@ -24,6 +24,7 @@ from vmbtool.sim import (
     VmBus,
 )
 from vmbtool.status import NtStatus
+from vmbtool.text import plural
 
 
 class ScenarioError(RuntimeError):
@@ -149,14 +150,18 @@ class Scenario:
             server.tick()
         self.steps_taken += 1
 
-    def run(self, steps: int, pause_at: int | None = None) -> None:
+    def run(self, steps: int, pause_at: int | None = None,
+            on_step: Callable[[], None] | None = None) -> None:
         """Run `steps` steps; at step `pause_at` pause and start the channels again
-        (a save point minus the save)."""
+        (a save point minus the save). `on_step` is called after each step (a progress
+        bar's tick)."""
         for _ in range(steps):
             if pause_at is not None and self.steps_taken == pause_at:
                 self.pause()
                 self.start()
             self.step()
+            if on_step is not None:
+                on_step()
 
     def pause(self) -> None:
         """A save point: pause every server channel (the guest is frozen with the VM)."""
@@ -239,18 +244,38 @@ class Scenario:
             raise ValueError(f"{self.name} VSC keeps no state, blob has {len(state)} bytes")
 
     # -- summary --------------------------------------------------------------------
-    def describe(self) -> list[str]:
-        lines = [f"scenario {self.name}, seed {self.seed}, {self.steps_taken} steps"]
+    def summary(self) -> dict:
+        """Where the scenario stands, as `vmbtool run --json` prints it."""
+        channels = []
         for server in self.servers:
-            out, inc = server.outgoing_ring, server.incoming_ring
             states: dict[str, int] = {}
             for packet in server.packets_in_use():
                 states[packet.state.label] = states.get(packet.state.label, 0) + 1
+            channels.append({
+                "channel": server.config.subchannel_index,
+                "friendly_name": server.config.friendly_name,
+                "state": server.state.name.lower(),
+                "rings": {name: {"used_bytes": ring.used_bytes, "size": ring.data_size}
+                          for name, ring in (("outgoing", server.outgoing_ring),
+                                             ("incoming", server.incoming_ring))},
+                "packets": states, "backlog": len(server.backlog),
+                "pending_incoming": len(server.pending_incoming)})
+        return {"scenario": self.name, "seed": self.seed, "steps_taken": self.steps_taken,
+                "channels": channels, "events": len(self.transcript),
+                "last_event": self.transcript[-1] if self.transcript else None}
+
+    def describe(self) -> list[str]:
+        """`summary()` in words, one line per channel."""
+        s = self.summary()
+        lines = [f"scenario {s['scenario']}, seed {s['seed']}, "
+                 f"{plural(s['steps_taken'], 'step')}"]
+        for ch in s["channels"]:
+            out, inc = ch["rings"]["outgoing"], ch["rings"]["incoming"]
+            packets = ", ".join(f"{n} {state}" for state, n in ch["packets"].items()) or "none"
             lines.append(
-                f"  channel {server.config.subchannel_index} ({server.config.friendly_name}): "
-                f"{server.state.name.lower()}, out ring {out.used_bytes}/{out.data_size} B, "
-                f"in ring {inc.used_bytes}/{inc.data_size} B, packets {states or 'none'}, "
-                f"pending incoming {len(server.pending_incoming)}"
-            )
+                f"  channel {ch['channel']} ({ch['friendly_name']}): {ch['state']}, "
+                f"out ring {out['used_bytes']}/{out['size']} B, in ring "
+                f"{inc['used_bytes']}/{inc['size']} B, packets: {packets}; backlog "
+                f"{ch['backlog']}; pending incoming {ch['pending_incoming']}")
         return lines
 
