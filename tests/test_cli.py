@@ -160,7 +160,7 @@ def test_unknown_command_is_a_usage_error():
 
 def test_debug_adds_a_traceback(tmp_path):
     result = cli("--debug", "inspect", tmp_path / "missing.vmb")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a missing input is trouble
     assert "Traceback" in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert lines == [f"Error: cannot read blob at {tmp_path / 'missing.vmb'}: "
@@ -553,7 +553,7 @@ EXPECTED_ERRORS = {
 def test_damaged_blob_is_one_error_line(damaged, case, command):
     path = damaged[case]
     result = cli(command, path)
-    line = error_line(result)
+    line = error_line(result, code=2 if case == "missing" else 1)  # missing: trouble
     expected = EXPECTED_ERRORS[case].format(path=path)
     assert expected in line, line
     if command != "inspect":
@@ -565,8 +565,8 @@ def test_flipped_uncompressed_byte_names_the_chunk(damaged):
     assert re.fullmatch(r"Error: bad blob at chunk@\d+\.crc32c: checksum mismatch", line), line
 
 
-@pytest.mark.parametrize("case", list(EXPECTED_ERRORS))
-def test_damaged_blob_is_an_invalid_verdict(damaged, case):
+@pytest.mark.parametrize("case", [c for c in EXPECTED_ERRORS if c != "missing"])
+def test_damaged_blob_is_an_invalid_verdict(damaged, case):  # missing: test_inputs
     path = damaged[case]
     result = cli("validate", path)
     no_crash(result)
@@ -579,7 +579,7 @@ def test_damaged_blob_is_an_invalid_verdict(damaged, case):
 def test_diff_with_a_damaged_blob(blobs, damaged):
     line = fails("diff", blobs["storage"], damaged["flipped"])
     assert line.startswith("Error: bad blob at body")
-    line = fails("diff", damaged["missing"], blobs["storage"])
+    line = fails("diff", damaged["missing"], blobs["storage"], code=2)
     assert line == f"Error: cannot read blob at {damaged['missing']}: No such file or directory"
 
 
@@ -642,11 +642,11 @@ def test_validate_signature_verdicts(blobs):
 
 def test_key_file_problems(blobs, tmp_path):
     missing = tmp_path / "no.key"
-    assert fails("inspect", blobs["signed"], "--key-file", missing) == \
+    assert fails("inspect", blobs["signed"], "--key-file", missing, code=2) == \
         f"Error: cannot read key file at {missing}: No such file or directory"
     empty = tmp_path / "empty.key"
     empty.write_bytes(b"")
-    assert fails("inspect", blobs["signed"], "--key-file", empty) == \
+    assert fails("inspect", blobs["signed"], "--key-file", empty, code=2) == \
         f"Error: bad key file at {empty}: the key file is empty"
     assert "--key-file" in fails("inspect", blobs["signed"], "--key-file", tmp_path, code=2)
 
@@ -837,7 +837,7 @@ def test_validate_json(blobs, tmp_path):
     good, wrong = doc["blobs"]
     assert good == {"path": str(blobs["storage"]), "valid": True, "format": "1.1",
                     "channels": 1, "packets": good["packets"], "unlisted_problems": 0,
-                    "problems": []}
+                    "unreadable": False, "problems": []}
     assert wrong["path"] == str(bad) and wrong["valid"] is False and wrong["format"] is None
     assert wrong["problems"][0]["where"].startswith("chunk@")
     assert wrong["problems"][0]["why"] == "checksum mismatch"

@@ -77,7 +77,7 @@ def test_python_dash_m():
 def test_python_dash_m_reports_errors_the_same_way(tmp_path):
     p = subprocess.run([sys.executable, "-m", "vmbtool", "inspect", tmp_path / "none.vmb"],
                        capture_output=True, env=env(), timeout=TIMEOUT)
-    assert error_line(p) == f"Error: cannot read blob at {tmp_path / 'none.vmb'}: " \
+    assert error_line(p, code=2) == f"Error: cannot read blob at {tmp_path / 'none.vmb'}: " \
                             "No such file or directory"
 
 
@@ -172,7 +172,7 @@ def test_errors_in_a_real_process(tmp_path):
 
 def test_debug_shows_a_traceback_in_a_real_process(tmp_path):
     p = vmbtool("--debug", "inspect", tmp_path / "none.vmb")
-    assert p.returncode == 1
+    assert p.returncode == 2  # a missing input is trouble
     stderr = p.stderr.decode()
     assert "Traceback (most recent call last)" in stderr
     assert stderr.count("\nError: ") + stderr.startswith("Error: ") == 1

@@ -57,7 +57,7 @@ def test_jobs_json_is_the_same_document(blob_dir):
     two = json.loads(cli("validate", blob_dir, "--json", "--jobs", 2).stdout)
     assert one == two
     assert one["valid"] is False
-    assert one["summary"] == {"blobs": 10, "valid": 9, "invalid": 1}
+    assert one["summary"] == {"blobs": 10, "valid": 9, "invalid": 1, "unreadable": 0}
     assert [b["valid"] for b in one["blobs"]].count(False) == 1
 
 

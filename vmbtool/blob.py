@@ -21,7 +21,6 @@ import os
 import queue
 import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ import google_crc32c
 import zstandard
 from construct import Container, Struct
 
-from vmbtool import __version__, codec, fastpath, lean
+from vmbtool import __version__, codec, fastpath, inputs, lean
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
@@ -41,10 +40,10 @@ from vmbtool.chunks import (
     frame,
     known_to,
 )
-from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import ChunkHeader
 from vmbtool.formats.gpadl import Gpadl
-from vmbtool.formats.header import FileHeader, HeaderPrefix
+from vmbtool.formats.header import MAGIC, FileHeader, HeaderPrefix
 from vmbtool.formats.ring import RingState
 from vmbtool.frame import (
     SEAL,
@@ -53,6 +52,7 @@ from vmbtool.frame import (
     SealScan,
     blocks,
     check_seal,
+    read_at,
     read_seal,
     skip_frames,
     zstd_frame_end,
@@ -182,34 +182,22 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def open_source(source: str | bytes | IO[bytes]) -> tuple[IO[bytes], int]:
-    """A seekable stream and its size; `-` spools stdin."""
+    """A seekable stream and its size. A path or `-` that is no regular file (stdin, a
+    pipe, a FIFO, a /proc file) is spooled once its header is checked (`inputs`)."""
     if hasattr(source, "read"):
         size = source.seek(0, os.SEEK_END)
         source.seek(0)
         return source, size
     if isinstance(source, (bytes, bytearray)):
         return io.BytesIO(source), len(source)
-    if source == "-":
-        spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
-        while block := sys.stdin.buffer.read(1 << 20):
-            spool.write(block)
-        size = spool.tell()
-        spool.seek(0)
-        return spool, size
-    try:
-        f = open(source, "rb")  # noqa: SIM115 - the caller closes it
-    except OSError as exc:
-        raise VmbtoolError("cannot read blob", source, exc.strerror or str(exc)) from None
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    f.seek(0)
-    return f, size
+    return inputs.open_blob(source, read_stream_header)
 
 
 @contextlib.contextmanager
 def rereadable(source: str | bytes | IO[bytes]) -> Iterator[str | bytes | IO[bytes]]:
-    """A source that can be read more than once: stdin (`-`) is spooled first."""
-    if source != "-":
+    """A source that can be read more than once: a stream (stdin, a pipe) is spooled
+    first."""
+    if not isinstance(source, str) or not inputs.names_a_stream(source):
         yield source
         return
     f, _size = open_source(source)
@@ -219,10 +207,24 @@ def rereadable(source: str | bytes | IO[bytes]) -> Iterator[str | bytes | IO[byt
         f.close()
 
 
+def read_stream_header(stream: IO[bytes]) -> bytes:
+    """The header of a blob arriving on a stream, checked as `read_header` checks a
+    file's (the same errors) before anything after it is read: endless zeros or a text
+    are refused at once. Returns the bytes read."""
+    head = read_exact(stream, HEADER_PREFIX_SIZE)
+    if len(head) == HEADER_PREFIX_SIZE and head.startswith(MAGIC):
+        declared = int.from_bytes(head[12:16], "little")  # header_size
+        head += read_exact(stream, max(0, min(declared, MAX_HEADER_SIZE) - len(head)))
+    read_header(io.BytesIO(head), len(head))
+    return head
+
+
 def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tuple[Any, bytes]:
     prefix_bytes = f.read(HEADER_PREFIX_SIZE)
-    if not prefix_bytes:
+    if not prefix_bytes and not size:
         raise BlobError("header (offset 0)", "empty file")
+    if len(prefix_bytes) < min(size, HEADER_PREFIX_SIZE):  # `size` when it was opened
+        raise BlobError(f"header (offset {len(prefix_bytes)})", inputs.CHANGED)
     prefix = codec.parse(HeaderPrefix, prefix_bytes, "header", 0, exact=False)
     if prefix.format_major != FORMAT_MAJOR:
         raise BlobError("header.format_major (offset 8)",
@@ -236,6 +238,8 @@ def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tupl
     if prefix.header_size > size:
         raise BlobError("header (offset 0)", f"truncated: file is {size} bytes")
     header_bytes = prefix_bytes + f.read(prefix.header_size - HEADER_PREFIX_SIZE)
+    if len(header_bytes) < prefix.header_size:  # it was `size` bytes long when opened
+        raise BlobError(f"header (offset {len(header_bytes)})", inputs.CHANGED)
     (stored_crc,) = struct.unpack_from("<I", header_bytes, len(header_bytes) - 4)
     if crc32c(header_bytes[:-4]) != stored_crc:
         raise BlobError(f"header.header_crc32c (offset {len(header_bytes) - 4})",
@@ -261,6 +265,8 @@ class LimitedReader(io.RawIOBase):
             return 0
         self.f.seek(self.pos)
         data = self.f.read(n)
+        if not data:  # `end` is within the size the file had when it was opened
+            raise BlobError(f"file (offset {self.pos})", inputs.CHANGED)
         buffer[:len(data)] = data
         self.pos += len(data)
         return len(data)
@@ -293,8 +299,8 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
         raise BlobError("signature", SIGNED_NEEDS_KEY, NtStatus.UNSUCCESSFUL)
     if size < header.header_size + SIGNATURE.size:
         raise BlobError("signature", "truncated: no signature frame")
-    f.seek(size - SIGNATURE.size)
-    magic, frame_size, tag, mac = SIGNATURE.unpack(f.read(SIGNATURE.size))
+    magic, frame_size, tag, mac = SIGNATURE.unpack(
+        read_at(f, size - SIGNATURE.size, SIGNATURE.size, "signature"))
     if magic != SIGNATURE_MAGIC or frame_size != 36 or tag != SIGNATURE_TAG:
         raise BlobError(f"signature (offset {size - SIGNATURE.size})", "no signature frame")
     digest = hmac.new(key, digestmod=hashlib.sha256)

@@ -105,13 +105,14 @@ def stop_by_signal() -> None:
 
 
 MAX_NOTE = 65536
-KEY_FILE_TYPE = click.Path(dir_okay=False)  # one instance for every command: a faster start
+# one instance for every command: a faster start
+KEY_FILE_TYPE = click.Path(dir_okay=False, allow_dash=True)
 
 
 def key_option(f):
     return click.option("--key-file", type=KEY_FILE_TYPE, envvar=KEY_ENV,
-                        help=f"HMAC-SHA256 key file (or ${KEY_ENV}); the key is never "
-                             "printed.")(f)
+                        help=f"HMAC-SHA256 key file (or ${KEY_ENV}; - reads it from stdin); "
+                             "the key is never printed.")(f)
 
 
 def allow_unsigned_option(f):
@@ -121,21 +122,22 @@ def allow_unsigned_option(f):
                              "unsigned blob, so a stripped signature never passes.")(f)
 
 
-def view_key(key_file: str | None) -> bytes | None:
+def view_key(key_file: str | None, blob_sources: tuple[str, ...] = ()) -> bytes | None:
     """The key of a view (inspect, diff, decode): it verifies signed blobs; an unsigned
-    one is shown as unsigned."""
+    one is shown as unsigned. `blob_sources`: stdin cannot be the key and a blob."""
     from vmbtool.keys import accepting_unsigned
     from vmbtool.tools import read_key
 
-    return accepting_unsigned(read_key(key_file))
+    return accepting_unsigned(read_key(key_file, blob_sources))
 
 
-def checking_key(key_file: str | None, allow_unsigned: bool) -> bytes | None:
+def checking_key(key_file: str | None, allow_unsigned: bool,
+                 blob_sources: tuple[str, ...] = ()) -> bytes | None:
     """The key of validate, restore and upgrade: unsigned blobs only when allowed."""
     from vmbtool.keys import accepting_unsigned
     from vmbtool.tools import read_key
 
-    key = read_key(key_file)
+    key = read_key(key_file, blob_sources)
     return accepting_unsigned(key) if allow_unsigned else key
 
 
@@ -307,7 +309,7 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
     from vmbtool.tools import header_info, unverified_head
 
     flt = parse_filter(filter_expr)
-    key = view_key(key_file)
+    key = view_key(key_file, (blob,))
     info = header_info(blob) if blob != "-" else None
     if info is not None and info["major"] != FORMAT_MAJOR:
         if as_json:
@@ -342,9 +344,11 @@ def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str |
     """Semantic diff by field path; exit 0 when equal, 1 when they differ."""
     from vmbtool.diff import DEFAULT_IGNORES
     from vmbtool.diff import diff as semantic_diff
+    from vmbtool.inputs import stdin_once
     from vmbtool.text import escape, plural
 
-    key = view_key(key_file)
+    stdin_once((a, b))
+    key = view_key(key_file, (a, b))
     changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
                             DEFAULT_IGNORES + tuple(ignore))
     if as_json:
@@ -375,10 +379,12 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
              key_file: str | None, allow_unsigned: bool) -> None:
     """Check grammar, checksums, version, signature and invariants of each blob
     (a directory stands for its *.vmb files)."""
+    from vmbtool.inputs import stdin_once
     from vmbtool.tools import expand_paths, validate_files
 
-    key = checking_key(key_file, allow_unsigned)
-    paths = expand_paths(list(blobs))
+    stdin_once(blobs)
+    key = checking_key(key_file, allow_unsigned, blobs)
+    paths = expand_paths(list(blobs), notice=lambda text: click.echo(text, err=True))
     if not paths:
         raise click.UsageError("no blobs to validate")
     jobs = cap_jobs(jobs)
@@ -388,16 +394,19 @@ def validate(blobs: tuple[str, ...], as_json: bool, jobs: int | None,
             verdicts = validate_files(paths, key, jobs, done=lambda _verdict: bar.update(1))
     else:  # no bar (nor its module's import)
         verdicts = validate_files(paths, key, jobs)
-    bad = sum(not v.valid for v in verdicts)
+    unreadable = sum(v.unreadable for v in verdicts)
+    invalid = sum(not v.valid for v in verdicts) - unreadable
+    valid = len(verdicts) - invalid - unreadable
     if as_json:
-        emit_json({"valid": not bad, "blobs": [v.as_json() for v in verdicts],
-                   "summary": {"blobs": len(verdicts), "valid": len(verdicts) - bad,
-                               "invalid": bad}})
+        emit_json({"valid": valid == len(verdicts), "blobs": [v.as_json() for v in verdicts],
+                   "summary": {"blobs": len(verdicts), "valid": valid, "invalid": invalid,
+                               "unreadable": unreadable}})
     else:
         for v in verdicts:
             click.echo(v.line() if v.valid else colour(v.line(), fg="red"))
-        click.echo(f"{len(verdicts) - bad} valid, {bad} invalid", err=True)
-    sys.exit(1 if bad else 0)
+        click.echo(f"{valid} valid, {invalid} invalid"
+                   f"{f', {unreadable} unreadable' if unreadable else ''}", err=True)
+    sys.exit(2 if unreadable else 1 if invalid else 0)  # trouble before "no"
 
 
 def cap_jobs(jobs: int | None) -> int | None:
@@ -435,7 +444,7 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
     if to_stderr and as_json:
         raise click.UsageError(f"--resave {resave} and --json both want stdout; give "
                                "--resave a file")
-    key = checking_key(key_file, allow_unsigned)
+    key = checking_key(key_file, allow_unsigned, (blob,))
     with step_progress(run_steps, "running the restored channels") as tick:
         scenario, rep = restore_and_run(blob, run_steps, key, on_step=tick)
     if out is not None:
@@ -472,7 +481,7 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
     import json
 
     out = output_to(output, blob=False)
-    text = json.dumps(load_doc(blob, view_key(key_file), True), indent=1) + "\n"
+    text = json.dumps(load_doc(blob, view_key(key_file, (blob,)), True), indent=1) + "\n"
     out.write(text.encode())
 
 
@@ -502,7 +511,7 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
     except ValueError as exc:
         raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
                         f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
-    out.write(jsonview.encode(doc, read_key(key_file)))
+    out.write(jsonview.encode(doc, read_key(key_file, (json_file,))))
 
 
 @main.command()
@@ -526,7 +535,7 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
     except VmbtoolError as exc:
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
     out = output_to(output)
-    result = upgrade_blob(blob, checking_key(key_file, allow_unsigned), target, allow_loss)
+    result = upgrade_blob(blob, checking_key(key_file, allow_unsigned, (blob,)), target, allow_loss)
     out.write(result.data)
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: "

@@ -14,7 +14,8 @@ from typing import IO
 import google_crc32c
 import zstandard
 
-from vmbtool.errors import BlobError
+from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.inputs import CHANGED
 from vmbtool.status import NtStatus
 
 SEAL = struct.Struct("<II4sI")
@@ -63,25 +64,34 @@ def frame_walk(start: int, end: int) -> Generator[Need, bytes, int]:
 
 
 def blocks(f: IO[bytes], start: int, end: int) -> Iterator[bytes]:
-    """The bytes [start, end) of a seekable file, in 1 MiB blocks."""
+    """The bytes [start, end) of a seekable file, in 1 MiB blocks. The file's size was
+    taken when it was opened: one that ends before `end` now has changed since."""
     f.seek(start)
     left = end - start
     while left > 0:
         block = f.read(min(left, 1 << 20))
         if not block:
-            return
+            raise BlobError(f"file (offset {end - left})", CHANGED)
         yield block
         left -= len(block)
+
+
+def read_at(f: IO[bytes], pos: int, n: int, what: str) -> bytes:
+    """`n` bytes at `pos` of a file whose size said they are there (or CHANGED)."""
+    f.seek(pos)
+    data = f.read(n)
+    if len(data) != n:
+        raise BlobError(f"{what} (offset {pos + len(data)})", CHANGED)
+    return data
 
 
 def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
     """`frame_walk`, reading the few bytes it needs from `f`."""
     walk = frame_walk(start, end)
     try:
-        pos, n, _what = next(walk)
+        pos, n, what = next(walk)
         while True:
-            f.seek(pos)
-            pos, n, _what = walk.send(f.read(n))
+            pos, n, what = walk.send(read_at(f, pos, n, f"body.{what}"))
     except StopIteration as done:
         return done.value
 
@@ -91,8 +101,7 @@ def read_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
     if seal_at < start or seal_at + SEAL.size > end:
         raise BlobError(f"body.seal (offset {max(seal_at, start)})",
                         "truncated: no seal frame after the zstd frame")
-    f.seek(seal_at)
-    magic, size, tag, stored = SEAL.unpack(f.read(SEAL.size))
+    magic, size, tag, stored = SEAL.unpack(read_at(f, seal_at, SEAL.size, "body.seal"))
     if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
         raise BlobError(f"body.seal (offset {seal_at})",
                         "truncated or damaged: no seal frame after the zstd frame")
@@ -118,8 +127,7 @@ def skip_frames(f: IO[bytes], pos: int, end: int) -> None:
     while pos < end:
         if end - pos < 8:
             raise BlobError(f"body (offset {pos})", "truncated frame after the body")
-        f.seek(pos)
-        magic, size = struct.unpack("<II", f.read(8))
+        magic, size = struct.unpack("<II", read_at(f, pos, 8, "body"))
         if magic & 0xFFFFFFF0 != 0x184D2A50 or pos + 8 + size > end:
             raise BlobError(f"body (offset {pos})",
                             "after the body's zstd frame only skippable frames may follow")
@@ -189,7 +197,7 @@ class SealScan:
         try:
             while self.read(1 << 20):
                 pass
-        except (OSError, ValueError):
+        except (OSError, ValueError, VmbtoolError):  # VmbtoolError: a file that changed
             return
         self.drained = self.pos == self.seal_at
 

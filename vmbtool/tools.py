@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +15,9 @@ from vmbtool.blob import (
     HEADER_PREFIX_SIZE,
     open_source,
 )
-from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.errors import BlobError, InputError, VmbtoolError
 from vmbtool.formats.header import MAGIC
+from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
 from vmbtool.status import NtStatus
@@ -24,24 +25,20 @@ from vmbtool.text import escape, plural
 from vmbtool.workers import WorkerDied, fd_job_limit, map_in_workers, usable_cores
 
 
-def read_key(path: str | None) -> bytes | None:
-    """The HMAC key: the file's bytes (never printed). None when no file is named."""
+def read_key(path: str | None, blob_sources: Iterable[str] = ()) -> bytes | None:
+    """The HMAC key: the file's bytes (never printed), at most 64 KiB; `-` reads it from
+    stdin, which then cannot be one of the command's `blob_sources` too. None when no
+    file is named. A key file that cannot be read is a usage mistake (exit 2)."""
     if not path:
         return None
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-    except OSError as exc:
-        raise VmbtoolError("cannot read key file", path, exc.strerror or str(exc),
-                           NtStatus.INVALID_PARAMETER) from None
-    if not key:
-        raise VmbtoolError("bad key file", path, "the key file is empty",
-                           NtStatus.INVALID_PARAMETER)
-    return key
+    return read_key_file(path, blob_sources)
 
 
 def header_info(source: str) -> dict[str, Any] | None:
-    """What any version can say about a blob: magic, version, header size."""
+    """What any version can say about a blob: magic, version, header size. None for a
+    stream (stdin, a pipe): it can be read once only, by the reader itself."""
+    if names_a_stream(source):
+        return None
     f, _size = open_source(source)
     try:
         prefix = f.read(HEADER_PREFIX_SIZE)
@@ -82,10 +79,15 @@ class Verdict:
     channels: int = 0
     packets: int = 0
     unlisted: int = 0  # problems beyond those listed (invariants.MAX_PROBLEMS a channel)
+    unreadable: bool = False  # not read at all (missing, no permission, an I/O error)
 
     def line(self) -> str:
         """One line whatever the path or the problem holds: they are escaped."""
         path = escape(self.path)
+        if self.unreadable:
+            where, why = self.problems[0]
+            at = "" if where == self.path else f" at {escape(where)}"
+            return f"{path}: UNREADABLE{at}: {escape(why)}"
         if self.valid:
             return (f"{path}: valid (format {escape(self.version)}, "
                     f"{plural(self.channels, 'channel')}, {plural(self.packets, 'packet')})")
@@ -97,7 +99,7 @@ class Verdict:
     def as_json(self) -> dict:
         return {"path": self.path, "valid": self.valid, "format": self.version or None,
                 "channels": self.channels, "packets": self.packets,
-                "unlisted_problems": self.unlisted,
+                "unlisted_problems": self.unlisted, "unreadable": self.unreadable,
                 "problems": [{"where": w, "why": y} for w, y in self.problems]}
 
 
@@ -122,19 +124,21 @@ def validate_file(path: str, key: bytes | None = None) -> Verdict:
                     restore_stream(source, key, found.scenario)
                 except VmbtoolError as exc:
                     problems.append((exc.where, exc.why))
+    except InputError as exc:
+        return Verdict(path, False, [(exc.where, exc.why)], unreadable=True)
     except VmbtoolError as exc:
         return Verdict(path, False, [(exc.where, exc.why)])
     return Verdict(path, not problems, problems, found.version, found.channels,
                    found.packets, problems.dropped)
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Directories stand for the blobs (*.vmb) inside them."""
+def expand_paths(paths: list[str], notice: Callable[[str], None] | None = None) -> list[str]:
+    """Directories stand for the blobs (regular *.vmb files) inside them; `notice` hears
+    of the entries skipped (`inputs.blobs_in`)."""
     out = []
     for path in paths:
         if path != "-" and os.path.isdir(path):
-            out.extend(sorted(os.path.join(path, n) for n in os.listdir(path)
-                              if n.endswith(".vmb")))
+            out.extend(blobs_in(path, notice))
         else:
             out.append(path)
     return out
