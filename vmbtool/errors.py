@@ -53,3 +53,11 @@ class OutputError(VmbtoolError):
     """An output that cannot be written (exit 2); what was there before is intact."""
 
     exit_code = EXIT_TROUBLE
+
+
+class JsonError(VmbtoolError):
+    """A JSON document that does not describe a blob (`encode`): the path of the first
+    value that is wrong, what it should be and what it is (exit 1, as a bad blob)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__("bad JSON", where, why, NtStatus.INVALID_PARAMETER)
