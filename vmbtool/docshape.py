@@ -53,8 +53,9 @@ def show(value: Any) -> str:
         if value.bit_length() > SHOWN_DIGITS * 3.33:  # (str() of a huge int is refused)
             return f"a number of about {int(value.bit_length() / 3.32)} digits"
         return str(value)
-    if isinstance(value, str):
-        text = json.dumps(value[:SHOWN_CHARS])
+    if isinstance(value, str):  # quoted as JSON, anything unprintable escaped
+        text = "".join(c if c.isprintable() else json.dumps(c)[1:-1]
+                       for c in json.dumps(value[:SHOWN_CHARS], ensure_ascii=False))
         return text + ("…" if len(value) > SHOWN_CHARS else "")
     if isinstance(value, list):
         return f"a list of {len(value)}"
