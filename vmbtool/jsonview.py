@@ -13,7 +13,7 @@ from typing import Any
 
 from construct import Container, ListContainer
 
-from vmbtool import codec, docshape
+from vmbtool import codec, docshape, jsonread
 from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
 from vmbtool.errors import BlobError, InputError, JsonError
@@ -208,7 +208,7 @@ def read_document(source: str) -> Any:
                 text = f.read()
     except OSError as exc:
         raise InputError("cannot read JSON", source, exc.strerror or "unreadable") from None
-    return docshape.parse_json(text, "stdin" if source == "-" else source)
+    return jsonread.parse_json(text, "stdin" if source == "-" else source)
 
 
 class Fields:

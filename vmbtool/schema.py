@@ -50,7 +50,7 @@ from typing import Any
 import construct
 
 import vmbtool.formats
-from vmbtool import docshape
+from vmbtool import jsonread
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats.common import GuidAdapter, Since, StrictEnum, StrictFlagAdapter, StrictPrefixed
 
@@ -399,11 +399,11 @@ def load(spec: str) -> dict:
         doc = json.loads(text)
     except RecursionError:
         raise VmbtoolError("bad schema", where, "arrays or objects nested more than about "
-                           f"{docshape.JSON_READER_DEPTH:,} deep") from None
+                           f"{jsonread.JSON_READER_DEPTH:,} deep") from None
     except ValueError as exc:
         raise VmbtoolError("bad schema", f"{where} (line {getattr(exc, 'lineno', '?')})",
                            f"not JSON: {getattr(exc, 'msg', 'a number too long')}") from None
-    deep = docshape.too_deep(doc, MAX_DEPTH)
+    deep = jsonread.too_deep(doc, MAX_DEPTH)
     if deep is not None:  # compat walks descriptions recursively: refused before it does
         raise VmbtoolError("bad schema", f"{where} ({deep})",
                            f"nested more than {MAX_DEPTH} deep (a description nests about "
