@@ -102,9 +102,13 @@ def compare(old: dict, new: dict, reverse: bool = False) -> Report:
     comparer = _Comparer(old, new, reverse)
     try:
         comparer.run()
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+    except KeyError as exc:
         raise VmbtoolError("bad schema", comparer.cursor or "description",
-                           f"malformed description ({type(exc).__name__}: {exc})") from None
+                           f"malformed description (no {str(exc.args[0])[:40]!r} where one "
+                           "belongs)") from None
+    except (TypeError, AttributeError, ValueError, IndexError):
+        raise VmbtoolError("bad schema", comparer.cursor or "description",
+                           "malformed description (a value of the wrong type)") from None
     return comparer.report
 
 

@@ -86,8 +86,7 @@ class Integer(Shape):
         self.expected = self.expected or f"an integer {span(self.low, self.high)}"
 
     def check(self, value: Any, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or \
-                not self.low <= value <= self.high:
+        if type(value) is not int or not self.low <= value <= self.high:  # (bool is not)
             raise bad(path, self.expected, value)
 
 
@@ -236,22 +235,19 @@ class Object(Shape):
     def check(self, value: Any, path: str) -> None:
         if not isinstance(value, dict):
             raise bad(path, self.expected, value)
-        for key in value:
-            if key not in self.fields:
-                raise JsonError(join(path, key), "unknown key (this object takes "
-                                + ", ".join(self.fields) + ")")
+        prefix = "" if path == "$" else f"{path}."
+        if not self.fields.keys() >= value.keys():
+            key = next(k for k in value if k not in self.fields)
+            raise JsonError(prefix + key, "unknown key (this object takes "
+                            + ", ".join(self.fields) + ")")
         for name, shape in self.fields.items():
             if name not in value:
                 if name in self.optional:
                     continue
-                raise JsonError(join(path, name), f"missing: expected {shape.expected}")
+                raise JsonError(prefix + name, f"missing: expected {shape.expected}")
             if isinstance(shape, Tagged):  # the tag was checked before: it comes first
                 shape = shape.cases[value[shape.tag]]
-            shape.check(value[name], join(path, name))
-
-
-def join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path != "$" else key
+            shape.check(value[name], prefix + name)
 
 
 def integer_of(con: FormatField) -> Integer:
