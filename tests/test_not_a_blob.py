@@ -74,6 +74,10 @@ CASES: dict[str, tuple[bytes, str]] = {
     "magic cut short": (b"VMBSA", "truncated: the file ends after 5 bytes of a blob's magic"),
     "magic and little else": (b"VMBSAVE\x00\x01", "truncated: file is 9 bytes"),
     "empty": (b"", "empty file"),
+    "magic with a bit flipped": (b"VMBSAVF\x00" + BLOB_BYTES[8:],
+                                 "a damaged blob, or not a blob: its first bytes (56 4d 42 53 "
+                                 "41 56 46 00 …) are nearly a blob's magic (56 4d 42 53 41 56 "
+                                 "45 00)"),
 }
 
 

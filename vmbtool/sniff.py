@@ -45,6 +45,11 @@ def describe(head: bytes) -> str:
         return "empty file"
     if MAGIC.startswith(head):
         return f"truncated: the file ends after {len(head)} bytes of a blob's magic"
+    if len(head) >= len(MAGIC) and \
+            sum(a != b for a, b in zip(head[:len(MAGIC)], MAGIC, strict=True)) <= 2:
+        return (f"a damaged blob, or not a blob: its first bytes "
+                f"({first_bytes(head)}) are nearly a blob's magic "
+                f"({MAGIC.hex(' ')})")
     if ZSTD_SKIPPABLE.match(head):
         return "not a blob but " + SIGNATURES[0][1]
     for signature, what in SIGNATURES:
