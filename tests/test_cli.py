@@ -158,7 +158,6 @@ def test_unknown_command_is_a_usage_error():
     assert "No such command" in fails("frobnicate", code=2)
 
 
-@pytest.mark.library_wording_ok("--debug asks for the traceback")
 def test_debug_adds_a_traceback(tmp_path):
     result = cli("--debug", "inspect", tmp_path / "missing.vmb")
     assert result.exit_code == 1

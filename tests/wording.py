@@ -3,8 +3,10 @@ text of a library (construct, struct, Python's bytes repr, a traceback).
 
 What is recorded, for each test in turn: every `VmbtoolError` constructed in this
 process (shown or not: a message that exists can reach a user), what `CliRunner` results
-print to stderr, an exception a `CliRunner` run let escape (a traceback in real life),
-and the captured stderr of `subprocess.run`. conftest.py installs the recorders once and
+print to stderr and validate's `INVALID at` verdict lines on their stdout, an exception a
+`CliRunner` run let escape (a traceback in real life), and the captured stderr of every
+subprocess (`Popen.communicate`, which `subprocess.run` uses too). A run given `--debug`
+asked for a traceback and is not held to it. conftest.py installs the recorders once and
 fails the test that provoked such a message at its teardown, so the culprit is named.
 """
 
@@ -59,7 +61,11 @@ def install() -> None:
 
     def recording_invoke(self: click.testing.CliRunner, *args: Any, **kwargs: Any) -> Any:
         result = original_invoke(self, *args, **kwargs)
+        if asks_for_traceback(args[1] if len(args) > 1 else kwargs.get("args")):
+            return result
         record(result.stderr_bytes)
+        # validate's verdicts (made in worker processes too) are on stdout
+        record("\n".join(line for line in result.stdout.splitlines() if " INVALID at " in line))
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             record(f"Traceback (a CliRunner run let it escape): "
                    f"{type(result.exception).__name__}: {result.exception}")
@@ -67,14 +73,23 @@ def install() -> None:
 
     click.testing.CliRunner.invoke = recording_invoke  # type: ignore[method-assign]
 
-    original_run = subprocess.run
+    original_communicate = subprocess.Popen.communicate
 
-    def recording_run(*args: Any, **kwargs: Any) -> Any:
-        result = original_run(*args, **kwargs)
-        record(result.stderr)
-        return result
+    def recording_communicate(self: subprocess.Popen, *args: Any, **kwargs: Any) -> Any:
+        stdout, stderr = original_communicate(self, *args, **kwargs)
+        if not asks_for_traceback(self.args):
+            record(stderr)
+        return stdout, stderr
 
-    subprocess.run = recording_run
+    # (subprocess.run and check_output communicate too)
+    subprocess.Popen.communicate = recording_communicate  # type: ignore[method-assign]
+
+
+def asks_for_traceback(args: Any) -> bool:
+    """`--debug` asks for the traceback: a run with it may show one."""
+    if isinstance(args, (str, bytes)):
+        args = args.split()
+    return any(str(a) == "--debug" for a in args or ())
 
 
 def register_marker(config: Any) -> None:
