@@ -69,8 +69,3 @@ def test_diff_names_the_side_it_cannot_read(tmp_path, case, as_json):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: {label}{rest.format(path=path)}"), lines[0]
 
-
-def test_readable_blobs_still_answer_yes_or_no(tmp_path):
-    assert cli("diff", GOOD, GOOD).exit_code == 0
-    other = ROOT / "fixtures" / "v1.1" / "network.vmb"
-    assert cli("diff", GOOD, other).exit_code == 1
