@@ -577,10 +577,11 @@ def test_damaged_blob_is_an_invalid_verdict(damaged, case):  # missing: test_inp
 
 
 def test_diff_with_a_damaged_blob(blobs, damaged):
-    line = fails("diff", blobs["storage"], damaged["flipped"])
-    assert line.startswith("Error: bad blob at body")
+    # diff cannot answer: trouble (2), not "different" (1); the error names the side
+    line = fails("diff", blobs["storage"], damaged["flipped"], code=2)
+    assert line.startswith(f"Error: bad blob B ({damaged['flipped']}) at body")
     line = fails("diff", damaged["missing"], blobs["storage"], code=2)
-    assert line == f"Error: cannot read blob at {damaged['missing']}: No such file or directory"
+    assert line == f"Error: cannot read blob A at {damaged['missing']}: No such file or directory"
 
 
 # -- keys ----------------------------------------------------------------------------
@@ -773,7 +774,7 @@ def test_diff_ignore_unrelated_path_still_differs(blobs, edited):
 def test_diff_signed(blobs):
     result = ok("diff", blobs["signed"], blobs["signed"], "--key-file", blobs["key"])
     assert_key_hidden(result)
-    assert "signature" in fails("diff", blobs["signed"], blobs["storage"])
+    assert "signature" in fails("diff", blobs["signed"], blobs["storage"], code=2)
 
 
 # -- validate --------------------------------------------------------------------------
@@ -1008,15 +1009,15 @@ def test_encode_invalid_json(tmp_path):
     src.write_text("{not json")
     out = tmp_path / "x.vmb"
     line = fails("encode", src, "-o", out)
-    assert line.startswith(f"Error: bad blob at {src} (line 1): not JSON: ")
+    assert line.startswith(f"Error: bad JSON at {src} (line 1, column 2): not JSON: ")
     assert not out.exists()
     assert "not JSON" in fails("encode", "-", "-o", out, input="[1, 2")
 
 
 def test_encode_missing_file(tmp_path):
     src = tmp_path / "none.json"
-    assert fails("encode", src, "-o", tmp_path / "x.vmb") == \
-        f"Error: bad blob at {src}: No such file or directory"
+    assert fails("encode", src, "-o", tmp_path / "x.vmb", code=2) == \
+        f"Error: cannot read JSON at {src}: No such file or directory"
 
 
 def _drop(path: str):
@@ -1041,15 +1042,15 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("edit, where", [
     (lambda doc: [1, 2], "$"),
-    (_drop("header"), "$"),
-    (_drop("channels"), "$"),
+    (_drop("header"), "header: missing"),
+    (_drop("channels"), "channels: missing"),
     (_set("channels.0.packets.0.payload", "zz"), "channels[0].packets[0].payload"),
-    (_set("channels.0.state", "weird"), "channels[0]"),
+    (_set("channels.0.state", "weird"), "channels[0].state"),
     (_set("header.compression", "lz4"), "header.compression"),
     (_set("scenario.seed", "x"), "scenario.seed"),
     (_drop("header.level"), "header.level"),
     (_drop("format.major"), "format.major"),
-    (_set("extra_chunks", [{"after_chunk": 0}]), "extra_chunks"),
+    (_set("extra_chunks", [{"after_chunk": 0}]), "extra_chunks[0].type: missing"),
 ], ids=["not-an-object", "no-header", "no-channels", "bad-hex", "bad-state",
         "bad-compression", "bad-seed", "no-header-level", "no-format-major",
         "extra-chunk-without-type"])
@@ -1060,7 +1061,7 @@ def test_encode_bad_document_is_one_error_line(blobs, tmp_path, edit, where):
     src.write_text(json.dumps(doc))
     out = tmp_path / "x.vmb"
     line = fails("encode", src, "-o", out)
-    assert line.startswith(f"Error: bad blob at {where}"), line
+    assert line.startswith(f"Error: bad JSON at {where}"), line
     assert not out.exists()
 
 

@@ -423,6 +423,7 @@ def test_cli_malformed_description_is_one_error_line(tmp_path):
     path.write_text(to_json(damaged))
     line = error_line(cli("compat", path, "1.0"))
     assert line.startswith("Error: bad schema at chunks.ring: malformed description")
+    assert "KeyError" not in line and "'structure'" in line  # Python's names are not shown
     dangling = copy.deepcopy(FROZEN)
     del dangling["structures"]["Gpadl"]
     path.write_text(to_json(dangling))

@@ -71,7 +71,8 @@ def test_the_key_from_stdin(command, tmp_path):
     assert from_stdin.exit_code == from_file.exit_code == 0, from_stdin.stderr
     assert from_stdin.stdout == from_file.stdout
     result = cli(*args_for(command, SIGNED, out), "--key-file", "-", input=b"not the key")
-    assert result.exit_code == 1  # the key is used
+    assert result.exit_code == (2 if command == "diff" else 1)  # the key is used (diff
+    # cannot answer for a blob it cannot read: trouble)
     assert "HMAC does not match" in result.stdout + result.stderr
 
 

@@ -138,7 +138,8 @@ def test_a_zero_device_is_refused_at_its_header(tmp_path):
     p = run("inspect", zero)
     assert one_error(p.returncode, 1, p.stderr).startswith("Error: bad blob at header")
     p = run("diff", STORAGE, zero)
-    assert one_error(p.returncode, 1, p.stderr).startswith("Error: bad blob at header")
+    assert one_error(p.returncode, 2, p.stderr).startswith(f"Error: bad blob B ({zero}) at "
+                                                           "header")
 
 
 def test_a_proc_file_is_read_as_a_stream():

@@ -40,7 +40,8 @@ def test_an_unreadable_input_is_trouble(command, tmp_path):
         result = cli(*[a.format(path, out=out) for a in READERS[command]])
         no_crash(result)
         line = one_error(result.exit_code, 2, result.stderr)
-        assert line == f"Error: cannot read blob at {path}: {why}", (name, line)
+        side = {"diff (A)": " A", "diff (B)": " B"}.get(command, "")  # diff names the side
+        assert line == f"Error: cannot read blob{side} at {path}: {why}", (name, line)
         assert result.stdout == ""
         assert not out.exists()
 

@@ -31,7 +31,7 @@ import google_crc32c
 import zstandard
 from construct import Container, Struct
 
-from vmbtool import __version__, codec, fastpath, inputs, lean
+from vmbtool import __version__, codec, fastpath, inputs, lean, sniff
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
@@ -225,6 +225,11 @@ def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tupl
         raise BlobError("header (offset 0)", "empty file")
     if len(prefix_bytes) < min(size, HEADER_PREFIX_SIZE):  # `size` when it was opened
         raise BlobError(f"header (offset {len(prefix_bytes)})", inputs.CHANGED)
+    if not prefix_bytes.startswith(MAGIC):  # the wrong file, most likely: say what it is
+        head = prefix_bytes + f.read(sniff.SNIFF_SIZE - len(prefix_bytes))
+        raise BlobError("header.magic (offset 0)", sniff.describe(head))
+    if len(prefix_bytes) < HEADER_PREFIX_SIZE:
+        raise BlobError("header (offset 0)", f"truncated: file is {len(prefix_bytes)} bytes")
     prefix = codec.parse(HeaderPrefix, prefix_bytes, "header", 0, exact=False)
     if prefix.format_major != FORMAT_MAJOR:
         raise BlobError("header.format_major (offset 8)",
@@ -666,7 +671,6 @@ class BlobReader:
         self.end: Any = None
         self.tally = BlobTally()
         self.skipped_chunks = self.skipped_bytes = 0
-        self.packet_keys: set[int] = set()  # transaction id << 1 | is a queued completion
         # set by a streamed restore's second pass: each chunk of channel i is handed to
         # feed(i, raw) as it comes, neither parsed nor kept (its first pass checked them)
         self.feed: Callable[[int, RawChunk], None] | None = None
@@ -844,7 +848,6 @@ class BlobReader:
                 raise BlobError("header.channel_count",
                                 f"says {self.header.channel_count}, but channels[{index}] "
                                 f"follows at chunk@{raw.offset}")
-            self.packet_keys = set()
             if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{REGISTRY[raw.type].name} chunk outside a channel")
@@ -867,10 +870,8 @@ class BlobReader:
                 stage_chunk(staging, raw, where, lean_value(raw, where))
             else:
                 stage_chunk(staging, raw, where)
-            if raw.type == ChunkType.PACKET:
-                self.check_new_packet(staging, index)
-                if self.on_packet is not None:
-                    self.on_packet(index, staging.last_record)
+            if raw.type == ChunkType.PACKET and self.on_packet is not None:
+                self.on_packet(index, staging.last_record)
         except BlobError as exc:
             if exc.status == NtStatus.REVISION_MISMATCH:
                 raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
@@ -934,20 +935,6 @@ class BlobReader:
                             f"{MAX_SKIPPED_BYTES} bytes of them", NtStatus.INVALID_BUFFER_SIZE)
         if self.keep_chunks:
             self.extra.append((self.tally.chunks - 1, raw))
-
-    def check_new_packet(self, staging: RestoreStaging, index: int) -> None:
-        """A repeated packet is refused as it comes, not after an endless channel."""
-        check, packet = staging.check, staging.last_record.lib_buf
-        if check is not None:  # a lean read: the channel's check keeps the keys
-            repeated = check.duplicates > 0
-        else:
-            key = packet["transaction_id"] << 1 | (str(packet["type"]) == "completion")
-            repeated = key in self.packet_keys
-            self.packet_keys.add(key)
-        if repeated:
-            completion = str(packet["type"]) == "completion"
-            raise BlobError(f"channels[{index}].packets[{'completion' if completion else 'txid'}"
-                            f"={packet['transaction_id']}]", "duplicate transaction id")
 
     def add_annex(self, raw: RawChunk) -> None:
         """A 1.1 chunk beside the channels: the note, or the last channel's statistics."""

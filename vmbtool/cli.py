@@ -341,16 +341,18 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
               help="Field path (or glob) to ignore; header.created_ns always is.")
 @key_option
 def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str | None) -> None:
-    """Semantic diff by field path; exit 0 when equal, 1 when they differ."""
-    from vmbtool.diff import DEFAULT_IGNORES
+    """Semantic diff by field path; exit 0 when equal, 1 when they differ, 2 when A or
+    B cannot be read or is not a valid blob."""
+    from vmbtool.diff import DEFAULT_IGNORES, read_side
     from vmbtool.diff import diff as semantic_diff
     from vmbtool.inputs import stdin_once
     from vmbtool.text import escape, plural
 
     stdin_once((a, b))
     key = view_key(key_file, (a, b))
-    changes = semantic_diff(load_doc(a, key, True), load_doc(b, key, True),
-                            DEFAULT_IGNORES + tuple(ignore))
+    doc_a, doc_b = (read_side(side, path, lambda p: load_doc(p, key, True))
+                    for side, path in (("A", a), ("B", b)))
+    changes = semantic_diff(doc_a, doc_b, DEFAULT_IGNORES + tuple(ignore))
     if as_json:
         emit_json({"equal": not changes, "changes": [
             {"path": c.path, "old": None if c.old is not None and str(c.old) == "(absent)"
@@ -491,26 +493,11 @@ def decode(blob: str, output: str, key_file: str | None) -> None:
 @key_option
 def encode(json_file: str, output: str, key_file: str | None) -> None:
     """A blob from decode's JSON (byte-identical to the decoded blob)."""
-    import json
-
     from vmbtool import jsonview
-    from vmbtool.errors import BlobError
-    from vmbtool.status import NtStatus
     from vmbtool.tools import read_key
 
     out = output_to(output)
-    try:
-        if json_file == "-":
-            doc = json.load(sys.stdin)
-        else:
-            with open(json_file, encoding="utf-8") as f:
-                doc = json.load(f)
-    except OSError as exc:
-        raise BlobError(json_file, exc.strerror or str(exc), NtStatus.INVALID_PARAMETER) \
-            from None
-    except ValueError as exc:
-        raise BlobError(f"{json_file} (line {getattr(exc, 'lineno', '?')})",
-                        f"not JSON: {exc}", NtStatus.INVALID_PARAMETER) from None
+    doc = jsonview.read_document(json_file)
     out.write(jsonview.encode(doc, read_key(key_file, (json_file,))))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from construct import Construct, ConstructError, StreamError
 
-from vmbtool import fastpath
+from vmbtool import fastpath, plainwords
 from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
 
@@ -64,11 +64,26 @@ def field_path(exc: ConstructError, base: str) -> str:
 
 
 def reason(exc: ConstructError) -> str:
+    """What went wrong, in plain words (`plainwords`), without construct's path."""
     text = str(exc).splitlines()
-    detail = text[-1] if text else type(exc).__name__
-    if isinstance(exc, StreamError):
+    detail = plainwords.plain(text[-1]) if text else "malformed"
+    if isinstance(exc, StreamError) and not detail.startswith("truncated"):
         return f"truncated: {detail}"
     return detail
+
+
+def build_reason(exc: Exception) -> str:
+    """Why a value could not be built: construct's own errors, and the Python errors a
+    grammar's adapters raise on a value of the wrong type (uuid, int(), a missing key)."""
+    if isinstance(exc, ConstructError):
+        return reason(exc)
+    if isinstance(exc, KeyError):
+        return f"missing field {plainwords.value(str(exc))}"
+    if isinstance(exc, OverflowError):
+        return "a number too large for its field"
+    if "UUID" in str(exc):
+        return "not a GUID (expected like 12345678-9abc-def0-1234-56789abcdef0)"
+    return "a value of the wrong type for its field"
 
 
 def too_many_elements(where: str, offset: int) -> BlobError:
@@ -129,6 +144,6 @@ def build(grammar: Construct, obj: Any, where: str) -> bytes:
     try:
         return grammar.build(obj)
     except (ConstructError, ValueError, TypeError, KeyError, OverflowError) as exc:
-        why = reason(exc) if isinstance(exc, ConstructError) else str(exc)
         path = field_path(exc, where) if isinstance(exc, ConstructError) else where
-        raise BlobError(path, f"cannot encode: {why}", NtStatus.INVALID_PARAMETER) from None
+        raise BlobError(path, f"cannot encode: {build_reason(exc)}",
+                        NtStatus.INVALID_PARAMETER) from None

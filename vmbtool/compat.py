@@ -102,10 +102,13 @@ def compare(old: dict, new: dict, reverse: bool = False) -> Report:
     comparer = _Comparer(old, new, reverse)
     try:
         comparer.run()
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+    except KeyError as exc:
         raise InputError("bad schema", comparer.cursor or "description",
-                         "malformed description: a field is missing or of the wrong "
-                         "type") from None
+                         f"malformed description (no {str(exc.args[0])[:40]!r} where one "
+                         "belongs)") from None
+    except (TypeError, AttributeError, ValueError, IndexError):
+        raise InputError("bad schema", comparer.cursor or "description",
+                         "malformed description (a value of the wrong type)") from None
     return comparer.report
 
 

@@ -8,10 +8,24 @@ packets by arrival number, channels by index.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vmbtool.errors import InputError, VmbtoolError
+
 DEFAULT_IGNORES = ("header.created_ns",)
+
+
+def read_side(side: str, source: str, read: Callable[[str], Any]) -> Any:
+    """One of diff's two inputs, read by `read`. One that cannot be read, or is not a
+    valid blob, leaves diff without an answer (exit 2, not "different"); the error names
+    the side and its path, which a message about the blob's insides does not."""
+    try:
+        return read(source)
+    except VmbtoolError as exc:
+        named = side if exc.where.startswith(source) else f"{side} ({source})"
+        raise InputError(f"{exc.what} {named}", exc.where, exc.why, exc.status) from None
 
 
 @dataclass(frozen=True)

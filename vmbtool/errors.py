@@ -58,3 +58,11 @@ class OutputError(VmbtoolError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is, so that
     every cleanup on the way runs (the CLI exits 143)."""
+
+
+class JsonError(VmbtoolError):
+    """A JSON document that does not describe a blob (`encode`): the path of the first
+    value that is wrong, what it should be and what it is (exit 1, as a bad blob)."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__("bad JSON", where, why, NtStatus.INVALID_PARAMETER)

@@ -261,7 +261,7 @@ def check_guest(guest, where: str) -> Problems:
         completion = str(p.type) == "completion"
         pw = f"{where}.packets[{'completion' if completion else 'txid'}={p.transaction_id}]"
         if p.transaction_id << 1 | completion in seen:
-            problems.append((pw, "duplicate transaction id"))
+            problems.append((pw, f"duplicate transaction id {p.transaction_id}"))
         seen.add(p.transaction_id << 1 | completion)
         check_external_shape(p.external, pw, str(p.type), problems)
     numbers: set[int] = set()
@@ -374,7 +374,7 @@ class ChannelCheck:
         key = txid << 1 | completion
         if key in self.seen:
             self.duplicates += 1
-            problems.append((pw, "duplicate transaction id"))
+            problems.append((pw, f"duplicate transaction id {txid}"))
         self.seen.add(key)
         if not completion and not 0 < txid < ctx.next_transaction_id:
             problems.append((pw, f"transaction id not below next_transaction_id "

@@ -13,10 +13,10 @@ from typing import Any
 
 from construct import Container, ListContainer
 
-from vmbtool import codec
+from vmbtool import codec, docshape, jsonread
 from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
-from vmbtool.errors import BlobError
+from vmbtool.errors import BlobError, InputError, JsonError
 from vmbtool.formats.header import FileHeader
 from vmbtool.sim.config import ClientState, ServerState
 from vmbtool.state import SavedChannel
@@ -63,8 +63,9 @@ def state_value(role: str, name: Any, where: str) -> int:
     try:
         return enum[str(name).upper()].value
     except KeyError:
-        raise BlobError(where, f"unknown {role} state {name!r}", NtStatus.INVALID_PARAMETER) \
-            from None
+        names = ", ".join(s.name.lower() for s in enum)
+        raise JsonError(where, f"expected a {role} state ({names}) or a number, got "
+                        f"{docshape.show(name)}") from None
 
 
 def context_json(ctx: Container) -> dict:
@@ -81,7 +82,8 @@ def context_json(ctx: Container) -> dict:
 
 def context_build(ch: dict, where: str) -> dict:
     try:
-        return {"role": ch["role"], "state": state_value(ch["role"], ch["state"], where),
+        return {"role": ch["role"],
+                "state": state_value(ch["role"], ch["state"], f"{where}.state"),
                 **ch["offer"], **ch["config"], **{name: ch[name] for name in COUNTERS}}
     except (KeyError, TypeError) as exc:
         raise BlobError(where, f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
@@ -182,14 +184,31 @@ def scenario_json(s: Any) -> dict | None:
 
 
 def encode(doc: dict, key: bytes | None = None) -> bytes:
-    """Bytes of the blob a decoded JSON document describes."""
+    """Bytes of the blob a decoded JSON document describes. Its shape is checked first
+    (`docshape`): every error names the JSON path of the value at fault."""
+    docshape.check_document(doc)
+    if doc["header"].get("signed") and key is None:
+        raise BlobError("header.signed", "the blob was signed: give the key to re-sign it",
+                        NtStatus.INVALID_PARAMETER)
     try:
         return _encode(doc, key)
-    except KeyError as exc:
-        raise BlobError("$", f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise BlobError("$", f"malformed document: {exc}", NtStatus.INVALID_PARAMETER) \
-            from None
+    except BlobError as exc:  # a value of the right shape that its structure refuses
+        raise JsonError(exc.where, exc.why.removeprefix("cannot encode: ")) from None
+
+
+def read_document(source: str) -> Any:
+    """The JSON document in file `source` (`-`: stdin) for `encode`."""
+    import sys
+
+    try:
+        if source == "-":
+            text = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                text = f.read()
+    except OSError as exc:
+        raise InputError("cannot read JSON", source, exc.strerror or "unreadable") from None
+    return jsonread.parse_json(text, "stdin" if source == "-" else source)
 
 
 class Fields:
@@ -211,17 +230,8 @@ class Fields:
 
 
 def _encode(doc: dict, key: bytes | None) -> bytes:
-    if not isinstance(doc, dict):
-        raise BlobError("$", "a blob document must be a JSON object", NtStatus.INVALID_PARAMETER)
-    try:
-        header, channels = doc["header"], doc["channels"]
-        fmt = Fields(doc["format"], "format")
-        header = Fields(header, "header")
-    except KeyError as exc:
-        raise BlobError("$", f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
-    if header.get("signed") and key is None:
-        raise BlobError("header.signed", "the blob was signed: give the key to re-sign it",
-                        NtStatus.INVALID_PARAMETER)
+    channels = doc["channels"]
+    fmt, header = Fields(doc["format"], "format"), Fields(doc["header"], "header")
     flags = header.get("flags", 0)
     head = codec.build(FileHeader, {
         "format_major": fmt["major"], "format_minor": fmt["minor"],
@@ -275,10 +285,30 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
                             incoming_build(e, f"scenario.guests[{i}].pending_incoming")
                             for e in g.get("pending_incoming", [])]}}
                        for i, g in enumerate(s.get("guests", []))]}, "scenario"))
-    extras = [Fields(e, f"extra_chunks[{i}]") for i, e in enumerate(doc.get("extra_chunks", []))]
-    for extra in sorted(extras, key=lambda e: -e["after_chunk"]):
-        chunks.insert(extra["after_chunk"], frame_bytes(
-            extra["type"], unhex(extra["data"], "extra_chunks.data"), extra["flags"]))
+    chunks = with_extra_chunks(chunks, doc.get("extra_chunks", []))
     level = None if header["compression"] == "none" else header["level"]
     return seal_body(head, chunks, level, key if header.get("signed") else None,
                      end_counts=doc.get("end"))
+
+
+def with_extra_chunks(chunks: list[bytes], extras: list[dict]) -> list[bytes]:
+    """The chunks with each extra chunk at its `after_chunk` index of the result, as
+    decode numbers them (several at one index follow in the document's order). One
+    merge: linear in both lists."""
+    order = sorted(range(len(extras)), key=lambda i: extras[i]["after_chunk"])
+    out: list[bytes] = []
+    taken = 0
+    for i in order:
+        extra = extras[i]
+        need = extra["after_chunk"] - len(out)
+        if need > len(chunks) - taken:
+            raise JsonError(f"extra_chunks[{i}].after_chunk",
+                            f"{extra['after_chunk']} is past the end: the chunks before the "
+                            f"end chunk are numbered 0..{len(chunks) + len(extras) - 1}")
+        if need > 0:
+            out.extend(chunks[taken:taken + need])
+            taken += need
+        out.append(frame_bytes(extra["type"], unhex(extra["data"],
+                                                    f"extra_chunks[{i}].data"), extra["flags"]))
+    out.extend(chunks[taken:])
+    return out

@@ -299,6 +299,12 @@ class RestoreStaging:
     # the LibBuf the VSP's restore callback is handed, and what it parsed to: the
     # callback's VmbPacketRestore of those very bytes need not parse them again
     restoring: tuple[bytes, Any] | None = None
+    # transaction id << 1 | is a queued completion, of each packet staged (without a
+    # check: a check keeps its own)
+    packet_keys: set[int] = field(default_factory=set)
+
+    def has_packet(self, key: int) -> bool:
+        return key in (self.check.seen if self.check is not None else self.packet_keys)
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -342,7 +348,7 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
     if value is None:
         value = decode_chunk(raw, where)
     if raw.type == ChunkType.PACKET:  # the most of them, by far
-        _check_packet_order(staging.last_record, value["lib_buf"], where)
+        _check_new_packet(staging, value["lib_buf"], where)
         staging.last_record = value
         saved.packet_count += 1
         if staging.keep_packets:
@@ -383,6 +389,20 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
             saved.problems = check.channel_end(value)
         return True
     return False
+
+
+def _check_new_packet(staging: RestoreStaging, lib: Any, where: str) -> None:
+    """A repeated transaction id is called one (before the order check, which it would
+    fail too), as it comes: not after an endless channel."""
+    completion = str(lib["type"]) == "completion"
+    key = lib["transaction_id"] << 1 | completion
+    if staging.has_packet(key):
+        label = "completion" if completion else "txid"
+        raise BlobError(f"{where}.packets[{label}={lib['transaction_id']}]",
+                        f"duplicate transaction id {lib['transaction_id']}")
+    _check_packet_order(staging.last_record, lib, where)
+    if staging.check is None:
+        staging.packet_keys.add(key)
 
 
 def _check_packet_order(last: Any, lib: Any, where: str) -> None:

@@ -50,12 +50,14 @@ from typing import Any
 import construct
 
 import vmbtool.formats
+from vmbtool import jsonread
 from vmbtool.errors import InputError, UsageError, VmbtoolError
 from vmbtool.formats.common import GuidAdapter, Since, StrictEnum, StrictFlagAdapter, StrictPrefixed
 
 SCHEMA_DIR = Path(vmbtool.formats.__file__).with_name("schemas")
 VERSION = re.compile(r"^(\d+)\.(\d+)$")
 FROZEN_NAME = re.compile(r"^v(\d+)\.(\d+)\.json$")
+MAX_DEPTH = 64  # a description's nesting that compat follows (the frozen ones: 12)
 TOP_KEYS = ("format", "major", "minor", "file_header", "chunk_header", "chunks", "structures")
 _FORMAT_CHARS = {"b": "i8", "B": "u8", "h": "i16", "H": "u16", "i": "i32", "I": "u32",
                  "l": "i32", "L": "u32", "q": "i64", "Q": "u64", "e": "f16", "f": "f32",
@@ -395,9 +397,17 @@ def load(spec: str) -> dict:
             raise InputError("bad schema", spec, f"not UTF-8 text: {exc.reason}") from None
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InputError("bad schema", where, "arrays or objects nested more than about "
+                         f"{jsonread.JSON_READER_DEPTH:,} deep") from None
     except ValueError as exc:
         raise InputError("bad schema", f"{where} (line {getattr(exc, 'lineno', '?')})",
-                           f"not JSON: {getattr(exc, 'msg', exc)}") from None
+                         f"not JSON: {getattr(exc, 'msg', 'a number too long')}") from None
+    deep = jsonread.too_deep(doc, MAX_DEPTH)
+    if deep is not None:  # compat walks descriptions recursively: refused before it does
+        raise InputError("bad schema", f"{where} ({deep})",
+                         f"nested more than {MAX_DEPTH} deep (a description nests about "
+                         "12 deep)")
     check_description(doc, where)
     return doc
 
