@@ -160,6 +160,45 @@ def spool(stream: IO[bytes], where: str, check_head: HeadCheck) -> tuple[IO[byte
         raise
 
 
+MAX_SCHEMA_SIZE = 16 << 20  # a format description is about 100 KB
+MAX_JSON_DOCUMENT = MAX_SPOOLED_BLOB * 3  # decode's JSON of the largest blob read from a
+# stream: hex doubles the bytes, and the keys and layout add about half again
+
+
+def read_document(source: str, what: str, limit: int) -> tuple[bytes, str]:
+    """The bytes of a JSON document in file `source` or on stdin (`-`), and where it
+    came from. Read in blocks: a document larger than `limit` is refused, and so is
+    one whose first bytes cannot open a JSON object (a device of endless zeros, a
+    binary), as soon as they are seen; the caller's parser says what is wrong."""
+    where = "stdin" if source == "-" else source
+    try:
+        if source == "-":
+            if sys.stdin is None:
+                raise InputError(f"cannot read {what}", where, "stdin is closed")
+            if sys.stdin.isatty():
+                raise InputError(f"cannot read {what}", where, "stdin is a terminal: give "
+                                 "the document as a file, or pipe it in")
+            return read_bounded(sys.stdin.buffer, what, where, limit), where
+        with open(source, "rb") as f:
+            return read_bounded(f, what, where, limit), where
+    except (OSError, ValueError) as exc:  # ValueError: a closed stdin object
+        why = stream_problem(exc) if isinstance(exc, ValueError) else describe(exc)
+        raise InputError(f"cannot read {what}", where, why) from None
+
+
+def read_bounded(stream: IO[bytes], what: str, where: str, limit: int) -> bytes:
+    parts, size = [], 0
+    while block := stream.read(SPOOL_BLOCK):
+        if not parts and not block.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"{"):
+            return block  # not a JSON object: the parser's error names what it is
+        parts.append(block)
+        size += len(block)
+        if size > limit:
+            raise InputError(f"cannot read {what}", where, f"longer than {in_units(limit)}, "
+                             f"more than any {what} document vmbtool reads")
+    return b"".join(parts)
+
+
 def stream_problem(exc: OSError | ValueError) -> str:
     return describe(exc) if isinstance(exc, OSError) else "the stream is closed"
 

@@ -16,7 +16,7 @@ from construct import Container, ListContainer
 from vmbtool import codec, docshape, jsonread
 from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
-from vmbtool.errors import BlobError, InputError, JsonError
+from vmbtool.errors import BlobError, JsonError
 from vmbtool.formats.header import FileHeader
 from vmbtool.sim.config import ClientState, ServerState
 from vmbtool.state import SavedChannel
@@ -198,17 +198,11 @@ def encode(doc: dict, key: bytes | None = None) -> bytes:
 
 def read_document(source: str) -> Any:
     """The JSON document in file `source` (`-`: stdin) for `encode`."""
-    import sys
+    from vmbtool.inputs import MAX_JSON_DOCUMENT
+    from vmbtool.inputs import read_document as read_bytes
 
-    try:
-        if source == "-":
-            text = sys.stdin.buffer.read()
-        else:
-            with open(source, "rb") as f:
-                text = f.read()
-    except OSError as exc:
-        raise InputError("cannot read JSON", source, exc.strerror or "unreadable") from None
-    return jsonread.parse_json(text, "stdin" if source == "-" else source)
+    text, where = read_bytes(source, "JSON", MAX_JSON_DOCUMENT)
+    return jsonread.parse_json(text, where)
 
 
 class Fields:

@@ -374,7 +374,7 @@ def frozen_path(version: str) -> Path:
 
 def load(spec: str) -> dict:
     """`current`, a frozen version (`1.0`), a schema JSON file or `-` (stdin)."""
-    import sys
+    from vmbtool.inputs import MAX_SCHEMA_SIZE, read_document
 
     if spec == "current":
         return describe_format()
@@ -383,18 +383,14 @@ def load(spec: str) -> dict:
         if not path.is_file():
             have = ", ".join(frozen_versions()) or "none"
             raise InputError("cannot read schema", spec,
-                               f"no frozen description {path.name} (frozen: {have})")
+                             f"no frozen description {path.name} (frozen: {have})")
         where, text = str(path), path.read_text(encoding="utf-8")
-    elif spec == "-":
-        where, text = "stdin", sys.stdin.read()
     else:
+        data, where = read_document(spec, "schema", MAX_SCHEMA_SIZE)
         try:
-            with open(spec, encoding="utf-8") as f:
-                where, text = spec, f.read()
-        except OSError as exc:
-            raise InputError("cannot read schema", spec, exc.strerror or str(exc)) from None
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError("bad schema", spec, f"not UTF-8 text: {exc.reason}") from None
+            raise InputError("bad schema", where, f"not UTF-8 text: {exc.reason}") from None
     try:
         doc = json.loads(text)
     except RecursionError:
