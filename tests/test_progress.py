@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vmbtool.cli import PROGRESS_MIN_STEPS, main
+from vmbtool.cli import main
+from vmbtool.clikit import PROGRESS_MIN_STEPS
 
 LONG = PROGRESS_MIN_STEPS
 WORK = {  # command -> (arguments, the bar's label)

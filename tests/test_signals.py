@@ -217,6 +217,7 @@ def replace_file(target, data):
     thing = Thing()
     ref = weakref.ref(thing, lambda _ref: os.kill(os.getpid(), signal.SIGINT))
     del thing
+    print("swallowed", flush=True)  # reached only if the callback's raise was lost
     return real_replace(target, data)
 
 output.replace_file = replace_file
@@ -224,7 +225,6 @@ main()
 """
 
 
-@pytest.mark.library_wording_ok("CPython's own 'Exception ignored' report is provoked")
 def test_a_stop_cpython_swallowed_still_ends_the_command(tmp_path):
     """Found by the stress runs: a SIGTERM handled inside an import's weakref callback
     was ignored and validate went on to exit 0. The stop is noted and raised again."""
@@ -232,7 +232,9 @@ def test_a_stop_cpython_swallowed_still_ends_the_command(tmp_path):
     target.write_bytes(b"the old blob")
     run = subprocess.run([sys.executable, "-c", SWALLOWED, "save", "--steps", "5", "-o",
                           str(target)], capture_output=True, timeout=WAIT)
-    assert b"Exception ignored" in run.stderr  # the first raise was lost ...
-    assert run.returncode == 130, run.stderr.decode()  # ... the stop was not
+    assert run.stdout == b"swallowed\n"
+    assert run.returncode == 130, run.stderr.decode()  # the first raise was lost, the
+    # stop was not; and CPython's "Exception ignored … Traceback" report of it is kept quiet
+    assert run.stderr == b"", run.stderr.decode()
     assert target.read_bytes() == b"the old blob"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.vmb"]

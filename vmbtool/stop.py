@@ -9,6 +9,7 @@ that take long (`check` between steps of work) and the CLI's end raise it again.
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 from vmbtool.errors import Terminated
@@ -24,6 +25,27 @@ def on_signal(signum: int, _frame: Any) -> None:
     """The handler of SIGINT and SIGTERM while a command runs."""
     _requested.append(signum)
     raise stop_exception(signum)
+
+
+def install() -> None:
+    """SIGINT and SIGTERM raise here, in the main thread, from now on; and a stop that
+    CPython swallows is not reported as "Exception ignored … Traceback" (it was noted,
+    and is raised again at the next `check`)."""
+    global _report_unraisable
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    if sys.unraisablehook is not _quiet_about_stops:
+        _report_unraisable = sys.unraisablehook
+        sys.unraisablehook = _quiet_about_stops
+
+
+def _quiet_about_stops(unraisable: Any) -> None:
+    if _requested and isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return  # our stop, noted: raised again at the next check
+    _report_unraisable(unraisable)
+
+
+_report_unraisable = sys.__unraisablehook__
 
 
 def check() -> None:

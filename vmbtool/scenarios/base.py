@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import ClassVar
 from uuid import UUID
 
+from vmbtool import stop
 from vmbtool.sim import (
     ClientChannel,
     ClientState,
@@ -154,8 +155,10 @@ class Scenario:
             on_step: Callable[[], None] | None = None) -> None:
         """Run `steps` steps; at step `pause_at` pause and start the channels again
         (a save point minus the save). `on_step` is called after each step (a progress
-        bar's tick)."""
+        bar's tick). A stop asked for by a signal whose first raise CPython swallowed
+        ends the run at the next step (`stop.check`)."""
         for _ in range(steps):
+            stop.check()
             if pause_at is not None and self.steps_taken == pause_at:
                 self.pause()
                 self.start()
