@@ -274,3 +274,15 @@ def test_another_users_entries_are_neither_read_nor_removed(cache, monkeypatch):
     for i in range(3):
         fastpath.compiled_code(f"y = {i}\n", "<prune-test>")
     assert entry.exists()
+
+
+def test_the_cache_is_bounded_in_bytes_too(cache, monkeypatch):
+    """Past `CACHE_BYTES` the oldest entries go, whatever their count."""
+    for i in range(3):
+        fastpath.compiled_code(f"z = {i}\n", "<bytes-test>")
+    sizes = [p.stat().st_size for p in entries(cache)]
+    monkeypatch.setattr(fastpath, "CACHE_BYTES", sum(sizes) + max(sizes))  # room for 4
+    for i in range(3, 8):
+        fastpath.compiled_code(f"z = {i}\n", "<bytes-test>")
+    kept = entries(cache)
+    assert len(kept) < 8 and sum(p.stat().st_size for p in kept) <= fastpath.CACHE_BYTES

@@ -1002,7 +1002,9 @@ CACHE_FILES = 256  # entries kept; past that the oldest written are removed
 _CACHE_SUFFIX = ".fpc"
 _CACHE_MAGIC = b"vmbtool fastpath code 1\n"  # the file layout; change it to start over
 _STALE_TEMP = 3600  # seconds after which a temporary file left by a killed run goes
-MAX_ENTRY = 4 << 20  # bytes: a larger entry is neither written nor read
+MAX_ENTRY = 1 << 20  # bytes: a larger entry is neither written nor read (the largest
+# grammar's code is about 35 KB)
+CACHE_BYTES = 32 << 20  # and all the entries kept, together
 # the names this cache gives its entries and temporaries: nothing else is touched
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.fpc")
 _TEMP_NAME = re.compile(r"\.[0-9a-f]{16}\.[0-9]+\.[0-9a-f]{8}\.tmp")
@@ -1135,22 +1137,27 @@ def _ours(path: str, name: re.Pattern[str], content: bool = True) -> bool:
 
 
 def _prune(directory: str) -> None:
-    """Keep the newest `CACHE_FILES` entries; remove temporary files of killed runs.
-    Only files this cache wrote are counted or removed (`_ours`)."""
+    """Keep the newest entries, at most `CACHE_FILES` of them and `CACHE_BYTES` in all;
+    remove temporary files of killed runs. Only files this cache wrote are counted or
+    removed (`_ours`)."""
     entries, now = [], time.time()
     with os.scandir(directory) as it:
         for entry in it:
             with contextlib.suppress(OSError):  # removed meanwhile
                 if _ours(entry.path, _ENTRY_NAME):
-                    entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+                    st = entry.stat(follow_symlinks=False)
+                    entries.append((st.st_mtime, st.st_size, entry.path))
                 elif _ours(entry.path, _TEMP_NAME) and \
                         now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TEMP:
                     os.unlink(entry.path)
-    if len(entries) > CACHE_FILES:
-        entries.sort()
-        for _mtime, path in entries[:len(entries) - CACHE_FILES]:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+    entries.sort(reverse=True)  # the newest first
+    kept = total = 0
+    for _mtime, size, path in entries:
+        if kept < CACHE_FILES and total + size <= CACHE_BYTES:
+            kept, total = kept + 1, total + size
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def compiled_code(text: str, filename: str) -> CodeType:
