@@ -706,10 +706,16 @@ def record(stats: Stats, bug: Bug, data: bytes, keyed: bool, crashes: Path | Non
 
 
 def fuzz(seconds: float, seed: int, crashes: Path | None, timeout: float = 10.0,
-         batch: int = 200, quiet: bool = False) -> Stats:
-    """Run hypothesis batches until `seconds` have passed."""
+         batch: int = 200, quiet: bool = False, inputs: int | None = None) -> Stats:
+    """Run hypothesis batches until `seconds` have passed, or, given `inputs`, until
+    that many inputs have run (the same inputs for the same seed, however fast the
+    machine is: the suite's short pass)."""
     stats = Stats()
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds if inputs is None else float("inf")
+
+    def done() -> bool:
+        return stats.inputs >= inputs if inputs is not None else time.monotonic() >= deadline
+
     last_report = time.monotonic()
 
     def on_alarm(signum, frame):
@@ -718,14 +724,14 @@ def fuzz(seconds: float, seed: int, crashes: Path | None, timeout: float = 10.0,
     previous = signal.signal(signal.SIGALRM, on_alarm) if timeout else None
     try:
         round_number = 0
-        while time.monotonic() < deadline:
+        while not done():
             @hypothesis_seed(seed * 1_000_003 + round_number)
             @settings(max_examples=batch, deadline=None, database=None,
                       phases=[Phase.generate], derandomize=False,
                       suppress_health_check=list(HealthCheck))
             @given(fuzz_inputs())
             def batch_run(case):
-                if time.monotonic() >= deadline:
+                if done():
                     return
                 kind, data, keyed, made_with = case
                 one(stats, kind, data, keyed, timeout, crashes, quiet, made_with)
@@ -734,7 +740,7 @@ def fuzz(seconds: float, seed: int, crashes: Path | None, timeout: float = 10.0,
             round_number += 1
             if not quiet and time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()
-                print(f"[{seconds - max(0.0, deadline - last_report):7.0f} s] "
+                print(f"[{seconds - max(0.0, min(seconds, deadline - last_report)):7.0f} s] "
                       f"{stats.inputs} inputs, {len(stats.bugs)} bugs, outcomes "
                       f"{dict(sorted(stats.outcomes.items()))}", flush=True)
     finally:

@@ -977,11 +977,24 @@ def test_the_executable_refuses_a_sample(tmp_path):
 
 
 def test_campaign_figures():
-    """What the campaign tried (run with -s to see it); runs last in this file."""
-    for name in NAMES + tuple(sorted(V11)):
-        stats = fixture(name).stats
-        summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())
-                            if " at " not in k)
+    """What the campaign tried, checked as a whole (run with -s to see it); runs last in
+    this file, after the tests that fill the figures. Every fixture met damage, every
+    damaged blob was refused somewhere named (or allowed only as the same body), and
+    failed channel restores were found pristine."""
+    figures = {name: fixture(name).stats for name in NAMES + tuple(sorted(V11))}
+    if not any(figures.values()):
+        pytest.skip("the figures come from this file's other tests: run the whole file")
+    for name, stats in figures.items():
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if " at " not in k)
         print(f"\n{name}: {summary}")
+        rejected = sum(v for k, v in stats.items() if k.endswith(" rejected"))
+        assert rejected >= 100, (name, rejected)  # hundreds of cases a fixture
+        for kind in {k[:-len(" rejected")] for k in stats if k.endswith(" rejected")}:
+            located = sum(v for k, v in stats.items() if k.startswith(f"{kind} at "))
+            # each rejection of a random case was counted with the place it named
+            assert located in (0, stats[f"{kind} rejected"]), (name, kind, located)
+        allowed = sum(v for k, v in stats.items() if k.endswith("(body identical)"))
+        assert allowed <= rejected, (name, allowed, rejected)  # the known issue stays rare
     print(f"\nfailed channel restores found pristine (CLI restore path): "
           f"{sum(PRISTINE_CHECKS.values())} {dict(PRISTINE_CHECKS)}")
+    assert sum(PRISTINE_CHECKS.values()) > 0
