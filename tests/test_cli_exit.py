@@ -32,3 +32,27 @@ def test_the_console_script_freezes_at_exit():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert run.stdout.splitlines()[-1] == "1 True"
+
+
+def test_text_output_to_a_closed_pipe_is_trouble_not_an_answer(tmp_path):
+    """`vmbtool validate … | head -0`: the reader went away, so the verdicts could not
+    be given. That is an I/O error (exit 2, one line), never "invalid" (1) nor a
+    traceback."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    blob = Path(__file__).resolve().parent.parent / "fixtures" / "v1" / "pipe.vmb"
+    for i in range(40):
+        shutil.copy(blob, tmp_path / f"b{i:02}.vmb")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write fails with EPIPE
+    try:
+        run = subprocess.run([sys.executable, "-m", "vmbtool", "validate", "--jobs", "1",
+                              str(tmp_path)], stdout=write_end, stderr=subprocess.PIPE,
+                             timeout=120)
+    finally:
+        os.close(write_end)
+    assert run.returncode == 2
+    assert run.stderr.decode().splitlines() == [
+        "Error: cannot write output at stdout: the reader closed the pipe"]

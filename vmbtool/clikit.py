@@ -59,9 +59,14 @@ class VmbtoolGroup(click.Group):
 
             click.echo(f"Error: {escape(exc)}", err=True)
             ctx.exit(exc.exit_code)
-        except BrokenPipeError:
-            sys.stderr.close()
-            ctx.exit(1)
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): an I/O error
+            from vmbtool.errors import EXIT_TROUBLE
+            from vmbtool.output import silence_stdout
+
+            silence_stdout()  # the exit's last flush must not fail again
+            click.echo("Error: cannot write output at stdout: the reader closed the pipe",
+                       err=True)
+            ctx.exit(EXIT_TROUBLE)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every cleanup has run
             from vmbtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
