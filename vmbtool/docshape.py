@@ -330,11 +330,7 @@ def document() -> Object:
     from vmbtool.formats.scenario import ScenarioState
     from vmbtool.formats.stats import ChannelStats
     from vmbtool.jsonview import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
-    from vmbtool.saverestore import (
-        MAX_GPADLS_PER_CHANNEL,
-        MAX_GUESTS,
-        MAX_PACKETS_PER_CHANNEL,
-    )
+    from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
     from vmbtool.sim.config import ClientState, ServerState
 
     context = fields_of(ChannelContext)
