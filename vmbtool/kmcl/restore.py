@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
-from vmbtool import codec
 from vmbtool.chunks import split_chunks
 from vmbtool.errors import BlobError
-from vmbtool.formats.packet import PacketContext
 from vmbtool.invariants import check_channel
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 from vmbtool.sim.bus import Connection
@@ -34,6 +32,8 @@ from vmbtool.state import (
     fill_packet,
     gpadl_table_from,
     incoming_from,
+    lib_buf_bytes,
+    lib_buf_context,
     ring_from,
     set_life_cycle,
 )
@@ -104,7 +104,7 @@ def _callback_failure(status: object) -> NtStatus:
     (MORE_PROCESSING_REQUIRED would read as "continue", PENDING as success) or is no
     NTSTATUS we know becomes UNSUCCESSFUL."""
     try:
-        known = NtStatus(status)
+        known = NtStatus(cast(int, status))  # anything else fails the lookup alike
     except ValueError:
         return NtStatus.UNSUCCESSFUL
     if nt_success(known) or known == NtStatus.MORE_PROCESSING_REQUIRED:
@@ -114,7 +114,7 @@ def _callback_failure(status: object) -> NtStatus:
 
 def _status_text(status: object) -> str:
     try:
-        return str(NtStatus(status))
+        return str(NtStatus(cast(int, status)))
     except ValueError:
         return f"0x{status:08X}" if isinstance(status, int) else repr(status)
 
@@ -128,6 +128,8 @@ def _fail(channel: ServerChannel, error: NtStatusError) -> NtStatus:
 def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
     """Rebuild the channel from checked state; on a callback failure, roll back."""
     saved, lib_bufs = staging.saved, staging.lib_bufs
+    restore_packet = channel.restore_packet
+    assert restore_packet is not None  # restore_from_buffer refuses a channel without one
 
     pristine = {k: (copy.copy(v) if isinstance(v, (dict, deque, list)) else v)
                 for k, v in channel.__dict__.items()}
@@ -154,10 +156,9 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 fill_packet(queued, lib)
                 channel.backlog.append(queued)
                 continue
-            lib_buf = lib_bufs[number] if number < len(lib_bufs) else \
-                codec.build(PacketContext, lib, "lib_buf")
+            lib_buf = lib_bufs[number] if number < len(lib_bufs) else lib_buf_bytes(lib)
             staging.restoring = (lib_buf, lib)
-            status = channel.restore_packet(channel, lib_buf, record.save_buf)
+            status = restore_packet(channel, lib_buf, record.save_buf)
             staging.restoring = None
             if status != NtStatus.SUCCESS:
                 raise NtStatusError(_callback_failure(status),
@@ -204,7 +205,7 @@ def packet_restore(packet: VmbPacket, lib_buf: bytes) -> NtStatus:
         context = restoring[1]  # the bytes the library handed the callback, parsed
     else:
         try:
-            context = codec.parse(PacketContext, bytes(lib_buf), "lib_buf")
+            context = lib_buf_context(bytes(lib_buf))
         except BlobError:
             return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]

@@ -24,7 +24,7 @@ from vmbtool.kmcl import limits
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
-ORDER = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
+ORDER: dict[int, int] = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
          ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
 
 
