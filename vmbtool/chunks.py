@@ -1,4 +1,7 @@
-"""The chunk registry: chunk types, their grammars and whether a reader must know them.
+"""The chunk stream: chunk types, their grammars and whether a reader must know them;
+framing a chunk, and splitting a buffer of whole chunks (RestoreFromBuffer's input).
+
+    CHUNK ::= HEADER(type, flags, reserved, length, crc32c) DATA[length]
 
 Dispatch by table: readers, writers and the schema look chunk types up here.
 """
