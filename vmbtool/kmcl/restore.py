@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vmbtool.chunks import split_chunks
 from vmbtool.errors import BlobError
 from vmbtool.invariants import check_channel
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 from vmbtool.sim.bus import Connection
-from vmbtool.sim.channel import Channel, ServerChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.state import (
-    SavedChannel,
     config_from,
     fill_packet,
     gpadl_table_from,
@@ -38,6 +36,10 @@ from vmbtool.state import (
     set_life_cycle,
 )
 from vmbtool.status import NtStatus, NtStatusError, nt_success
+
+if TYPE_CHECKING:  # the channel is only handed in, the staged state only read
+    from vmbtool.sim.channel import Channel, ServerChannel
+    from vmbtool.state import SavedChannel
 
 
 def _check_target(channel: ServerChannel, saved: SavedChannel) -> None:

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vmbtool.chunks import ChunkType, frame
 from vmbtool.kmcl import limits
-from vmbtool.sim.channel import ServerChannel
-from vmbtool.sim.packet import VmbPacket
 from vmbtool.state import channel_context, gpadl_table, incoming_entries, packet_context, ring_state
 from vmbtool.status import NtStatus, NtStatusError
+
+if TYPE_CHECKING:  # the channel and its packets are only handed in
+    from vmbtool.sim.channel import ServerChannel
+    from vmbtool.sim.packet import VmbPacket
 
 
 @dataclass

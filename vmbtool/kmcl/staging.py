@@ -15,17 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmbtool.chunks import REGISTRY, ChunkType, RawChunk, decode_chunk
 from vmbtool.errors import BlobError
-from vmbtool.invariants import ChannelCheck
 from vmbtool.kmcl import limits
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
-ORDER: dict[int, int] = {ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
-         ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
+if TYPE_CHECKING:  # a check is handed in by the reader that stages (lean reads)
+    from vmbtool.invariants import ChannelCheck
+
+# where each chunk of a channel's state stands in CHANNEL_STATE
+ORDER: dict[int, int] = {
+    ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
+    ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
 
 
 @dataclass
