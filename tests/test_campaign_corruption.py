@@ -53,8 +53,8 @@ import zstandard
 
 from vmbtool import codec, jsonview, report
 from vmbtool.blob import load_blob
+from vmbtool.chunks import split_chunks
 from vmbtool.errors import VmbtoolError
-from vmbtool.saverestore import split_chunks
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.scenarios.base import Scenario
 from vmbtool.tools import restore_and_run, validate_file

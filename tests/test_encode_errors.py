@@ -22,7 +22,7 @@ import zstandard
 from click.testing import CliRunner
 
 from vmbtool.cli import main
-from vmbtool.saverestore import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
+from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "fixtures" / "v1.1" / "network.vmb"

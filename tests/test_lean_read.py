@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 from test_semantic_lies import LIES, build_lies
 
 from vmbtool import blob as blob_module
-from vmbtool import invariants, saverestore, tools
+from vmbtool import invariants, tools
 from vmbtool.blob import BlobReader, load_blob
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.invariants import check_ring
 from vmbtool.jsonview import decode
+from vmbtool.kmcl import limits
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import check_blob
@@ -167,7 +168,7 @@ def test_a_wrapped_ring_is_walked_across_its_end():
 
 @pytest.mark.parametrize("lean", [True, False])
 def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
-    monkeypatch.setattr(saverestore, "MAX_PACKETS_PER_CHANNEL", 3)
+    monkeypatch.setattr(limits, "MAX_PACKETS_PER_CHANNEL", 3)
     path = str(ROOT / "v1.1" / "pipe.vmb")
     with pytest.raises(BlobError) as refused:
         with BlobReader(path, keep_chunks=not lean, lean=lean) as reader:
@@ -219,7 +220,7 @@ def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
 
 def test_save_refuses_a_channel_past_the_cap(monkeypatch, tmp_path):
     """No blob is written that no reader would take."""
-    monkeypatch.setattr(saverestore, "MAX_PACKETS_PER_CHANNEL", 3)
+    monkeypatch.setattr(limits, "MAX_PACKETS_PER_CHANNEL", 3)
     out = tmp_path / "big.vmb"
     result = CliRunner().invoke(main, ["save", "--scenario", "pipe", "--steps", "100",
                                        "-o", str(out)])

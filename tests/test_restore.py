@@ -11,15 +11,16 @@ from collections import deque
 
 import pytest
 
+from vmbtool import kmcl
 from vmbtool.blob import load_blob
-from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, frame_bytes
+from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, frame_bytes, split_chunks
 from vmbtool.formats.channel import ChannelContext
 from vmbtool.formats.end import ChannelEnd
 from vmbtool.formats.gpadl import GpadlTable
 from vmbtool.formats.incoming import PendingIncoming
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.formats.ring import RingState
-from vmbtool.saverestore import save_channel, split_chunks
+from vmbtool.kmcl import restore_from_buffer, save_channel
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.channel import ServerChannel
 from vmbtool.snapshot import restore_blob, save_blob, split_buffers
@@ -51,14 +52,14 @@ def test_restored_scenario_carries_on_like_the_original(name, steps, size_kind,
     size = restore_sizes(blob)[size_kind]
 
     calls = []
-    original = ServerChannel.restore_from_buffer
+    original = kmcl.restore_from_buffer
 
     def counting(channel, buffer):
         status = original(channel, buffer)
         calls.append(status)
         return status
 
-    monkeypatch.setattr(ServerChannel, "restore_from_buffer", counting)
+    monkeypatch.setattr(kmcl, "restore_from_buffer", counting)
     r = restore_blob(blob, size)
     monkeypatch.undo()
     expected_buffers = sum(len(split_buffers([c.framed for c in chunks], size))
@@ -144,7 +145,7 @@ def restore(channel: ServerChannel, chunks: list[bytes], size: int = HUGE) -> li
     that is not MORE_PROCESSING_REQUIRED."""
     statuses = []
     for buffer in split_buffers(chunks, size):
-        statuses.append(channel.restore_from_buffer(buffer))
+        statuses.append(restore_from_buffer(channel, buffer))
         if statuses[-1] != MORE:
             break
     return statuses
@@ -202,7 +203,7 @@ def test_a_failed_buffer_discards_what_was_staged():
     assert statuses == [MORE] * k + [NtStatus.CRC_ERROR]
     assert snapshot(channel) == pristine
     # what comes next does not continue the lost restore: it needs a new CHANNEL chunk
-    rest = [channel.restore_from_buffer(c) for c in chunks[k + 1:]]
+    rest = [restore_from_buffer(channel, c) for c in chunks[k + 1:]]
     assert rest[0] == NtStatus.DATA_ERROR
     assert "before the channel chunk" in channel.restore_error.args[0]
     assert snapshot(channel) == pristine
@@ -353,23 +354,23 @@ def test_chunk_after_the_channel_end():
     channel = fresh("storage")
     pristine = snapshot(channel)
     # in the same buffer: refused, nothing applied
-    assert channel.restore_from_buffer(b"".join(chunks + chunks[-1:])) == NtStatus.DATA_ERROR
+    assert restore_from_buffer(channel, b"".join(chunks + chunks[-1:])) == NtStatus.DATA_ERROR
     assert snapshot(channel) == pristine
     assert "chunk@" in channel.restore_error.where
     # in a buffer of its own after the final one: the channel is no longer fresh
     assert restore(channel, chunks)[-1] == SUCCESS
-    assert channel.restore_from_buffer(chunks[-1]) == NtStatus.INVALID_DEVICE_STATE
+    assert restore_from_buffer(channel, chunks[-1]) == NtStatus.INVALID_DEVICE_STATE
 
 
 def test_partial_chunk_in_a_buffer():
     _, chunks = source_chunks("storage")
     channel = fresh("storage")
     pristine = snapshot(channel)
-    assert channel.restore_from_buffer(chunks[0] + chunks[1][:20]) == \
+    assert restore_from_buffer(channel, chunks[0] + chunks[1][:20]) == \
         NtStatus.INVALID_BUFFER_SIZE
     assert snapshot(channel) == pristine
     assert channel.restore_error.where.startswith("chunk@")
-    assert channel.restore_from_buffer(chunks[0][:5]) == NtStatus.INVALID_BUFFER_SIZE
+    assert restore_from_buffer(channel, chunks[0][:5]) == NtStatus.INVALID_BUFFER_SIZE
     assert snapshot(channel) == pristine
 
 
@@ -508,7 +509,7 @@ def test_restore_into_an_enabled_channel(name):
     scenario, chunks = source_chunks(name)
     channel = scenario.servers[0]  # enabled, opened, paused: anything but fresh
     before = snapshot(channel)
-    assert channel.restore_from_buffer(b"".join(chunks)) == NtStatus.INVALID_DEVICE_STATE
+    assert restore_from_buffer(channel, b"".join(chunks)) == NtStatus.INVALID_DEVICE_STATE
     assert snapshot(channel) == before
     assert channel.restore_error.where == "channel.state"
     scenario.start()

@@ -3,7 +3,7 @@ exactly as a never-touched channel built the same way, and returns the documente
 
 DOMAIN.md §3: RestoreFromBuffer returns STATUS_SUCCESS when the final chunk is restored,
 STATUS_MORE_PROCESSING_REQUIRED (0xC0000016) while more chunks remain, and any other
-*failure* status otherwise.  The failure paths of `vmbtool.saverestore` and the status
+*failure* status otherwise.  The failure paths of `vmbtool.kmcl` and the status
 each returns (FORMAT.md fixes the checksum, cap and revision ones):
 
 =========================================================  ===============================
@@ -50,12 +50,19 @@ from typing import Any
 import pytest
 
 from vmbtool.blob import load_blob
-from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH, ChunkType, crc32c, frame_bytes
+from vmbtool.chunks import (
+    CHUNK_HEADER_SIZE,
+    MAX_CHUNK_LENGTH,
+    ChunkType,
+    crc32c,
+    frame_bytes,
+    split_chunks,
+)
 from vmbtool.formats.channel import ChannelContext
 from vmbtool.formats.end import ChannelEnd
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.formats.ring import RingState
-from vmbtool.saverestore import save_channel, split_chunks
+from vmbtool.kmcl import restore_from_buffer, save_channel
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.channel import ServerChannel
 from vmbtool.sim.config import ServerState
@@ -146,7 +153,7 @@ def feed(channel: ServerChannel, buffers: list[bytes]) -> list[NtStatus]:
     """RestoreFromBuffer buffer by buffer, stopping at the first status that is not MORE."""
     statuses = []
     for buffer in buffers:
-        statuses.append(channel.restore_from_buffer(buffer))
+        statuses.append(restore_from_buffer(channel, buffer))
         if statuses[-1] != MORE:
             break
     return statuses
@@ -442,7 +449,7 @@ def test_buffers_out_of_order():
     buffers = split_buffers(good, 1)
     channel = fresh()
     # the second buffer first: state before the channel chunk
-    assert channel.restore_from_buffer(buffers[1]) == NtStatus.DATA_ERROR
+    assert restore_from_buffer(channel, buffers[1]) == NtStatus.DATA_ERROR
     assert "before the channel chunk" in channel.restore_error.args[0]
     assert observable(channel) == pristine_view()
     # two buffers swapped in the middle: out of order once the later one arrives
@@ -456,7 +463,7 @@ def test_buffers_out_of_order():
     # the final buffer sent again after a complete restore is refused: no longer fresh
     assert_pristine_and_reusable(channel, "storage", 0, good)
     before = observable(channel)
-    assert channel.restore_from_buffer(buffers[-1]) == NtStatus.INVALID_DEVICE_STATE
+    assert restore_from_buffer(channel, buffers[-1]) == NtStatus.INVALID_DEVICE_STATE
     assert observable(channel) == before
 
 
@@ -470,7 +477,7 @@ def test_a_failed_buffer_is_not_continued():
     bad[k] = bad[k][:-1] + bytes([bad[k][-1] ^ 1])
     assert feed(channel, bad) == [MORE] * k + [NtStatus.CRC_ERROR]
     for buffer in buffers[k + 1:]:
-        status = channel.restore_from_buffer(buffer)
+        status = restore_from_buffer(channel, buffer)
         assert status == NtStatus.DATA_ERROR  # "state before the channel chunk"
         assert observable(channel) == pristine_view()
     assert_pristine_and_reusable(channel, "storage", 0, good)
@@ -596,7 +603,7 @@ def test_restore_callback_raises():
     channel = fresh()
     callback, calls = failing_at(channel, 3, RuntimeError("VSP bug"))
     with pytest.raises(RuntimeError, match="VSP bug"):
-        channel.restore_from_buffer(b"".join(good))
+        restore_from_buffer(channel, b"".join(good))
     assert len(calls) == 3
     channel.restore_packet = callback
     assert_pristine_and_reusable(channel, "storage", 0, good)
@@ -608,9 +615,9 @@ def test_restore_callback_raises_after_more_processing():
     channel = fresh()
     callback, _ = failing_at(channel, 1, KeyError("VSP bug"))
     for buffer in buffers[:-1]:
-        assert channel.restore_from_buffer(buffer) == MORE
+        assert restore_from_buffer(channel, buffer) == MORE
     with pytest.raises(KeyError):
-        channel.restore_from_buffer(buffers[-1])
+        restore_from_buffer(channel, buffers[-1])
     channel.restore_packet = callback
     assert_pristine_and_reusable(channel, "storage", 0, good)
 

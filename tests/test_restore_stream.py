@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from test_semantic_lies import build_lies
 
+from vmbtool import kmcl
 from vmbtool.blob import load_blob
+from vmbtool.chunks import split_chunks
 from vmbtool.errors import BlobError
-from vmbtool.saverestore import split_chunks
 from vmbtool.scenarios import SCENARIOS
-from vmbtool.sim.channel import ServerChannel
 from vmbtool.snapshot import (
     check_file,
     restore_blob,
@@ -68,13 +68,13 @@ def test_restore_from_buffer_gets_whole_chunks_at_most_a_buffer_at_a_time(monkey
     loaded = load_blob(blob)
     size = 4096
     buffers: list[bytes] = []
-    original = ServerChannel.restore_from_buffer
+    original = kmcl.restore_from_buffer
 
     def spy(channel, buffer):
         buffers.append(bytes(buffer))
         return original(channel, buffer)
 
-    monkeypatch.setattr(ServerChannel, "restore_from_buffer", spy)
+    monkeypatch.setattr(kmcl, "restore_from_buffer", spy)
     restore_file(blob, buffer_size=size)
     expected = [b for chunks in loaded.channel_chunks
                 for b in split_buffers([raw.framed for raw in chunks], size)]
@@ -146,7 +146,7 @@ def test_check_file_counts_what_it_read():
 def test_vmb_packet_restore_parses_only_bytes_it_was_not_handed_parsed(monkeypatch):
     """The LibBuf the library hands the VSP's callback was parsed with its chunk; the
     callback's VmbPacketRestore of those bytes reuses that. Other bytes are parsed."""
-    from vmbtool import codec, saverestore
+    from vmbtool import codec
     from vmbtool.formats.packet import PacketContext
 
     scenario = SCENARIOS["storage"].create(5)
@@ -159,13 +159,12 @@ def test_vmb_packet_restore_parses_only_bytes_it_was_not_handed_parsed(monkeypat
         parsed.append(grammar is PacketContext)
         return original(grammar, data, *args, **kwargs)
 
-    monkeypatch.setattr(saverestore.codec, "parse", counting)
+    monkeypatch.setattr(codec, "parse", counting)
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert not any(parsed)
 
-    handed_a_copy = ServerChannel.packet_restore
-    monkeypatch.setattr(ServerChannel, "packet_restore",
-                        lambda self, packet, lib_buf: handed_a_copy(self, packet,
-                                                                    bytes(bytearray(lib_buf))))
+    handed_a_copy = kmcl.packet_restore
+    monkeypatch.setattr(kmcl, "packet_restore",
+                        lambda packet, lib_buf: handed_a_copy(packet, bytes(bytearray(lib_buf))))
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert sum(parsed) > 10

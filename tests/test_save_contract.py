@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, split_chunks
 from vmbtool.formats.packet import PacketRecord
-from vmbtool.saverestore import split_chunks
+from vmbtool.kmcl import save_begin, save_continue, save_end
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim import StateCallbacks
 from vmbtool.status import NtStatus
@@ -46,16 +46,16 @@ def save_all(channel, size: int, *, grow: bool = False) -> tuple[bytes, list[tup
     """Drive one save with buffers of `size`; on BUFFER_TOO_SMALL retry with
     bytes_required (growing the buffer for good when `grow`). Returns the stream and
     every call's (size, status, len(written), required)."""
-    assert channel.save_begin() == SUCCESS
+    assert save_begin(channel) == SUCCESS
     calls, out = [], []
     try:
         while True:
-            status, data, required = channel.save_continue(size)
+            status, data, required = save_continue(channel, size)
             calls.append((size, status, len(data), required))
             assert len(data) <= size
             if status == TOO_SMALL:
                 assert data == b"" and required > size
-                status, data, _ = channel.save_continue(required)
+                status, data, _ = save_continue(channel, required)
                 calls.append((required, status, len(data), _))
                 assert status in (SUCCESS, OVERFLOW)
                 assert len(data) == required  # exactly one chunk: the one it asked room for
@@ -66,7 +66,7 @@ def save_all(channel, size: int, *, grow: bool = False) -> tuple[bytes, list[tup
                 return b"".join(out), calls
             assert status == OVERFLOW
     finally:
-        assert channel.save_end() == SUCCESS
+        assert save_end(channel) == SUCCESS
 
 
 @pytest.fixture(params=sorted(SCENARIOS))
@@ -77,24 +77,24 @@ def scenario(request):
 # -- the save context's state machine -------------------------------------------------
 def test_continue_before_begin(scenario):
     server = scenario.servers[0]
-    status, data, required = server.save_continue(HUGE)
+    status, data, required = save_continue(server, HUGE)
     assert (status, data, required) == (BAD_STATE, b"", 0)
 
 
 def test_end_without_begin(scenario):
-    assert scenario.servers[0].save_end() == BAD_STATE
+    assert save_end(scenario.servers[0]) == BAD_STATE
 
 
 def test_begin_twice(scenario):
     server = scenario.servers[0]
-    assert server.save_begin() == SUCCESS
-    assert server.save_begin() == BAD_STATE
+    assert save_begin(server) == SUCCESS
+    assert save_begin(server) == BAD_STATE
     # the first save context is intact: the whole save still comes out
-    status, data, _ = server.save_continue(HUGE)
+    status, data, _ = save_continue(server, HUGE)
     assert status == SUCCESS and split_chunks(data)[0].type == ChunkType.CHANNEL
-    assert server.save_end() == SUCCESS
-    assert server.save_end() == BAD_STATE
-    assert server.save_continue(HUGE)[0] == BAD_STATE
+    assert save_end(server) == SUCCESS
+    assert save_end(server) == BAD_STATE
+    assert save_continue(server, HUGE)[0] == BAD_STATE
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -103,17 +103,17 @@ def test_begin_on_an_active_channel(name):
     scenario.run(STEPS[name])
     for server in scenario.servers:
         assert server.started
-        assert server.save_begin() == BAD_STATE
-        assert server.save_continue(HUGE)[0] == BAD_STATE
-        assert server.save_end() == BAD_STATE
+        assert save_begin(server) == BAD_STATE
+        assert save_continue(server, HUGE)[0] == BAD_STATE
+        assert save_end(server) == BAD_STATE
     scenario.run(5)  # nothing was left behind: the channel carries on
 
 
 def test_begin_on_a_cleaned_up_channel():
     channel = SCENARIOS["storage"](3).allocate_server(0)
     assert channel.cleanup() == SUCCESS
-    assert channel.save_begin() == BAD_STATE
-    assert channel.save_continue(HUGE)[0] == BAD_STATE
+    assert save_begin(channel) == BAD_STATE
+    assert save_continue(channel, HUGE)[0] == BAD_STATE
 
 
 def test_begin_while_a_pause_waits():
@@ -128,40 +128,40 @@ def test_begin_while_a_pause_waits():
     server.callbacks = StateCallbacks()  # no suspend callback: nothing completes them
     assert server.pause() == NtStatus.PENDING
     assert server.pausing and not server.paused
-    assert server.save_begin() == BAD_STATE
+    assert save_begin(server) == BAD_STATE
     for incoming in list(server.pending_incoming.values()):
         assert server.packet_complete(incoming) == SUCCESS
     assert server.paused
-    assert server.save_begin() == SUCCESS
-    assert server.save_end() == SUCCESS
+    assert save_begin(server) == SUCCESS
+    assert save_end(server) == SUCCESS
 
 
 # -- buffer sizes ---------------------------------------------------------------------
 def test_buffer_too_small_writes_nothing(scenario):
     for server in scenario.servers:
         expected = frames(save_all(server, HUGE)[0])
-        assert server.save_begin() == SUCCESS
+        assert save_begin(server) == SUCCESS
         for chunk in expected:
             for size in (0, 1, len(chunk) - 1):
-                assert server.save_continue(size) == (TOO_SMALL, b"", len(chunk))
-            status, data, _ = server.save_continue(len(chunk))
+                assert save_continue(server, size) == (TOO_SMALL, b"", len(chunk))
+            status, data, _ = save_continue(server, len(chunk))
             assert data == chunk
             assert status == (SUCCESS if chunk is expected[-1] else OVERFLOW)
-        assert server.save_end() == SUCCESS
+        assert save_end(server) == SUCCESS
 
 
 def test_overflow_when_some_chunks_were_written(scenario):
     for server in scenario.servers:
         expected = frames(save_all(server, HUGE)[0])
         assert len(expected) >= 5
-        assert server.save_begin() == SUCCESS
+        assert save_begin(server) == SUCCESS
         # room for the first two chunks and all but one byte of the third
         size = sum(map(len, expected[:3])) - 1
-        status, data, _ = server.save_continue(size)
+        status, data, _ = save_continue(server, size)
         assert (status, data) == (OVERFLOW, b"".join(expected[:2]))
-        status, data, _ = server.save_continue(HUGE)
+        status, data, _ = save_continue(server, HUGE)
         assert (status, data) == (SUCCESS, b"".join(expected[2:]))
-        assert server.save_end() == SUCCESS
+        assert save_end(server) == SUCCESS
 
 
 def test_success_at_the_end(scenario):
@@ -191,17 +191,17 @@ def test_buffer_sizes_give_the_same_bytes(scenario):
             assert TOO_SMALL in [c[1] for c in calls]  # the resize loop really ran
         # every call wrote whole chunks only
         for size in (largest, SMALL_PRIME * 50, 8191):
-            assert server.save_begin() == SUCCESS
+            assert save_begin(server) == SUCCESS
             pieces = []
             while True:
-                status, data, required = server.save_continue(size)
+                status, data, required = save_continue(server, size)
                 if status == TOO_SMALL:
-                    status, data, required = server.save_continue(required)
+                    status, data, required = save_continue(server, required)
                 assert frames(data) and b"".join(frames(data)) == data
                 pieces.append(data)
                 if status == SUCCESS:
                     break
-            assert server.save_end() == SUCCESS
+            assert save_end(server) == SUCCESS
             assert b"".join(pieces) == reference
 
 
@@ -216,9 +216,9 @@ def test_save_does_not_change_the_channel(scenario):
 
 def test_negative_buffer_size(scenario):
     server = scenario.servers[0]
-    assert server.save_begin() == SUCCESS
-    assert server.save_continue(-1)[0] == NtStatus.INVALID_PARAMETER_3
-    assert server.save_end() == SUCCESS
+    assert save_begin(server) == SUCCESS
+    assert save_continue(server, -1)[0] == NtStatus.INVALID_PARAMETER_3
+    assert save_end(server) == SUCCESS
 
 
 # -- the per-packet save callback -----------------------------------------------------
@@ -301,17 +301,17 @@ def test_save_callback_failure_fails_the_save(size):
     scenario = paused("storage")
     server = scenario.servers[0]
     _fail_on(server, 5, NtStatus.INSUFFICIENT_RESOURCES)
-    assert server.save_begin() == SUCCESS
+    assert save_begin(server) == SUCCESS
     statuses = []
     while True:
-        status, _, required = server.save_continue(size)
+        status, _, required = save_continue(server, size)
         if status == TOO_SMALL:
-            status, _, _ = server.save_continue(required)
+            status, _, _ = save_continue(server, required)
         statuses.append(status)
         if status != OVERFLOW:
             break
     assert statuses[-1] == NtStatus.INSUFFICIENT_RESOURCES
-    assert server.save_end() == SUCCESS
+    assert save_end(server) == SUCCESS
 
 
 def test_save_callback_failure_is_not_followed_by_success():
@@ -320,11 +320,11 @@ def test_save_callback_failure_is_not_followed_by_success():
     scenario = paused("storage")
     server = scenario.servers[0]
     _fail_on(server, 3, NtStatus.INSUFFICIENT_RESOURCES)
-    assert server.save_begin() == SUCCESS
-    assert server.save_continue(HUGE)[0] == NtStatus.INSUFFICIENT_RESOURCES
-    status, data, _ = server.save_continue(HUGE)
+    assert save_begin(server) == SUCCESS
+    assert save_continue(server, HUGE)[0] == NtStatus.INSUFFICIENT_RESOURCES
+    status, data, _ = save_continue(server, HUGE)
     assert status not in (SUCCESS, OVERFLOW), (NtStatus(status), len(data))
-    assert server.save_end() == SUCCESS
+    assert save_end(server) == SUCCESS
 
 
 @pytest.mark.parametrize("needed_first", [10, 0])
@@ -340,8 +340,8 @@ def test_save_callback_too_small_is_not_the_callers_buffer(needed_first):
         return NtStatus.BUFFER_TOO_SMALL, b"", needed_first
 
     server.save_packet = broken
-    assert server.save_begin() == SUCCESS
-    status, data, required = server.save_continue(HUGE)
+    assert save_begin(server) == SUCCESS
+    status, data, required = save_continue(server, HUGE)
     assert status not in (SUCCESS, OVERFLOW) and data == b""
     assert status != TOO_SMALL or required > HUGE, (NtStatus(status), required)
-    assert server.save_end() == SUCCESS
+    assert save_end(server) == SUCCESS

@@ -36,7 +36,11 @@ from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
     ChunkType,
+    RawChunk,
+    check_chunk_crc,
+    check_chunk_header,
     crc32c,
+    decode_chunk,
     frame,
     known_to,
 )
@@ -59,18 +63,8 @@ from vmbtool.frame import (
 )
 from vmbtool.invariants import ChannelCheck
 from vmbtool.keys import SIGNED_NEEDS_KEY, UNSIGNED_REFUSED, accepts_unsigned
-from vmbtool.saverestore import (
-    MAX_GPADLS_PER_CHANNEL,
-    MAX_GUESTS,
-    MAX_PACKETS_PER_CHANNEL,
-    ORDER,
-    RawChunk,
-    RestoreStaging,
-    check_chunk_crc,
-    check_chunk_header,
-    decode_chunk,
-    stage_chunk,
-)
+from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
+from vmbtool.kmcl.staging import ORDER, RestoreStaging, stage_chunk
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 

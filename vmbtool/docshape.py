@@ -40,6 +40,15 @@ from construct import (
 from vmbtool.errors import JsonError
 from vmbtool.formats.common import GuidAdapter, Since, StrictFlagAdapter
 
+# The document's own arrangement of a channel (jsonview writes and reads it so): packet
+# states as the JSON spells them, the fields of its config object, its counters.
+PACKET_STATE_JSON = {"allocated": "allocated", "backlog": "backlog", "in_ring": "in-ring",
+                     "awaiting_completion": "awaiting-completion"}
+CONFIG_FIELDS = ("flags", "max_packet_size", "max_external_data_size", "max_chain_length",
+                 "client_context_size", "mmio_megabytes", "mmio_megabytes_optional",
+                 "incoming_ring_pages", "outgoing_ring_pages", "friendly_name")
+COUNTERS = ("next_transaction_id", "next_incoming_number", "next_gpadl_handle")
+
 SHOWN_CHARS = 40
 SHOWN_DIGITS = 40
 
@@ -329,12 +338,7 @@ def document() -> Object:
     from vmbtool.formats.ring import RingState
     from vmbtool.formats.scenario import ScenarioState
     from vmbtool.formats.stats import ChannelStats
-    from vmbtool.jsonview import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
-    from vmbtool.saverestore import (
-        MAX_GPADLS_PER_CHANNEL,
-        MAX_GUESTS,
-        MAX_PACKETS_PER_CHANNEL,
-    )
+    from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
     from vmbtool.sim.config import ClientState, ServerState
 
     context = fields_of(ChannelContext)

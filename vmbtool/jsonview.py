@@ -16,19 +16,14 @@ from construct import Container, ListContainer
 from vmbtool import codec, docshape, jsonread
 from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
 from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
+from vmbtool.docshape import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
 from vmbtool.errors import BlobError, JsonError
 from vmbtool.formats.header import FileHeader
 from vmbtool.sim.config import ClientState, ServerState
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
-PACKET_STATE_JSON = {"allocated": "allocated", "backlog": "backlog", "in_ring": "in-ring",
-                     "awaiting_completion": "awaiting-completion"}
 PACKET_STATE_GRAMMAR = {v: k for k, v in PACKET_STATE_JSON.items()}
-CONFIG_FIELDS = ("flags", "max_packet_size", "max_external_data_size", "max_chain_length",
-                 "client_context_size", "mmio_megabytes", "mmio_megabytes_optional",
-                 "incoming_ring_pages", "outgoing_ring_pages", "friendly_name")
-COUNTERS = ("next_transaction_id", "next_incoming_number", "next_gpadl_handle")
 
 
 def plain(obj: Any) -> Any:

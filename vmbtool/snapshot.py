@@ -9,17 +9,20 @@ from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any
 
+from vmbtool import kmcl
 from vmbtool.blob import FORMAT_MINOR, READS, Blob, BlobReader, encode_blob, rereadable
-from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH, ChunkType, frame
-from vmbtool.errors import BlobError, VmbtoolError
-from vmbtool.invariants import Problems, check_channel, check_guest
-from vmbtool.saverestore import (
+from vmbtool.chunks import (
+    CHUNK_HEADER_SIZE,
+    MAX_CHUNK_LENGTH,
+    ChunkType,
     RawChunk,
     decode_chunk,
+    frame,
     framed_chunks,
-    rebuild_in_ring,
-    save_channel,
 )
+from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.invariants import Problems, check_channel, check_guest
+from vmbtool.kmcl.restore import rebuild_in_ring
 from vmbtool.scenarios import SCENARIOS, Scenario
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
@@ -76,7 +79,7 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
         chunks.append(frame(ChunkType.NOTE, {"text": note}, "note"))
     for index, server in enumerate(scenario.servers):
         try:
-            for buffer in save_channel(server, chunk_size):
+            for buffer in kmcl.save_channel(server, chunk_size):
                 chunks.extend(framed_chunks(buffer))
         except NtStatusError as exc:
             raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
@@ -298,7 +301,7 @@ class ChannelFeed:
     def restore(self, index: int, final: bool) -> None:
         buffer = b"".join(self.pending)
         self.pending, self.size = [], 0
-        status = self.server.restore_from_buffer(buffer)
+        status = kmcl.restore_from_buffer(self.server, buffer)
         if status != (NtStatus.SUCCESS if final else NtStatus.MORE_PROCESSING_REQUIRED):
             raise restore_failure(self.server.restore_error, index, NtStatus(status))
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from vmbtool import codec
+from vmbtool.formats.packet import PacketContext
 from vmbtool.sim.channel import Channel
 from vmbtool.sim.config import ChannelConfig
 from vmbtool.sim.gpadl import Gpadl, GpadlTable
@@ -120,6 +122,16 @@ def packet_context(packet: VmbPacket) -> dict:
         "payload": packet.payload,
         "external": external_dict(packet.external),
     }
+
+
+def lib_buf_bytes(context: Any) -> bytes:
+    """A packet's LibBuf as VmbPacketRestore takes it back: its PacketContext, built."""
+    return codec.build(PacketContext, context, "lib_buf")
+
+
+def lib_buf_context(lib_buf: bytes) -> Any:
+    """The PacketContext a LibBuf holds (a BlobError if it holds none)."""
+    return codec.parse(PacketContext, lib_buf, "lib_buf")
 
 
 def incoming_entries(channel: Channel) -> dict:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import ClassVar
 from uuid import UUID
 
-from vmbtool import stop
+from vmbtool import kmcl, stop
 from vmbtool.sim import (
     ClientChannel,
     ClientState,
@@ -207,7 +207,7 @@ class Scenario:
         packet = channel.packet_allocate()
         if packet is None:
             return NtStatus.INSUFFICIENT_RESOURCES
-        status = channel.packet_restore(packet, lib_buf)
+        status = kmcl.packet_restore(packet, lib_buf)
         if status != NtStatus.SUCCESS:
             return status
         if packet.completion_routine_name:

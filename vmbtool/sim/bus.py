@@ -14,9 +14,10 @@ class Connection:
     """An open channel: two rings in guest memory and the GPADL table.
 
     The client's outgoing ring is the server's incoming ring and the other way round.
+    A restored server's connection has no client until its guest is attached again.
     """
 
-    def __init__(self, server: ServerChannel, client: ClientChannel,
+    def __init__(self, server: ServerChannel, client: ClientChannel | None,
                  client_to_server: RingBuffer, server_to_client: RingBuffer,
                  gpadls: GpadlTable | None = None) -> None:
         self.server = server
@@ -32,7 +33,9 @@ class Connection:
         return self.client_to_server if endpoint is self.server else self.server_to_client
 
     def peer(self, endpoint: Channel) -> Channel:
-        return self.client if endpoint is self.server else self.server
+        peer = self.client if endpoint is self.server else self.server
+        assert peer is not None  # a restored server has its guest back before any I/O
+        return peer
 
 
 class VmBus:
@@ -74,6 +77,7 @@ class VmBus:
     def attach(self, connection: Connection) -> None:
         """Connect both endpoints: opened callbacks, server first (it accepts the open)."""
         connection.server._on_connected(connection)
+        assert connection.client is not None
         connection.client._on_connected(connection)
 
     def close(self, client: ClientChannel) -> None:
@@ -86,6 +90,7 @@ class VmBus:
         self.offers.pop(server.config.offer_key, None)
         if server.connection is not None:
             client = server.connection.client
+            assert client is not None
             server.connection.gpadls.gpadls.clear()  # torn down with the channel
             client.rescinded = True
             client._on_disconnected()

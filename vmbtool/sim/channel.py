@@ -491,6 +491,8 @@ class ServerChannel(Channel):
         super().__init__(bus)
         self.save_packet: SavePacket | None = None
         self.restore_packet: RestorePacket | None = None
+        # the contract's state, kept and read by vmbtool.kmcl: the bus itself knows
+        # nothing of saving (the layers below kmcl never import it)
         self.save_context: Any = None
         self.restore_context: Any = None
         self.restore_error: Any = None  # NtStatusError of the last failed restore
@@ -549,33 +551,6 @@ class ServerChannel(Channel):
         if self.connection is None:
             return NtStatus.INVALID_DEVICE_STATE
         return self.connection.gpadls.unmap(handle)
-
-    # -- save / restore (DOMAIN §3), implemented in vmbtool.saverestore ------------
-    def save_begin(self) -> NtStatus:
-        from vmbtool.saverestore import save_begin
-
-        return save_begin(self)
-
-    def save_continue(self, buffer_size: int) -> tuple[NtStatus, bytes, int]:
-        from vmbtool.saverestore import save_continue
-
-        return save_continue(self, buffer_size)
-
-    def save_end(self) -> NtStatus:
-        from vmbtool.saverestore import save_end
-
-        return save_end(self)
-
-    def restore_from_buffer(self, buffer: bytes) -> NtStatus:
-        from vmbtool.saverestore import restore_from_buffer
-
-        return restore_from_buffer(self, buffer)
-
-    def packet_restore(self, packet: VmbPacket, lib_buf: bytes) -> NtStatus:
-        """VmbPacketRestore: put the library's saved packet state back."""
-        from vmbtool.saverestore import packet_restore
-
-        return packet_restore(self, packet, lib_buf)
 
 
 class ClientChannel(Channel):

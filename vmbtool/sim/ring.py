@@ -62,31 +62,51 @@ class RingBuffer:
 
     # -- control page fields -------------------------------------------------
     def _get(self, offset: int) -> int:
-        return _U32.unpack_from(self.memory, offset)[0]
+        value: int = _U32.unpack_from(self.memory, offset)[0]
+        return value
 
     def _set(self, offset: int, value: int) -> None:
         _U32.pack_into(self.memory, offset, value)
 
-    write_index = property(
-        lambda self: self._get(WRITE_INDEX_OFFSET),
-        lambda self, v: self._set(WRITE_INDEX_OFFSET, v),
-    )
-    read_index = property(
-        lambda self: self._get(READ_INDEX_OFFSET),
-        lambda self, v: self._set(READ_INDEX_OFFSET, v),
-    )
-    interrupt_mask = property(
-        lambda self: self._get(INTERRUPT_MASK_OFFSET),
-        lambda self, v: self._set(INTERRUPT_MASK_OFFSET, v),
-    )
-    pending_send_size = property(
-        lambda self: self._get(PENDING_SEND_SIZE_OFFSET),
-        lambda self, v: self._set(PENDING_SEND_SIZE_OFFSET, v),
-    )
-    feature_bits = property(
-        lambda self: self._get(FEATURE_BITS_OFFSET),
-        lambda self, v: self._set(FEATURE_BITS_OFFSET, v),
-    )
+    @property
+    def write_index(self) -> int:
+        return self._get(WRITE_INDEX_OFFSET)
+
+    @write_index.setter
+    def write_index(self, value: int) -> None:
+        self._set(WRITE_INDEX_OFFSET, value)
+
+    @property
+    def read_index(self) -> int:
+        return self._get(READ_INDEX_OFFSET)
+
+    @read_index.setter
+    def read_index(self, value: int) -> None:
+        self._set(READ_INDEX_OFFSET, value)
+
+    @property
+    def interrupt_mask(self) -> int:
+        return self._get(INTERRUPT_MASK_OFFSET)
+
+    @interrupt_mask.setter
+    def interrupt_mask(self, value: int) -> None:
+        self._set(INTERRUPT_MASK_OFFSET, value)
+
+    @property
+    def pending_send_size(self) -> int:
+        return self._get(PENDING_SEND_SIZE_OFFSET)
+
+    @pending_send_size.setter
+    def pending_send_size(self, value: int) -> None:
+        self._set(PENDING_SEND_SIZE_OFFSET, value)
+
+    @property
+    def feature_bits(self) -> int:
+        return self._get(FEATURE_BITS_OFFSET)
+
+    @feature_bits.setter
+    def feature_bits(self, value: int) -> None:
+        self._set(FEATURE_BITS_OFFSET, value)
 
     @property
     def control(self) -> bytes:
@@ -167,7 +187,8 @@ class RingBuffer:
         if body_length // 8 > 0xFFFF:
             raise ValueError(f"packet of {body_length} bytes cannot be described by len8")
         body = encode_packet(ptype, flags, transaction_id, payload, external)
-        check_descriptor(ptype, *struct.unpack_from("<HH", body, 2), flags)
+        offset8, len8 = struct.unpack_from("<HH", body, 2)
+        check_descriptor(ptype, offset8, len8, flags)
         total = len(body) + TRAILER_SIZE
         if total > self.data_size - 8:
             raise ValueError(f"packet of {total} bytes can never fit a {self.data_size}-byte ring")

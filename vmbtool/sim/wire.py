@@ -205,7 +205,7 @@ def packet_length(descriptor: bytes | memoryview, available: int) -> int:
         raise WireError("descriptor", f"only {available} bytes before the write index")
     ptype, offset8, len8, flags, _txid = DESCRIPTOR.unpack_from(descriptor)
     check_descriptor(ptype, offset8, len8, flags)
-    length = len8 * 8
+    length: int = len8 * 8
     if length + TRAILER_SIZE > available:
         raise WireError("descriptor.len8", f"packet of {length} bytes runs past the write index")
     return length

@@ -1,0 +1,310 @@
+"""The layers of the house (issue 15): each module imports only the layers below it.
+
+The test reads the source, not the running program: it walks the AST of every module
+under vmbtool/ and formats/ and collects every import, at module level and inside
+functions (`import x`, `from x import y`, relative imports). Imports under
+`if TYPE_CHECKING:` never run and are exempt: a type is all they bring.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The layers, bottom first: one row a layer, every module of vmbtool in exactly one row.
+# A module may import any module of an earlier row. It may import a module of its own
+# row only where the row is declared one unit (True): a package whose modules use one
+# another. Import cycles are refused everywhere, units included.
+LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
+    # formats: the bytes, construct grammars only (see FORMATS_MAY_IMPORT)
+    ("formats", True, (
+        "vmbtool.formats", "vmbtool.formats.common", "vmbtool.formats.chunk",
+        "vmbtool.formats.end", "vmbtool.formats.stats", "vmbtool.formats.vsp",
+        "vmbtool.formats.channel", "vmbtool.formats.gpadl", "vmbtool.formats.header",
+        "vmbtool.formats.packet", "vmbtool.formats.ring", "vmbtool.formats.incoming",
+        "vmbtool.formats.scenario")),
+    # status/errors/codec, bottom: modules that import nothing of vmbtool (the package
+    # itself only holds the version; NTSTATUS; plain words and text for people; what a
+    # key option may say)
+    ("leaves", False, (
+        "vmbtool", "vmbtool.status", "vmbtool.plainwords", "vmbtool.text", "vmbtool.keys")),
+    # status/errors/codec: the project's one error hierarchy
+    ("errors", False, ("vmbtool.errors",)),
+    # status/errors/codec: a stop the user asked for (Ctrl-C, SIGTERM) is one of the errors
+    ("stop", False, ("vmbtool.stop",)),
+    # status/errors/codec: the code generated from the grammars, codec's engine
+    ("generated", False, ("vmbtool.fastpath",)),
+    # status/errors/codec: the one door to construct
+    ("codec", False, ("vmbtool.codec",)),
+    # chunk stream: chunk types, framing, splitting a buffer of whole chunks
+    ("chunk stream", False, ("vmbtool.chunks",)),
+    # sim: the simulated bus, one unit (see SIM_MAY_IMPORT: status, and nothing else)
+    ("sim", True, (
+        "vmbtool.sim", "vmbtool.sim.wire", "vmbtool.sim.config", "vmbtool.sim.gpadl",
+        "vmbtool.sim.packet", "vmbtool.sim.ring", "vmbtool.sim.channel", "vmbtool.sim.bus")),
+    # live objects <-> grammar containers
+    ("convert", False, ("vmbtool.state",)),
+    # checks: the invariants, pure functions of containers
+    ("checks", False, ("vmbtool.invariants",)),
+    # checks: lean reads, records parsed as they are checked
+    ("lean checks", False, ("vmbtool.lean",)),
+    # kmcl: the save/restore contract as free functions, one unit
+    ("kmcl", True, (
+        "vmbtool.kmcl", "vmbtool.kmcl.limits", "vmbtool.kmcl.staging", "vmbtool.kmcl.save",
+        "vmbtool.kmcl.restore")),
+    # scenarios: VSP/VSC pairs on the public API, one unit
+    ("scenarios", True, (
+        "vmbtool.scenarios", "vmbtool.scenarios.base", "vmbtool.scenarios.network",
+        "vmbtool.scenarios.pipe", "vmbtool.scenarios.storage")),
+    # blob file I/O: reading inputs, writing outputs, telling what a file looks like
+    ("files", False, ("vmbtool.inputs", "vmbtool.output", "vmbtool.sniff")),
+    # blob file I/O: the seal and signature frames of a file
+    ("frames", False, ("vmbtool.frame",)),
+    # blob file I/O: the blob reader and writer
+    ("blob", False, ("vmbtool.blob",)),
+    # snapshot: scenario <-> file use cases (save, load, restore)
+    ("snapshot", False, ("vmbtool.snapshot",)),
+    # views: what the views share (bounded JSON reads, the worker pool)
+    ("view plumbing", False, ("vmbtool.jsonread", "vmbtool.workers")),
+    # views that stand alone
+    ("views", False, ("vmbtool.docshape", "vmbtool.diff", "vmbtool.upgrade", "vmbtool.schema")),
+    # views on views: JSON decode/encode (on docshape), compat (on schema)
+    ("views on views", False, ("vmbtool.jsonview", "vmbtool.compat")),
+    # views: inspect's packet filter (on jsonview)
+    ("packet filter", False, ("vmbtool.packetfilter",)),
+    # views: the reports and the library calls the commands make
+    ("reports", False, ("vmbtool.report", "vmbtool.tools")),
+    # cli: what the commands share
+    ("cli kit", False, ("vmbtool.clikit",)),
+    # cli: the commands
+    ("cli", False, ("vmbtool.cli",)),
+    # `python -m vmbtool`
+    ("entry point", False, ("vmbtool.__main__",)),
+]
+
+# The simulated bus imports nothing of vmbtool but status (and itself).
+SIM_MAY_IMPORT = {"vmbtool.status"}
+# formats/ imports construct and the standard library only.
+FORMATS_MAY_IMPORT = {"construct"}
+
+# (importer, imported) pairs that break the order and could not be fixed yet, each with
+# why. The test fails when one of them is gone, so the set cannot rot.
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
+
+
+# -- reading the imports ----------------------------------------------------------------
+
+
+def module_files() -> dict[str, Path]:
+    """Every module, by the dotted name it is imported as (formats/ ships as
+    vmbtool.formats)."""
+    found = {}
+    for base, package in (("vmbtool", "vmbtool"), ("formats", "vmbtool.formats")):
+        for path in sorted((ROOT / base).rglob("*.py")):
+            parts = path.relative_to(ROOT / base).with_suffix("").parts
+            if base == "vmbtool" and parts[0] == "formats":
+                continue  # a worktree's symlink to formats/, read as formats/ above
+            name = ".".join((package, *parts))
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imported_names(source: str, module: str, is_package: bool) -> set[str]:
+    """Every dotted name a module's source imports when run (TYPE_CHECKING exempt)."""
+    tree = ast.parse(source)
+    exempt: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            exempt.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in exempt:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".") if is_package else module.split(".")[:-1]
+                package = package[:len(package) - node.level + 1]
+                base = ".".join(package + ([node.module] if node.module else []))
+            # a.b when b is a module, else a: `resolve` walks up to the module (the
+            # parent packages Python imports on the way are no edge of their own)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def resolve(imported: str, modules: Iterable[str]) -> str | None:
+    """The module of vmbtool a dotted name is (or is in), None if it is none of them."""
+    if imported.split(".")[0] == "formats":
+        imported = f"vmbtool.{imported}"
+    while imported and imported not in modules:
+        imported = imported.rpartition(".")[0]
+    return imported or None
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the modules of vmbtool it imports when run."""
+    graph = {}
+    for name, path in modules.items():
+        names = imported_names(path.read_text(), name, path.name == "__init__.py")
+        graph[name] = {resolve(n, modules) for n in names} - {None, name}
+    return graph
+
+
+def third_party(modules: dict[str, Path], prefix: str) -> dict[str, set[str]]:
+    """module -> the top-level packages outside vmbtool and the standard library it
+    imports (for the modules whose names start with `prefix`)."""
+    found = {}
+    for name, path in modules.items():
+        if name == prefix or name.startswith(prefix + "."):
+            names = imported_names(path.read_text(), name, path.name == "__init__.py")
+            found[name] = {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {
+                "vmbtool", "formats", "__future__"}
+    return found
+
+
+# -- judging them ------------------------------------------------------------------------
+
+
+def layer_of() -> dict[str, int]:
+    return {module: row for row, (_, _, modules) in enumerate(LAYERS) for module in modules}
+
+
+def order_violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) of each import that goes up, or sideways outside a unit."""
+    rows = layer_of()
+    bad = set()
+    for importer, targets in graph.items():
+        for imported in targets:
+            mine, theirs = rows[importer], rows[imported]
+            if theirs > mine or (theirs == mine and not LAYERS[mine][1]):
+                bad.add((importer, imported))
+    return bad
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+MODULES = module_files()
+GRAPH = import_graph(MODULES)
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+def test_every_module_is_in_one_layer_and_every_layer_entry_is_a_module():
+    listed = [module for _, _, modules in LAYERS for module in modules]
+    assert len(listed) == len(set(listed)), "a module is in two layers"
+    assert sorted(set(MODULES) - set(listed)) == [], "new modules: give them a layer"
+    assert sorted(set(listed) - set(MODULES)) == [], "modules that are gone"
+
+
+def test_imports_go_only_down():
+    bad = order_violations(GRAPH) - KNOWN_VIOLATIONS
+    rows = layer_of()
+    assert not bad, "\n".join(
+        f"{a} ({LAYERS[rows[a]][0]}) imports {b} ({LAYERS[rows[b]][0]})" for a, b in sorted(bad))
+
+
+def test_known_violations_are_still_needed():
+    assert KNOWN_VIOLATIONS <= order_violations(GRAPH), \
+        "fixed: drop it from KNOWN_VIOLATIONS"
+
+
+def test_no_import_cycles():
+    assert cycles(GRAPH) == []
+
+
+def test_the_bus_imports_nothing_of_vmbtool_but_status():
+    for module, targets in GRAPH.items():
+        if module == "vmbtool.sim" or module.startswith("vmbtool.sim."):
+            outside = {t for t in targets if not t.startswith("vmbtool.sim")}
+            assert outside <= SIM_MAY_IMPORT, f"{module} imports {sorted(outside)}"
+
+
+def test_formats_import_construct_only():
+    for module, tops in third_party(MODULES, "vmbtool.formats").items():
+        assert tops <= FORMATS_MAY_IMPORT, f"{module} imports {sorted(tops)}"
+
+
+# -- the checker itself finds what it must ------------------------------------------------
+
+
+def test_the_walk_finds_function_level_and_relative_imports_but_not_type_checking_ones():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import vmbtool.codec\n"
+        "from . import ring\n"
+        "from .wire import PAGE_SIZE\n"
+        "if TYPE_CHECKING:\n"
+        "    from vmbtool.cli import main\n"
+        "def later():\n"
+        "    from vmbtool import kmcl\n"
+        "    import vmbtool.blob as blob\n")
+    names = imported_names(source, "vmbtool.sim.channel", is_package=False)
+    assert {resolve(name, MODULES) for name in names} - {None} == {
+        "vmbtool.codec", "vmbtool.sim.ring", "vmbtool.sim.wire", "vmbtool.kmcl",
+        "vmbtool.blob"}
+
+
+@pytest.mark.parametrize("importer,imported,bad", [
+    ("vmbtool.cli", "vmbtool.blob", False),  # down
+    ("vmbtool.sim.channel", "vmbtool.kmcl.save", True),  # up
+    ("vmbtool.docshape", "vmbtool.schema", True),  # sideways, not a unit
+    ("vmbtool.kmcl.restore", "vmbtool.kmcl.staging", False),  # inside a unit
+])
+def test_the_order_check_tells_down_from_up_and_sideways(importer, imported, bad):
+    assert bool(order_violations({importer: {imported}})) == bad
+
+
+def test_the_cycle_check_finds_a_cycle_inside_a_unit():
+    graph = {"vmbtool.sim.bus": {"vmbtool.sim.channel"},
+             "vmbtool.sim.channel": {"vmbtool.sim.ring"},
+             "vmbtool.sim.ring": {"vmbtool.sim.bus"}}
+    assert cycles(graph) == [sorted(graph)]
+    assert cycles({**graph, "vmbtool.sim.ring": set()}) == []

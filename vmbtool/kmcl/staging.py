@@ -1,0 +1,209 @@
+"""RestoreFromBuffer's staging: whole chunks are added one by one to a staged channel,
+in the order the grammar lays them out, before anything is applied (DOMAIN.md §3):
+
+    VmbChannelRestoreFromBuffer(channel, buffer, size) — the buffer holds whole chunks;
+    STATUS_SUCCESS when the final chunk is restored, STATUS_MORE_PROCESSING_REQUIRED
+    when it went well and more chunks remain, any other failure status otherwise.
+
+    CHANNEL_STATE ::= CHANNEL RING RING GPADLS {PACKET} INCOMING CHANNEL_END
+
+Each chunk type has its handler in `STAGE_CHUNK`, a table, not a ladder. The blob reader
+stages a file's channels with the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vmbtool.chunks import REGISTRY, ChunkType, RawChunk, decode_chunk
+from vmbtool.errors import BlobError
+from vmbtool.kmcl import limits
+from vmbtool.state import SavedChannel
+from vmbtool.status import NtStatus
+
+if TYPE_CHECKING:  # a check is handed in by the reader that stages (lean reads)
+    from vmbtool.invariants import ChannelCheck
+
+# where each chunk of a channel's state stands in CHANNEL_STATE
+ORDER: dict[int, int] = {
+    ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
+    ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
+
+
+@dataclass
+class RestoreStaging:
+    saved: SavedChannel = field(default_factory=SavedChannel)
+    last_order: int = -1
+    chunks_seen: int = 0
+    seen: set[int] = field(default_factory=set)  # chunk types staged so far
+    check: ChannelCheck | None = None  # fed each part as it is staged (lean reads)
+    keep_packets: bool = True  # False: packets (and pending incoming) checked, not kept
+    keep_gpadls: bool = True
+    last_record: Any = None  # the last PacketRecord staged
+    lib_bufs: list[bytes] = field(default_factory=list)  # each kept packet's LibBuf bytes
+    # the LibBuf the VSP's restore callback is handed, and what it parsed to: the
+    # callback's VmbPacketRestore of those very bytes need not parse them again
+    restoring: tuple[bytes, Any] | None = None
+    # transaction id << 1 | is a queued completion, of each packet staged (without a
+    # check: a check keeps its own)
+    packet_keys: set[int] = field(default_factory=set)
+
+    def has_packet(self, key: int) -> bool:
+        return key in (self.check.seen if self.check is not None else self.packet_keys)
+
+
+def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
+                blocks: Iterable[bytes] | None = None) -> bool:
+    """Add one chunk to the staged state; True when it was the final chunk.
+
+    `value` is the chunk already decoded; a ring streamed in `blocks` comes without
+    its data (only a `check` reads them)."""
+    order = ORDER.get(raw.type)
+    if order is None:
+        if raw.type in REGISTRY or raw.required:
+            raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                            f"chunk type {raw.type:#06x} is not part of a channel's state"
+                            if raw.type in REGISTRY else
+                            f"unknown required chunk type {raw.type:#06x}",
+                            NtStatus.REVISION_MISMATCH if raw.type not in REGISTRY
+                            else NtStatus.DATA_ERROR)
+        staging.saved.skipped.append(raw.type)
+        return False
+    if order < staging.last_order or (order == staging.last_order and raw.type in (
+            ChunkType.CHANNEL, ChunkType.GPADLS, ChunkType.INCOMING)):
+        raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                        f"{REGISTRY[raw.type].name} chunk out of order")
+    if order > 0 and staging.saved.context is None:
+        raise BlobError(f"{where}.chunk@{raw.offset}.type", "state before the channel chunk")
+    if raw.type == ChunkType.CHANNEL_END:
+        # CHANNEL_STATE ::= CHANNEL RING RING GPADLS {PACKET} INCOMING CHANNEL_END: the
+        # GPADLS and INCOMING chunks are always written, empty or not
+        for needed in (ChunkType.GPADLS, ChunkType.INCOMING):
+            if needed not in staging.seen:
+                raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                                f"channel_end chunk without the channel's "
+                                f"{REGISTRY[needed].name} chunk")
+    staging.last_order = order
+    staging.seen.add(raw.type)
+    cap = limits.MAX_PACKETS_PER_CHANNEL
+    if raw.type == ChunkType.PACKET and staging.saved.packet_count >= cap:
+        # refused before its data is parsed: an endless channel costs no parses
+        raise BlobError(f"{where}.packets (chunk@{raw.offset})",
+                        f"more than {cap} packet objects in one channel",
+                        NtStatus.INSUFFICIENT_RESOURCES)
+    if value is None:
+        value = decode_chunk(raw, where)
+    return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
+
+
+# -- one handler a chunk type: (staging, raw, where, value, blocks) -> final chunk? ----
+
+
+def _stage_channel(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                   blocks: Iterable[bytes] | None) -> bool:
+    staging.saved.context = value
+    if staging.check is not None:
+        staging.check.context(value)
+    return False
+
+
+def _stage_ring(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                blocks: Iterable[bytes] | None) -> bool:
+    saved = staging.saved
+    direction = str(value.direction)
+    if direction in saved.rings:
+        raise BlobError(f"{where}.rings.{direction}", "ring saved twice")
+    if direction == "incoming" and "outgoing" in saved.rings:
+        raise BlobError(f"{where}.chunk@{raw.offset}.type",
+                        "ring chunk out of order: the incoming ring comes first")
+    saved.rings[direction] = value
+    if staging.check is not None:
+        staging.check.ring(value, blocks)
+    return False
+
+
+def _stage_gpadls(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                  blocks: Iterable[bytes] | None) -> bool:
+    saved, check = staging.saved, staging.check
+    gpadls = value.gpadls  # a lean read's are parsed as they are checked
+    if staging.keep_gpadls:
+        gpadls = saved.gpadls = list(gpadls)
+    saved.gpadl_count = check.gpadl_table(gpadls) if check else sum(1 for _ in gpadls)
+    return False
+
+
+def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                  blocks: Iterable[bytes] | None) -> bool:
+    saved = staging.saved
+    _check_new_packet(staging, value["lib_buf"], where)
+    staging.last_record = value
+    saved.packet_count += 1
+    if staging.keep_packets:
+        saved.packets.append(value)
+        if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
+            size = int.from_bytes(raw.data[:4], "little")
+            staging.lib_bufs.append(raw.data[4:4 + size])
+    if staging.check is not None:
+        staging.check.packet(value)
+    return False
+
+
+def _stage_incoming(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                    blocks: Iterable[bytes] | None) -> bool:
+    saved, check = staging.saved, staging.check
+    entries = value.packets
+    if staging.keep_packets:
+        entries = saved.incoming = list(entries)
+    saved.incoming_count = check.pending_incoming(entries) if check else \
+        sum(1 for _ in entries)
+    return False
+
+
+def _stage_channel_end(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
+                       blocks: Iterable[bytes] | None) -> bool:
+    staging.saved.end = value
+    if staging.check is not None:
+        staging.saved.problems = staging.check.channel_end(value)
+    return True
+
+
+StageChunk = Callable[[RestoreStaging, RawChunk, str, Any, "Iterable[bytes] | None"], bool]
+
+# Dispatch by table: the chunk types of a channel's state, each to its handler.
+STAGE_CHUNK: dict[int, StageChunk] = {
+    ChunkType.CHANNEL: _stage_channel,
+    ChunkType.RING: _stage_ring,
+    ChunkType.GPADLS: _stage_gpadls,
+    ChunkType.PACKET: _stage_packet,
+    ChunkType.INCOMING: _stage_incoming,
+    ChunkType.CHANNEL_END: _stage_channel_end,
+}
+
+
+def _check_new_packet(staging: RestoreStaging, lib: Any, where: str) -> None:
+    """A repeated transaction id is called one (before the order check, which it would
+    fail too), as it comes: not after an endless channel."""
+    completion = str(lib["type"]) == "completion"
+    key = lib["transaction_id"] << 1 | completion
+    if staging.has_packet(key):
+        label = "completion" if completion else "txid"
+        raise BlobError(f"{where}.packets[{label}={lib['transaction_id']}]",
+                        f"duplicate transaction id {lib['transaction_id']}")
+    _check_packet_order(staging.last_record, lib, where)
+    if staging.check is None:
+        staging.packet_keys.add(key)
+
+
+def _check_packet_order(last: Any, lib: Any, where: str) -> None:
+    """PACKET chunks come as packets_in_use() hands them out: the packets not in the
+    backlog by rising transaction id, then the backlog in its own order."""
+    if last is None or lib["state"] == "backlog":
+        return
+    last = last["lib_buf"]
+    if last["state"] == "backlog" or last["transaction_id"] >= lib["transaction_id"]:
+        raise BlobError(f"{where}.packets[txid={lib.transaction_id}]",
+                        "packet chunk out of order: packets not in the backlog come first, "
+                        f"by rising transaction id (after txid={last.transaction_id} "
+                        f"{last.state})")
