@@ -30,3 +30,13 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_ci_checks_a_wheel_outside_the_checkout():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip wheel" in ci and "vmbtool\" --version" in ci
+
+
+def test_the_readme_library_example_runs():
+    """The KMCL example saves a channel through the free functions, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The KMCL contract as a library"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["status"].name == "SUCCESS" and b"".join(scope["chunks"])
