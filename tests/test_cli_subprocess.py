@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pty_support import read_until_closed
 
 from vmbtool import __version__
 from vmbtool.formats.header import MAGIC
@@ -226,18 +227,10 @@ def run_on_a_terminal(args: list[object], environ: dict[str, str]) -> tuple[int,
                              stderr=subprocess.PIPE, env=environ)
         os.close(slave)
         slave = -1
-        chunks = []
-        while True:
-            try:
-                block = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not block:
-                break
-            chunks.append(block)
+        shown = read_until_closed(master)
         err = p.stderr.read()
         p.stderr.close()
-        return p.wait(timeout=TIMEOUT), b"".join(chunks), err
+        return p.wait(timeout=TIMEOUT), shown, err
     finally:
         if slave >= 0:
             os.close(slave)

@@ -512,6 +512,15 @@ def test_a_blob_is_never_written_to_a_terminal(command, sources):
     assert MAGIC not in shown
 
 
+def shown_on(master: int) -> bytes:
+    """What reached the terminal whose master side is `master` (without waiting)."""
+    os.set_blocking(master, False)
+    try:
+        return os.read(master, 1 << 16)
+    except BlockingIOError:
+        return b""
+
+
 @needs_root
 @pytest.mark.parametrize("command", BLOB_WRITERS)
 def test_a_blob_is_never_written_to_a_terminal_behind_a_path(command, sources, tmp_path):
@@ -520,11 +529,7 @@ def test_a_blob_is_never_written_to_a_terminal_behind_a_path(command, sources, t
         node = tmp_path / "tty-node"
         make_device(node, os.fstat(slave).st_rdev)
         result = run(command, sources, node)
-        os.set_blocking(master, False)
-        try:
-            shown = os.read(master, 1 << 16)
-        except BlockingIOError:
-            shown = b""
+        shown = shown_on(master)
     finally:
         os.close(slave)
         os.close(master)
@@ -541,11 +546,7 @@ def test_a_blob_is_never_written_to_a_terminal_behind_a_descriptor(sources):
                            pass_fds=(slave,), stdin=subprocess.DEVNULL,
                            capture_output=True, env=child_env(),
                            timeout=TIMEOUT)
-        os.set_blocking(master, False)
-        try:
-            shown = os.read(master, 1 << 16)
-        except BlockingIOError:
-            shown = b""
+        shown = shown_on(master)
     finally:
         os.close(slave)
         os.close(master)

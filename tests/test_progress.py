@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pty_support import read_until_closed
 
 from vmbtool.cli import main
 from vmbtool.clikit import PROGRESS_MIN_STEPS
@@ -55,14 +56,7 @@ class Run:
 
     def drain(self, master: int) -> None:
         try:
-            while True:
-                try:
-                    block = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    return
-                if not block:
-                    return
-                self.chunks.append(block)
+            self.chunks.append(read_until_closed(master))
         finally:
             os.close(master)
 
