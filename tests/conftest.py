@@ -2,6 +2,10 @@
 directory for the whole run (never the user's ~/.cache/vmbtool; subprocesses inherit
 the environment variable). It does not exist yet, as on a fresh CI machine.
 
+The helpers every test module shares live here, once: `ROOT`, the fixtures' key,
+`EXE` (the console script) and `cli` (the CLI in-process); tests import them
+(`from conftest import cli`).
+
 Every test is also held to the library-wording guard (tests/wording.py): a message it
 provokes in construct's, struct's or Python's words fails it at teardown."""
 
@@ -9,7 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import wording
 from wording import no_library_wording  # noqa: F401 - an autouse fixture for every test
@@ -29,3 +36,21 @@ wording.install()
 
 def pytest_configure(config) -> None:
     wording.register_marker(config)
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
+FIXTURE_KEY_FILE = ROOT / "fixtures" / "v1" / "test-key"  # signs every *-signed fixture
+FIXTURE_KEY = FIXTURE_KEY_FILE.read_bytes()
+# the console script beside this interpreter (else on PATH)
+EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
+
+
+def cli(*args: object, input: bytes | str | None = None) -> Any:
+    """`vmbtool ARGS` in this process (click's CliRunner), with no key from the
+    environment; the click Result, stdout and stderr apart."""
+    from click.testing import CliRunner
+
+    from vmbtool.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input,
+                              env={"VMBTOOL_KEY_FILE": None})

@@ -14,11 +14,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import ROOT, cli  # noqa: F401 - cli: the test_inputs_* modules take it here
 
-from vmbtool.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "v1.1"
 STORAGE = FIXTURES / "storage.vmb"
 SIGNED = FIXTURES / "storage-signed.vmb"
@@ -30,11 +28,6 @@ OUR_ERROR = re.compile(r"^Error: \S.* at \S.*: \S.*$")
 # non-blob's bytes look like is the messages' part of issue 14)
 RAW = ("Traceback", "struct.error", "unpack requires", "Errno", "UnsupportedOperation",
        "AttributeError", "NoneType", "seekable")
-
-
-def cli(*args: object, input: bytes | None = None) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None})
 
 
 def env() -> dict[str, str]:

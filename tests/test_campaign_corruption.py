@@ -39,7 +39,6 @@ import io
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from vmbtool.scenarios.base import Scenario
 from vmbtool.tools import restore_and_run, validate_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import EXE
 from test_restore_atomic import observable  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
@@ -894,7 +894,6 @@ def test_chunk_header_length_and_type(name):
 
 
 # -- through the executable ---------------------------------------------------------------
-EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 
 
 def cli_cases() -> list[tuple[str, str, bytes, bool]]:

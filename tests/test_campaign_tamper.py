@@ -15,13 +15,12 @@ import hmac
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXE, ROOT
 
 from vmbtool import blob as blob_module
 from vmbtool.blob import load_blob
@@ -30,7 +29,6 @@ from vmbtool.scenarios.base import Scenario
 from vmbtool.status import NtStatus
 from vmbtool.tools import read_key, restore_and_run, validate_file
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY_FILE = ROOT / "fixtures" / "v1" / "test-key"
 KEY = KEY_FILE.read_bytes()
 SIGNED = {"v1": ROOT / "fixtures" / "v1" / "storage-signed.vmb",
@@ -223,7 +221,6 @@ def test_no_plain_comparison_of_the_mac_in_the_source():
 
 
 # -- the key never shows ------------------------------------------------------------------
-EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 TEXT_KEY = b"campaign-secret-key: kestrel lantern 7731"
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import cli
 
 from vmbtool.cli import main
 
@@ -21,10 +22,6 @@ ONE_PLURAL = re.compile(r"(?<![\d.,])1 (channels|steps|packets|differences|event
                         r"bytes|transactions|restored transactions|pages|findings)\b")
 PLURAL_ONE = re.compile(r"(?<![\d.,])(?:[02-9]|\d\d+) (channel|step|packet|difference|event|"
                         r"chunk|byte|restored transaction|page|finding)\b(?!s)")
-
-
-def cli(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
 
 
 def ok(*args: object) -> Result:

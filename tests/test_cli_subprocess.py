@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXE
 from pty_support import read_until_closed
 
 from vmbtool import __version__
 from vmbtool.formats.header import MAGIC
 
 # the console script installed beside this interpreter (not a version-manager shim), else PATH
-EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
 TIMEOUT = 60
 KEY = b"VMBTOOL-SUBPROCESS-KEY:kestrel-lantern-5583"

@@ -13,9 +13,9 @@ import re
 from collections.abc import Callable
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import cli
 
-from vmbtool.cli import main
 from vmbtool.compat import compare
 from vmbtool.errors import VmbtoolError
 from vmbtool.schema import load, to_json
@@ -327,10 +327,6 @@ def test_both_directions(mutate, forward, backward, finding):
 
 
 # -- the command ---------------------------------------------------------------------------
-
-
-def cli(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def no_traceback(result: Result) -> None:

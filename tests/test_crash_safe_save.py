@@ -17,23 +17,21 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import EXE
 
 from vmbtool import jsonview
 from vmbtool.blob import load_blob
 from vmbtool.snapshot import check_blob, save_blob
 from vmbtool.tools import run_scenario
 
-EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
 OLD = (FIXTURES / "storage.vmb").read_bytes()  # the old valid blob a destination may hold

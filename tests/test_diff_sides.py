@@ -10,17 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import ROOT, cli
 
-from vmbtool.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
 GOOD = ROOT / "fixtures" / "v1.1" / "storage.vmb"
 SIGNED = ROOT / "fixtures" / "v1.1" / "storage-signed.vmb"
-
-
-def cli(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
 
 
 def damaged(tmp_path: Path) -> Path:

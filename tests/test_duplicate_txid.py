@@ -12,15 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from vmbtool.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
+from conftest import ROOT, cli
 
 
 def decoded(name: str) -> dict:

@@ -19,22 +19,15 @@ from typing import Any
 
 import pytest
 import zstandard
-from click.testing import CliRunner
+from conftest import ROOT, cli
 
-from vmbtool.cli import main
 from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "fixtures" / "v1.1" / "network.vmb"
 # keys encode does without (decode may leave them out, or write null)
 OPTIONAL = {"note", "scenario", "extra_chunks", "end", "header.flags", "header.signed",
             "rings", "gpadls", "packets", "pending_incoming", "channel_end", "stats",
             "guests", "incoming", "outgoing", "data"}
-
-
-def cli(*args: object, input: str | bytes | None = None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None})
 
 
 def decoded() -> dict:

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from uuid import UUID
 
 import pytest
+from conftest import ROOT
 from construct import (
     Bytes,
     Const,
@@ -76,7 +77,6 @@ from vmbtool.formats.scenario import GuestChannel
 from vmbtool.formats.vsp import VspState
 from vmbtool.status import NtStatus
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 KEY = (FIXTURES / "v1" / "test-key").read_bytes()
 BLOBS = sorted(FIXTURES.glob("*/*.vmb"))

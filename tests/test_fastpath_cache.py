@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from construct import Int8ul, Int16ul, Struct
 
 from vmbtool import fastpath
 from vmbtool.blob import load_blob
 from vmbtool.chunks import REGISTRY
 
-ROOT = Path(__file__).resolve().parent.parent
 BLOB = ROOT / "fixtures" / "v1.1"
 SAMPLE = sorted(p for p in BLOB.glob("*.vmb") if not p.stem.endswith("-signed"))[0]
 

@@ -13,16 +13,15 @@ import importlib.util
 import io
 import struct
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from vmbtool import jsonview, report
 from vmbtool.blob import load_blob
 from vmbtool.errors import VmbtoolError
 from vmbtool.tools import restore_and_run, validate_file
 
-ROOT = Path(__file__).resolve().parent.parent
 INPUTS = 80  # about 5 s here
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from conftest import EXE
 from construct import Struct
 
 from vmbtool import codec
@@ -33,7 +32,6 @@ from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
 from vmbtool.formats.header import FileHeader
 from vmbtool.formats.scenario import GuestChannel, ScenarioState
 
-EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
 RSS_LIMIT_MB = 100

@@ -10,19 +10,15 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import cli
 
-from vmbtool.cli import main
 from vmbtool.jsonview import PACKET_STATE_JSON
 from vmbtool.state import PACKET_TYPE_NAMES
 
 STATES = ", ".join(PACKET_STATE_JSON.values())  # the tables the rest of the tool uses
 TYPES = ", ".join(PACKET_TYPE_NAMES.values())
 ROW = re.compile(r"^    txid +(\d+) (\S+) +(\S+) +flags ")
-
-
-def cli(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from vmbtool.cli import main
+from conftest import cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KEY = FIXTURES / "v1" / "test-key"
-
-
-def cli(*args: object, input: bytes | None = None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None})
 
 
 @pytest.fixture

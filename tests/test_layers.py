@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 
 # The layers, bottom first: one row a layer, every module of vmbtool in exactly one row.
 # A module may import any module of an earlier row. It may import a module of its own

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import zstandard
 from click.testing import CliRunner
+from conftest import ROOT
 
 from vmbtool.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 BLOB = ROOT / "fixtures" / "v1.1" / "storage.vmb"
 COMMANDS = ("validate", "inspect", "decode", "restore", "upgrade", "diff")
 

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import cli
 
 from vmbtool import output
-from vmbtool.cli import main
 from vmbtool.formats.header import MAGIC
 
 TIMEOUT = 60
@@ -66,10 +66,6 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     assert cli("save", "--steps", "5", "-o", blob).exit_code == 0
     assert cli("decode", blob, "-o", doc).exit_code == 0
     return {"blob": blob, "json": doc}
-
-
-def cli(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
 
 
 def run(command: str, sources: dict[str, Path], out: object) -> Result:

@@ -1,9 +1,8 @@
 """The README opens with exactly two set-up commands, and CI runs the second verbatim."""
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
 
 
 def setup_commands() -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from test_semantic_lies import build_lies
 
 from vmbtool import kmcl
@@ -24,7 +25,6 @@ from vmbtool.snapshot import (
     split_buffers,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "fixtures").glob("v*/*.vmb"))
 KEY = (ROOT / "fixtures" / "v1" / "test-key").read_bytes()
 HUGE = 1 << 30

@@ -15,20 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 
 from vmbtool.blob import load_blob, seal_body
 from vmbtool.chunks import ChunkType, frame_bytes
-from vmbtool.cli import main
 from vmbtool.sim.wire import DESCRIPTOR, TRAILER
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
 ERROR = re.compile(r"^Error: bad blob at (?P<where>\S.*?): (?P<why>.+)$")
 INVALID = re.compile(r"^.*: INVALID at (?P<where>\S.*?): (?P<why>.+?)( \(\+\d+ more\))?$")
-
-
-def cli(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
 
 
 def decoded(name: str, tmp_path: Path) -> dict:

@@ -18,9 +18,8 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from vmbtool.cli import main
+from click.testing import Result
+from conftest import cli
 
 # utf-8 fields (note, friendly names) take everything; ascii fields (writer version: 16
 # bytes, scenario name, completion routine) the ascii part
@@ -35,11 +34,6 @@ NAME_SHOWN = r"evil\x1b[2J\nFORGED: valid\u202e.vmb"
 # as the end of a line, checked by FORGED never starting one)
 RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
                  "\ud800-\udfff]")
-
-
-def cli(*args: object, input: bytes | None = None) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None})
 
 
 def shown(result: Result) -> str:
