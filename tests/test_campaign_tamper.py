@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXE, ROOT
+from conftest import EXE, FIXTURE_KEY_FILE, ROOT
 
 from vmbtool import blob as blob_module
 from vmbtool.blob import load_blob
@@ -29,7 +29,7 @@ from vmbtool.scenarios.base import Scenario
 from vmbtool.status import NtStatus
 from vmbtool.tools import read_key, restore_and_run, validate_file
 
-KEY_FILE = ROOT / "fixtures" / "v1" / "test-key"
+KEY_FILE = FIXTURE_KEY_FILE
 KEY = KEY_FILE.read_bytes()
 SIGNED = {"v1": ROOT / "fixtures" / "v1" / "storage-signed.vmb",
           "v1.1": ROOT / "fixtures" / "v1.1" / "storage-signed.vmb"}

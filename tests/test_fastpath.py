@@ -23,7 +23,7 @@ from types import MappingProxyType
 from uuid import UUID
 
 import pytest
-from conftest import ROOT
+from conftest import FIXTURE_KEY, ROOT
 from construct import (
     Bytes,
     Const,
@@ -78,7 +78,7 @@ from vmbtool.formats.vsp import VspState
 from vmbtool.status import NtStatus
 
 FIXTURES = ROOT / "fixtures"
-KEY = (FIXTURES / "v1" / "test-key").read_bytes()
+KEY = FIXTURE_KEY
 BLOBS = sorted(FIXTURES.glob("*/*.vmb"))
 
 # A grammar of what the formats do not use (yet) but the fast path compiles: big-endian

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURE_KEY
 
 from vmbtool import jsonview
 from vmbtool.blob import FORMAT_MINOR, load_blob
@@ -31,7 +32,7 @@ from vmbtool.upgrade import parse_version, upgrade_blob
 REPO = Path(__file__).resolve().parent.parent
 ROOT = REPO / "fixtures"
 VERSIONS = {ROOT / "v1": (1, 0), ROOT / "v1.1": (1, 1)}
-KEY = (ROOT / "v1" / "test-key").read_bytes()
+KEY = FIXTURE_KEY
 BLOBS = sorted(p for directory in VERSIONS for p in directory.glob("*.vmb"))
 V1_0_COMMIT = "77ced59"  # the last commit whose vmbtool wrote and read only format 1.0
 

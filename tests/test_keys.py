@@ -11,10 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import FIXTURE_KEY_FILE, cli
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = FIXTURES / "v1" / "test-key"
+KEY = FIXTURE_KEY_FILE
 
 
 @pytest.fixture

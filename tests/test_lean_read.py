@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURE_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_semantic_lies import LIES, build_lies
@@ -29,7 +30,7 @@ from vmbtool.snapshot import check_blob
 from vmbtool.state import ring_state
 
 ROOT = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = (ROOT / "v1" / "test-key").read_bytes()
+KEY = FIXTURE_KEY
 BLOBS = sorted(ROOT.glob("v*/*.vmb"))
 
 

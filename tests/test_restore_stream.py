@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import FIXTURE_KEY, ROOT
 from test_semantic_lies import build_lies
 
 from vmbtool import kmcl
@@ -26,7 +26,7 @@ from vmbtool.snapshot import (
 )
 
 FIXTURES = sorted((ROOT / "fixtures").glob("v*/*.vmb"))
-KEY = (ROOT / "fixtures" / "v1" / "test-key").read_bytes()
+KEY = FIXTURE_KEY
 HUGE = 1 << 30
 
 

@@ -6,13 +6,14 @@ import io
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_KEY
 
 from vmbtool import jsonview, report, tools
 from vmbtool.blob import load_blob
 from vmbtool.packetfilter import parse_filter
 
 ROOT = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = (ROOT / "v1" / "test-key").read_bytes()
+KEY = FIXTURE_KEY
 BLOBS = sorted(ROOT.glob("v*/*.vmb"))
 OPTIONS = [{}, {"packets": True, "gpadls": True, "rings": True},
            {"hexdump_rings": True}, {"flt": parse_filter("channel=0,state=in_ring")}]
