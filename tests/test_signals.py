@@ -44,8 +44,24 @@ def blob_dir(tmp_path_factory) -> Path:
 
 
 def vmbtool(*args: str, **popen) -> subprocess.Popen:
+    # PYTHONFAULTHANDLER: a hang is shown with every thread's stack (communicate below)
     return subprocess.Popen([sys.executable, "-m", "vmbtool", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, **popen)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"}, **popen)
+
+
+def communicate(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """The command's output once it has ended; a command still running after WAIT
+    seconds is a hang: it is made to show its threads' stacks (SIGABRT with the fault
+    handler on), then the test fails with them."""
+    try:
+        return proc.communicate(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _out, err = proc.communicate(timeout=WAIT)
+        for pid in live_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        raise AssertionError("a hang:\n" + err.decode(errors="replace")) from None
 
 
 def started(proc: subprocess.Popen) -> subprocess.Popen:
@@ -109,7 +125,7 @@ def moments(case: str, span: float) -> list[float]:
 
 
 def assert_stopped(proc: subprocess.Popen, codes: tuple[int, ...]) -> str:
-    out, err = proc.communicate(timeout=WAIT)
+    out, err = communicate(proc)
     err_text = err.decode(errors="replace")
     assert "Traceback" not in err_text, err_text
     if proc.returncode == 0:  # the signal came once the work was done
@@ -173,7 +189,7 @@ def test_a_stopped_save_leaves_no_temporary_file(tmp_path, stop):
 
 
 def assert_stopped_save(proc: subprocess.Popen, stop: int) -> None:
-    _out, err = proc.communicate(timeout=WAIT)
+    _out, err = communicate(proc)
     assert b"Traceback" not in err, err.decode(errors="replace")
     expected = 130 if stop == signal.SIGINT else 143
     assert proc.returncode in (0, expected, -stop), proc.returncode

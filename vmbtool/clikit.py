@@ -37,6 +37,13 @@ class VmbtoolGroup(click.Group):
         return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return self.invoke_command(ctx)
+        except KeyboardInterrupt as exc:  # a stop that came while the command's own
+            # cleanup ran (its exit, a finally): still 130 or 143, never click's "Aborted!"
+            exit_stopped(ctx, exc)
+
+    def invoke_command(self, ctx: click.Context) -> Any:
         from vmbtool import stop
         from vmbtool.errors import VmbtoolError
 
@@ -68,16 +75,21 @@ class VmbtoolGroup(click.Group):
                        err=True)
             ctx.exit(EXIT_TROUBLE)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every cleanup has run
-            from vmbtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
-
-            if ctx.obj and ctx.obj.get("debug"):
-                import traceback
-
-                traceback.print_exc()
-            ctx.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+            exit_stopped(ctx, exc)
         finally:
             if self.as_program:  # from here on a stop ends the process by the signal
                 stop_by_signal()
+
+
+def exit_stopped(ctx: click.Context, stopped: KeyboardInterrupt) -> None:
+    """Exit 130 after Ctrl-C, 143 after SIGTERM (`--debug`: with the traceback)."""
+    from vmbtool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+
+    if ctx.obj and ctx.obj.get("debug"):
+        import traceback
+
+        traceback.print_exception(stopped)
+    ctx.exit(EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED)
 
 
 def stop_by_exception() -> None:

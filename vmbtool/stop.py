@@ -22,9 +22,16 @@ def stop_exception(signum: int) -> KeyboardInterrupt:
 
 
 def on_signal(signum: int, _frame: Any) -> None:
-    """The handler of SIGINT and SIGTERM while a command runs."""
+    """The handler of SIGINT and SIGTERM while a command runs. The first stop is raised;
+    a later one, while the first is being handled (cleanups running), only ends the
+    process at once, by the signal itself: never a second exception in a cleanup."""
     _requested.append(signum)
-    raise stop_exception(signum)
+    if len(_requested) == 1:
+        raise stop_exception(signum)
+    import os
+
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def install() -> None:
