@@ -1,7 +1,12 @@
 """Worker processes that go when they should: a map over items in a process pool whose
 workers never see the terminal's Ctrl-C (the parent decides), die with the parent
-however it ends (Linux: PR_SET_PDEATHSIG), and are killed at once when the parent is
-interrupted or terminated, so nothing is left behind and nothing hangs.
+however it ends (Linux: PR_SET_PDEATHSIG), and, when the parent is interrupted or
+terminated, finish the one item each is on and take no other, so nothing is left
+behind and nothing hangs.
+
+They are not killed outright: a worker killed while it writes its answer leaves half a
+message in the result pipe, and the pool's reading thread then waits for the rest
+forever (CI's 200-run stress step met that hang once). An item is one blob.
 
 `--jobs` past what the machine can hold is capped: by the cores this process may use
 (the CLI says so), and always by the open-file limit (each worker holds a few pipes)."""
@@ -69,20 +74,6 @@ def _worker_start(parent: int) -> None:
     _die_with_parent(parent)
 
 
-def _kill_workers(executor: Any) -> None:
-    """SIGKILL every worker of `executor` (ProcessPoolExecutor has no public call for it
-    before Python 3.14: `terminate_workers`)."""
-    terminate = getattr(executor, "kill_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        try:
-            process.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
 class WorkerDied(Exception):
     """A worker process ended before it gave the answer for `index`."""
 
@@ -96,7 +87,8 @@ def map_in_workers(function: Callable[[Any], Any], items: list[Any], jobs: int,
     """`function` over `items` in `jobs` worker processes: the answers in order, as
     they come. A worker's exception is raised here; a worker that dies raises
     WorkerDied naming the first item left without an answer. Leaving the iteration
-    early (an exception, Ctrl-C, SIGTERM, or closing the generator) kills the workers."""
+    early (an exception, Ctrl-C, SIGTERM, or closing the generator) cancels every item
+    not yet taken and waits for the ones being worked on."""
     import gc
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -109,20 +101,15 @@ def map_in_workers(function: Callable[[Any], Any], items: list[Any], jobs: int,
     executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_start,
                                    initargs=(os.getpid(),))
     given = 0
-    finished = False
     try:
         answers = _start(executor, function, items, chunksize, gc)
         for answer in answers:
             stop.check()
             given += 1
             yield answer
-        finished = True
     except BrokenProcessPool:
-        finished = True  # every worker is gone already
         raise WorkerDied(given) from None
     finally:
-        if not finished:
-            _kill_workers(executor)
         executor.shutdown(wait=True, cancel_futures=True)
 
 
