@@ -110,7 +110,14 @@ def map_in_workers(function: Callable[[Any], Any], items: list[Any], jobs: int,
     except BrokenProcessPool:
         raise WorkerDied(given) from None
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        # with the stop signals held: a stop that interrupted the shutdown half-way left
+        # the workers waiting and the interpreter's exit joining them forever (the
+        # stress step met it); held, it is raised once the workers are gone
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _start(executor: Any, function: Callable[[Any], Any], items: Iterable[Any],
