@@ -254,3 +254,36 @@ def test_a_stop_cpython_swallowed_still_ends_the_command(tmp_path):
     assert run.stderr == b"", run.stderr.decode()
     assert target.read_bytes() == b"the old blob"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.vmb"]
+
+
+WRAPPED = """
+import os, signal, sys
+from vmbtool import tools
+sys.argv = ["vmbtool", *sys.argv[1:]]
+from vmbtool.cli import main
+
+class Field:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here, in class creation
+        sum(range(1000))
+
+def validate_files(*args, **kwargs):
+    class Thing:  # CPython 3.11 wraps what __set_name__ raised in a RuntimeError
+        field = Field()
+    print("not stopped", flush=True)
+
+tools.validate_files = validate_files
+main()
+"""
+
+
+def test_a_stop_cpython_wrapped_in_another_error_still_ends_as_a_stop(tmp_path):
+    """Found by the stress runs: a SIGTERM during an import, raised in a dataclass
+    field's __set_name__, reached the user as a RuntimeError traceback."""
+    blob = tmp_path / "x.vmb"
+    blob.write_bytes(b"")
+    run = subprocess.run([sys.executable, "-c", WRAPPED, "validate", str(blob)],
+                         capture_output=True, timeout=WAIT)
+    assert run.stdout == b""
+    assert run.returncode == 143, run.stderr.decode()
+    assert run.stderr == b"", run.stderr.decode()

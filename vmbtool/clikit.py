@@ -58,6 +58,8 @@ class VmbtoolGroup(click.Group):
             stop.check()  # a stop whose first raise was lost must not end as success
             return result
         except VmbtoolError as exc:
+            if stop.requested() is not None:  # the stop's doing (a read cut short)
+                exit_stopped(ctx, stop.stop_exception(stop.requested()))
             if ctx.obj and ctx.obj.get("debug"):
                 import traceback
 
@@ -76,6 +78,13 @@ class VmbtoolGroup(click.Group):
             ctx.exit(EXIT_TROUBLE)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM: every cleanup has run
             exit_stopped(ctx, exc)
+        except Exception:
+            # CPython wraps an exception raised where it creates a class (a dataclass
+            # field's __set_name__ during an import) in a RuntimeError: after a stop,
+            # whatever broke is the stop's doing, and ends as the stop does
+            if stop.requested() is None:
+                raise
+            exit_stopped(ctx, stop.stop_exception(stop.requested()))
         finally:
             if self.as_program:  # from here on a stop ends the process by the signal
                 stop_by_signal()
