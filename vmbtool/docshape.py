@@ -39,6 +39,7 @@ from construct import (
 
 from vmbtool.errors import JsonError
 from vmbtool.formats.common import GuidAdapter, Since, StrictFlagAdapter
+from vmbtool.text import escape
 
 # The document's own arrangement of a channel (jsonview writes and reads it so): packet
 # states as the JSON spells them, the fields of its config object, its counters.
@@ -61,9 +62,8 @@ def show(value: Any) -> str:
         if value.bit_length() > SHOWN_DIGITS * 3.33:  # (str() of a huge int is refused)
             return f"a number of about {int(value.bit_length() / 3.32)} digits"
         return str(value)
-    if isinstance(value, str):  # quoted as JSON, anything unprintable escaped
-        text = "".join(c if c.isprintable() else json.dumps(c)[1:-1]
-                       for c in json.dumps(value[:SHOWN_CHARS], ensure_ascii=False))
+    if isinstance(value, str):  # quoted as JSON, anything unsafe escaped
+        text = escape(json.dumps(value[:SHOWN_CHARS], ensure_ascii=False))
         return text + ("…" if len(value) > SHOWN_CHARS else "")
     if isinstance(value, list):
         return f"a list of {len(value)}"

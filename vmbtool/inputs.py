@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 from vmbtool.errors import BlobError, InputError, UsageError
+from vmbtool.text import escape
 
 STDIN = "-"
 MAX_SPOOLED_BLOB = 4 << 30  # bytes of a blob read from a stream that are kept to read it
@@ -43,12 +44,6 @@ def in_units(size: int) -> str:
         if size >= 1 << shift and not size % (1 << shift):
             return f"{size >> shift} {unit}"
     return f"{size} bytes"
-
-
-def printable(text: str) -> str:
-    """A name for a message line: control and bidirectional characters escaped."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
-                   else f"\\u{ord(c):04x}" for c in text)
 
 
 class BlobFile(io.FileIO):
@@ -253,7 +248,7 @@ def blobs_in(folder: str, notice: Callable[[str], None] | None = None) -> list[s
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".vmb"))
     except OSError as exc:
-        raise InputError("cannot read folder", printable(folder), describe(exc)) from None
+        raise InputError("cannot read folder", escape(folder), describe(exc)) from None
     found, skipped = [], []
     for name in names:
         path = os.path.join(folder, name)
@@ -267,16 +262,16 @@ def blobs_in(folder: str, notice: Callable[[str], None] | None = None) -> list[s
         else:
             skipped.append(name)
     if skipped and notice is not None:
-        shown = ", ".join(printable(n) for n in skipped[:5])
+        shown = ", ".join(escape(n) for n in skipped[:5])
         more = f", … ({len(skipped) - 5} more)" if len(skipped) > 5 else ""
         what = ("entry that is not a regular file" if len(skipped) == 1 else
                 "entries that are not regular files")
-        notice(f"{printable(folder)}: skipped {len(skipped)} {what}: {shown}{more}")
+        notice(f"{escape(folder)}: skipped {len(skipped)} {what}: {shown}{more}")
     if not found:
         deeper = blobs_below(folder)
         hint = (f" ({deeper} in its subdirectories: give them, or "
                 f"{os.path.join(folder, '*', '')})") if deeper else ""
-        raise UsageError("no blobs to validate", printable(folder),
+        raise UsageError("no blobs to validate", escape(folder),
                          f"no *.vmb file in it{hint}")
     return found
 
