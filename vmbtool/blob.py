@@ -207,7 +207,7 @@ def read_stream_header(stream: IO[bytes]) -> bytes:
     are refused at once. Returns the bytes read."""
     head = read_exact(stream, HEADER_PREFIX_SIZE)
     if len(head) == HEADER_PREFIX_SIZE and head.startswith(MAGIC):
-        declared = int.from_bytes(head[12:16], "little")  # header_size
+        declared = codec.parse(HeaderPrefix, head, "header", 0, exact=False).header_size
         head += read_exact(stream, max(0, min(declared, MAX_HEADER_SIZE) - len(head)))
     read_header(io.BytesIO(head), len(head))
     return head
