@@ -381,7 +381,7 @@ def measure_help(res: Results, repeat: int) -> None:
 
 def small_blobs(workdir: str, count: int) -> str:
     """`count` storage-scenario blobs (seeds 1..count, 100 steps), built once."""
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
+    from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
     from vmbtool.snapshot import save_blob
     from vmbtool.tools import run_scenario
 

@@ -357,7 +357,7 @@ QUICK_BLOB = BlobSpec(target_bytes=96 * MIB, channels=2, ring_pages=2048, awaiti
 def ensure_blob(directory: str, spec: BlobSpec, seed: int = 1,
                 rebuild: bool = False) -> dict:
     """Build the blob once and keep it (with a description beside it) in `directory`."""
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
+    from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 
     os.makedirs(directory, exist_ok=True)
     stem = (f"bench-v{WORKLOAD_VERSION}-{spec.target_bytes}-{spec.channels}x{spec.ring_pages}"

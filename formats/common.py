@@ -30,6 +30,8 @@ from construct import (
     this,
 )
 
+from . import version_tuple
+
 
 class GuidAdapter(Adapter):
     """16 bytes in Windows GUID byte order <-> the canonical lowercase string."""
@@ -112,9 +114,10 @@ class Since(Subconstruct):
     """
 
     def __init__(self, since: str, subcon, default=None):
-        major, dot, minor = since.partition(".")
-        if not (dot and major.isdigit() and minor.isdigit()):
-            raise ValueError(f"Since: version {since!r} is not <major>.<minor>")
+        try:
+            version_tuple(since)
+        except ValueError:
+            raise ValueError(f"Since: version {since!r} is not <major>.<minor>") from None
         super().__init__(subcon)
         self.name = subcon.name
         self.since = since

@@ -22,3 +22,7 @@ RingState = Struct(
     "data_pages" / Int32ul,
     "data" / Bytes(this.data_pages * 4096),
 )
+
+# RingState's fields before its data area: what a reader parses of a ring whose data it
+# streams through in blocks instead of holding (a ring of 1 MiB or more)
+RingControl = Struct(*RingState.subcons[:-1])

@@ -32,3 +32,7 @@ ScenarioState = Struct(
     "vsc_state" / VspState,
     "guests" / PrefixedArray(Int32ul, GuestChannel),
 )
+
+# ScenarioState's fields before its guests: what a reader parses at once before it takes
+# the guests apart one at a time
+ScenarioHead = Struct(*ScenarioState.subcons[:-1])

@@ -50,19 +50,13 @@ from hypothesis import strategies as st
 
 from vmbtool import blob as blob_module
 from vmbtool import codec, jsonview, report, tools
-from vmbtool.blob import (
-    FLAG_SIGNED,
-    SIGNATURE,
-    SIGNATURE_MAGIC,
-    SIGNATURE_TAG,
-    load_blob,
-    seal_body,
-    sign,
-)
-from vmbtool.chunks import REGISTRY, ChunkType, crc32c, frame_bytes
+from vmbtool.blob import FLAG_SIGNED, load_blob, seal_body, sign
+from vmbtool.chunks import crc32c, frame_bytes
 from vmbtool.diff import diff as semantic_diff
 from vmbtool.errors import VmbtoolError
-from vmbtool.formats.header import FileHeader
+from vmbtool.formats.chunk import CHUNK_TYPES, ChunkType
+from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
+from vmbtool.formats.header import FileHeader, HeaderPrefix
 from vmbtool.snapshot import (
     DEFAULT_CHUNK_SIZE,
     check_blob,
@@ -153,11 +147,14 @@ def compress(body: bytes, rng: random.Random) -> bytes:
 
 def seal_frame(header: bytes, body: bytes) -> bytes:
     """The seal frame a zstd body of this header's minor ends with (format 1.1+)."""
-    since = getattr(blob_module, "SEALED_SINCE_MINOR", None)
-    if since is None or int.from_bytes(header[10:12], "little") < since:
+    prefix = codec.parse(HeaderPrefix, header, "header", 0, exact=False)
+    if (prefix.format_major, prefix.format_minor) < SEALED_SINCE:
         return b""
-    return blob_module.SEAL.pack(blob_module.SEAL_MAGIC, blob_module.SEAL.size - 8,
-                                 blob_module.SEAL_TAG, crc32c(body))
+    return codec.build(SealFrame, {"crc32c": crc32c(body)}, "body.seal")
+
+
+def signature_frame(out: bytes) -> bytes:
+    return codec.build(SignatureFrame, {"hmac": sign(KEY, out)}, "signature")
 
 
 def seal(header: bytes, chunks: list[bytes], rng: random.Random, signed: bool,
@@ -174,7 +171,7 @@ def seal(header: bytes, chunks: list[bytes], rng: random.Random, signed: bool,
             body += seal_frame(header, body)
         out = header + body
     if signed:
-        out += SIGNATURE.pack(SIGNATURE_MAGIC, 36, SIGNATURE_TAG, sign(KEY, out))
+        out += signature_frame(out)
     return out
 
 
@@ -224,10 +221,10 @@ def havoc(data: bytes, rng: random.Random, rounds: int | None = None) -> bytes:
 
 
 def random_chunk(rng: random.Random) -> tuple[int, int, bytes]:
-    ctype = rng.choice((*REGISTRY, 0, 0x11, 0x7FFF, 0xFFFF, rng.randrange(1 << 16)))
+    ctype = rng.choice((*CHUNK_TYPES, 0, 0x11, 0x7FFF, 0xFFFF, rng.randrange(1 << 16)))
     flags = rng.choice((0, 1, 1, 2, 0xFF))
     data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 96)))
-    if ctype in REGISTRY and rng.random() < 0.5:
+    if ctype in CHUNK_TYPES and rng.random() < 0.5:
         seed = rng.choice(SEEDS)
         same = [c for c in seed.chunks if c[0] == ctype]
         if same:
@@ -258,7 +255,7 @@ def mutate_chunks(chunks: list[tuple[int, int, bytes]],
             out.insert(rng.randrange(len(out) + 1), random_chunk(rng))
         elif op == 8:
             t, f, d = out[i]
-            out[i] = (rng.choice((t, rng.choice(list(REGISTRY)), 0x20)),
+            out[i] = (rng.choice((t, rng.choice(list(CHUNK_TYPES)), 0x20)),
                       rng.choice((0, 1, 2, 0x80)), d)
         else:
             del out[i:i + rng.randrange(1, 8)]
@@ -333,7 +330,7 @@ def random_body(rng: random.Random) -> tuple[bytes, bool]:
             body += seal_frame(header, body)
         out = header + body
         if signed:
-            out += SIGNATURE.pack(SIGNATURE_MAGIC, 36, SIGNATURE_TAG, sign(KEY, out))
+            out += signature_frame(out)
         return out, signed
     chunks = [random_chunk(rng) for _ in range(rng.randrange(0, 12))]
     framed = [frame_bytes(t, d, f) for t, f, d in chunks]

@@ -12,8 +12,9 @@ import subprocess
 
 import pytest
 
-from vmbtool.blob import FORMAT_MINOR, load_blob, write_atomic
+from vmbtool.blob import load_blob, write_atomic
 from vmbtool.errors import BlobError, OutputError
+from vmbtool.formats import FORMAT_MINOR
 from vmbtool.scenarios import NetworkScenario, StorageScenario
 from vmbtool.snapshot import restore_blob, save_blob
 from vmbtool.status import NtStatus

@@ -260,10 +260,11 @@ def test_a_read_that_ends_where_a_zstd_block_ends_fails_as_it_did(monkeypatch, b
 def test_the_chunk_header_is_unpacked_as_its_grammar_parses_it():
     from construct import Container
 
+    from vmbtool import chunks as chunks_module
     from vmbtool import codec
     from vmbtool.formats.chunk import ChunkHeader
 
-    assert blob_module.CHUNK_HEADER.size == ChunkHeader.sizeof()
+    assert chunks_module.CHUNK_HEADER.size == ChunkHeader.sizeof()
     rng = random.Random(3)
     for _ in range(200):
         head = bytearray(rng.getrandbits(8) for _ in range(12))
@@ -272,10 +273,10 @@ def test_the_chunk_header_is_unpacked_as_its_grammar_parses_it():
             parsed = codec.parse(ChunkHeader, bytes(head), "chunk_header", 40)
         except BlobError as exc:
             with pytest.raises(BlobError) as info:
-                blob_module.parse_chunk_header(bytes(head), 40)
+                chunks_module.parse_chunk_header(bytes(head), 40)
             assert (info.value.where, info.value.why) == (exc.where, exc.why)
             continue
-        fast = blob_module.parse_chunk_header(bytes(head), 40)
+        fast = chunks_module.parse_chunk_header(bytes(head), 40)
         assert Container(fast) == parsed
         assert list(fast) == [k for k in parsed if not k.startswith("_")]
 

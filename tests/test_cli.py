@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from vmbtool import __version__
-from vmbtool.chunks import ChunkType
 from vmbtool.cli import main
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.formats.header import MAGIC
 
 COMMANDS = ("run", "save", "inspect", "diff", "validate", "restore", "decode", "encode")
@@ -1069,7 +1069,8 @@ def test_encode_bad_document_is_one_error_line(blobs, tmp_path, edit, where):
 def test_save_default_buffer_holds_any_chunk():
     """The CLI's default SaveContinue buffer is the library's: header + largest chunk."""
     from vmbtool import cli as cli_module
-    from vmbtool.chunks import CHUNK_HEADER_SIZE, MAX_CHUNK_LENGTH
+    from vmbtool.formats.chunk import CHUNK_HEADER_SIZE
+    from vmbtool.formats.limits import MAX_CHUNK_LENGTH
     from vmbtool.snapshot import SAVE_BUFFER_SIZE
 
     assert cli_module.SAVE_BUFFER_SIZE == SAVE_BUFFER_SIZE == \

@@ -440,3 +440,73 @@ def test_cli_usage_error():
 def test_compare_raises_our_error_on_garbage():
     with pytest.raises(VmbtoolError):
         compare(FROZEN, {**FROZEN, "chunks": [{"type": 1}]})
+
+
+# -- the frames and limits sections (described after 1.0 and 1.1 were frozen) ------------
+
+
+def test_the_frozen_versions_read_with_the_current_description_in_both_directions():
+    """Adding frames and limits to the description leaves both frozen versions
+    compatible with the current code, either way round."""
+    from vmbtool.schema import describe_format
+
+    current = describe_format()
+    assert "frames" in current and "limits" in current
+    for version in ("1.0", "1.1"):
+        frozen = load(version)
+        assert "frames" not in frozen and "limits" not in frozen
+        for reverse in (False, True):
+            report = compare(frozen, current, reverse=reverse)
+            assert report.compatible, [f.line() for f in report.findings]
+            assert "unversioned_change" not in [n.kind for n in report.notes]
+
+
+def _current() -> dict:
+    from vmbtool.schema import describe_format
+
+    return describe_format()
+
+
+def test_a_changed_seal_frame_is_a_finding():
+    old = _current()
+    new = copy.deepcopy(old)
+    new["format"], new["minor"] = "1.2", 2
+    fields = new["frames"]["seal"]["structure"]["fields"]
+    tag = next(f for f in fields if f["name"] == "tag")
+    tag["type"]["bytes"] = b"SEAm".hex()
+    report = compare(old, new)
+    assert [(f.kind, f.path) for f in report.findings] == [("frame_changed", "frames.seal")]
+
+
+def test_a_frame_the_reader_does_not_know_is_a_finding_one_it_knows_is_a_note():
+    old = _current()
+    new = copy.deepcopy(old)
+    new["format"], new["minor"] = "1.2", 2
+    new["frames"]["trailer"] = copy.deepcopy(new["frames"]["seal"])
+    assert [f.kind for f in compare(old, new, reverse=True).findings] == ["frame_added"]
+    forward = compare(old, new)
+    assert forward.compatible and [n.kind for n in forward.notes] == ["frame_added"]
+
+
+def test_a_narrowed_limit_is_a_finding_a_widened_one_a_note():
+    old = _current()
+    new = copy.deepcopy(old)
+    new["format"], new["minor"] = "1.2", 2
+    new["limits"]["max_guests"] //= 2
+    new["limits"]["max_skipped_chunks"] *= 2
+    forward = compare(old, new)
+    assert [(f.kind, f.path) for f in forward.findings] == [
+        ("limit_narrowed", "limits.max_guests")]
+    assert [(n.kind, n.path) for n in forward.notes] == [
+        ("limit_widened", "limits.max_skipped_chunks")]
+    backward = compare(old, new, reverse=True)
+    assert [(f.kind, f.path) for f in backward.findings] == [
+        ("limit_narrowed", "limits.max_skipped_chunks")]
+
+
+def test_a_changed_frame_under_the_same_version_is_an_unversioned_change():
+    old = _current()
+    new = copy.deepcopy(old)
+    new["frames"]["signature"]["structure"]["fields"][-1]["size"] = 64
+    kinds = [f.kind for f in compare(old, new).findings]
+    assert "frame_changed" in kinds and "unversioned_change" in kinds

@@ -21,7 +21,7 @@ import pytest
 import zstandard
 from conftest import ROOT, cli
 
-from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
+from vmbtool.formats.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
 
 FIXTURE = ROOT / "fixtures" / "v1.1" / "network.vmb"
 # keys encode does without (decode may leave them out, or write null)

@@ -57,9 +57,8 @@ from hypothesis import strategies as st
 
 from vmbtool import codec, fastpath
 from vmbtool.blob import load_blob
-from vmbtool.chunks import REGISTRY, ChunkType
 from vmbtool.errors import BlobError
-from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats.chunk import CHUNK_TYPES, ChunkHeader, ChunkType
 from vmbtool.formats.common import (
     ExternalData,
     GpaRange,
@@ -108,7 +107,7 @@ SIGNED = Struct("name" / PascalString(Int8sl, "utf8"),
                 "arr" / PrefixedArray(Int8sl, Struct("v" / Int16ul)))
 
 GRAMMARS = {
-    **{kind.name: kind.grammar for kind in REGISTRY.values()},
+    **{kind.name: kind.grammar for kind in CHUNK_TYPES.values()},
     "ChunkHeader": ChunkHeader, "FileHeader": FileHeader, "HeaderPrefix": HeaderPrefix,
     "PacketContext": PacketContext, "ExternalData": ExternalData, "VspState": VspState,
     "GpaRange": GpaRange, "Gpadl": Gpadl, "Incoming": Incoming, "GuestChannel": GuestChannel,
@@ -247,7 +246,7 @@ def test_every_chunk_of_every_golden_blob(path):
         assert agree("ChunkHeader", chunk.head)
         head = ChunkHeader.parse(chunk.head)
         assert COMPILED["ChunkHeader"].build(head) == ChunkHeader.build(head) == chunk.head
-        kind = REGISTRY[chunk.type]
+        kind = CHUNK_TYPES[chunk.type]
         grammar, fast = kind.grammar, COMPILED[kind.name]
         assert agree(kind.name, chunk.data)
         plain = grammar.parse(chunk.data)
@@ -265,7 +264,7 @@ def test_the_fixtures_hold_every_chunk_type_and_external_data_kind():
             types.add(chunk.type)
             if chunk.type == 4:
                 kinds.add(str(PacketRecord.parse(chunk.data).lib_buf.external.kind))
-    assert types == set(REGISTRY)
+    assert types == set(CHUNK_TYPES)
     assert kinds >= {"none"}
 
 
@@ -429,7 +428,7 @@ def _samples() -> list[tuple[str, bytes]]:
         samples.setdefault(("FileHeader", 0), blob.header_bytes[:52])
         samples.setdefault(("HeaderPrefix", 0), blob.header_bytes[:16])
         for chunk in blob.chunks:
-            name = REGISTRY[chunk.type].name
+            name = CHUNK_TYPES[chunk.type].name
             samples.setdefault(("ChunkHeader", chunk.type), chunk.head)
             for variant in range(3):  # a few of each kind, of different sizes
                 if samples.setdefault((name, len(chunk.data) * 3 + variant),
@@ -819,6 +818,6 @@ def test_record_struct_is_the_chunk_headers_layout_from_its_grammar():
         parsed = ChunkHeader.parse(raw)
         assert layout.unpack(raw) == tuple(parsed[k] for k in
                                            ("type", "flags", "reserved", "length", "crc32c"))
-    for grammar in (ZOO, REGISTRY[ChunkType.PACKET].grammar, Int32ul):
+    for grammar in (ZOO, CHUNK_TYPES[ChunkType.PACKET].grammar, Int32ul):
         with pytest.raises(fastpath.Unsupported):
             fastpath.record_struct(grammar)

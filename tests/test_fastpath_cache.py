@@ -20,7 +20,7 @@ from construct import Int8ul, Int16ul, Struct
 
 from vmbtool import fastpath
 from vmbtool.blob import load_blob
-from vmbtool.chunks import REGISTRY
+from vmbtool.formats.chunk import CHUNK_TYPES
 
 BLOB = ROOT / "fixtures" / "v1.1"
 SAMPLE = sorted(p for p in BLOB.glob("*.vmb") if not p.stem.endswith("-signed"))[0]
@@ -40,7 +40,7 @@ def entries(directory: Path) -> list[Path]:
 
 def chunks() -> list[tuple[object, bytes]]:
     blob = load_blob(str(SAMPLE))
-    return [(REGISTRY[chunk.type].grammar, chunk.data) for chunk in blob.chunks]
+    return [(CHUNK_TYPES[chunk.type].grammar, chunk.data) for chunk in blob.chunks]
 
 
 def answers(pairs) -> list[tuple[object, bytes]]:

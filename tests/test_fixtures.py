@@ -13,8 +13,8 @@ import zstandard
 
 from vmbtool import codec
 from vmbtool.blob import encode_blob, load_blob
-from vmbtool.chunks import CHUNK_HEADER_SIZE, REGISTRY, ChunkType
 from vmbtool.errors import BlobError
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_chunks
 from vmbtool.status import NtStatus
 
@@ -98,10 +98,10 @@ def test_fixture_chunks_re_encode_byte_for_byte(path):
     """crit-recode: every chunk's data parses and builds back to the same bytes."""
     blob = load(path)
     for raw in blob.chunks:
-        grammar = REGISTRY[raw.type].grammar
-        value = codec.parse(grammar, raw.data, REGISTRY[raw.type].name,
+        grammar = CHUNK_TYPES[raw.type].grammar
+        value = codec.parse(grammar, raw.data, CHUNK_TYPES[raw.type].name,
                             raw.offset + CHUNK_HEADER_SIZE)
-        assert codec.build(grammar, value, REGISTRY[raw.type].name) == raw.data, raw.offset
+        assert codec.build(grammar, value, CHUNK_TYPES[raw.type].name) == raw.data, raw.offset
     assert blob.chunks[-1].type == ChunkType.END
 
 

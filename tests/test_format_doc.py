@@ -4,7 +4,7 @@ Every `### <Name>` section of FORMAT.md documents one construct Struct (a gramma
 by a vmbtool.formats module, or an anonymous Struct reached from one by a dotted path
 such as `ExternalData.body.gpa_direct`) with one `| offset | size | field | meaning |`
 table; `#### vmbtool.<module>.<NAME>` sections document the scenarios' struct.Struct
-layouts the same way. The chunk type table must match vmbtool.chunks.REGISTRY.
+layouts the same way. The chunk type table must match vmbtool.chunks.CHUNK_TYPES.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ import pytest
 
 import vmbtool.formats
 from vmbtool import blob as blob_module
-from vmbtool.chunks import MAX_CHUNK_LENGTH, REGISTRY
+from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, frames, limits
+from vmbtool.formats.chunk import CHUNK_TYPES
 from vmbtool.formats.common import StrictEnum
+from vmbtool.formats.limits import MAX_CHUNK_LENGTH
 from vmbtool.sim.config import ClientState, ServerState
 
 FORMAT_MD = Path(vmbtool.formats.__file__).with_name("FORMAT.md")
@@ -116,6 +118,7 @@ def exported_structs() -> dict[str, construct.Struct]:
 
 
 EXPORTED = exported_structs()
+EXPORTED_NAMES = {id(grammar): name for name, grammar in EXPORTED.items()}
 
 
 def unwrap(obj: construct.Construct) -> construct.Construct:
@@ -145,11 +148,13 @@ def resolve(path: str) -> construct.Construct:
 
 def anonymous_structs(obj: construct.Construct, path: str,
                       seen: set[int]) -> Iterator[tuple[str, construct.Struct]]:
-    """Structs inside a grammar that no module exports, by their dotted path."""
+    """Structs inside a grammar that no module exports, by their dotted path (from the
+    nearest exported grammar: the path does not depend on which grammar is walked first)."""
     obj = unwrap(obj)
     if id(obj) in seen:
         return
     seen.add(id(obj))
+    path = EXPORTED_NAMES.get(id(obj), path)
     if isinstance(obj, construct.Struct):
         for sc in obj.subcons:
             inner = unwrap(sc)
@@ -247,7 +252,7 @@ def test_chunk_type_table_matches_the_registry():
         assert int(number, 0) not in documented, f"chunk {number} listed twice"
         documented[int(number, 0)] = (name, required == "yes", grammar)
     registry = {int(t): (k.name, k.required, by_object.get(id(k.grammar)))
-                for t, k in REGISTRY.items()}
+                for t, k in CHUNK_TYPES.items()}
     assert documented == registry
 
 
@@ -308,13 +313,28 @@ def test_scenario_layout_matches_its_struct(name):
 
 def test_constants_the_doc_states():
     assert blob_module.HEADER_SIZE == 56 and "56" in DOC
-    assert MAX_CHUNK_LENGTH == 32 * 1024 * 1024 and f"{MAX_CHUNK_LENGTH}" in DOC
-    assert blob_module.MAX_HEADER_SIZE == 4096 and "56..4096" in DOC
-    assert blob_module.MAX_WINDOW_SIZE == 8 * 1024 * 1024 and "8 MiB" in DOC
-    assert f"{blob_module.SIGNATURE_MAGIC:#010X}".replace("0X", "0x") in DOC
-    assert blob_module.SIGNATURE_TAG.decode() in DOC
-    assert blob_module.SIGNATURE.size == 44 and "44-byte" in DOC
-    assert f"{blob_module.FORMAT_MAJOR}.{blob_module.FORMAT_MINOR}" in DOC.splitlines()[0]
+    assert MAX_CHUNK_LENGTH == 32 * 1024 * 1024 and f"{MAX_CHUNK_LENGTH:,}" in DOC
+    assert limits.MAX_HEADER_SIZE == 4096 and "56..4096" in DOC
+    assert limits.MAX_WINDOW_SIZE == 8 * 1024 * 1024 and "8 MiB" in DOC
+    for magic in (frames.SIGNATURE_MAGIC, frames.SEAL_MAGIC, frames.ZSTD_MAGIC):
+        assert f"{magic:#010X}".replace("0X", "0x") in DOC
+    assert frames.SignatureFrame.sizeof() == 44 and "44-byte" in DOC
+    assert frames.SealFrame.sizeof() == 16 and "16-byte" in DOC
+    assert f"{FORMAT_MAJOR}.{FORMAT_MINOR}" in DOC.splitlines()[0]
+
+
+def test_limits_table_names_every_reader_cap_with_its_value():
+    """Each cap of formats/limits.py is named in FORMAT.md's Limits table, in a row that
+    states its value (as `33,554,432`, say)."""
+    rows = [row for header, rows in tables(DOC.splitlines())
+            if header == ["limit", "value", "where"] for row in rows]
+    caps = {name: value for name, value in vars(limits).items() if name.startswith("MAX_")}
+    assert caps, "formats/limits.py has no caps"
+    for name, value in caps.items():
+        named = [row for row in rows if name in row[1]]
+        assert named, f"FORMAT.md's Limits table does not name {name}"
+        assert any(f"{value:,}" in row[1] for row in named), \
+            f"FORMAT.md's Limits row for {name} does not state {value:,}"
 
 
 def test_the_parser_sees_a_wrong_field_name():

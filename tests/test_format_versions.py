@@ -16,11 +16,12 @@ from click.testing import CliRunner
 from conftest import FIXTURE_KEY
 
 from vmbtool import jsonview
-from vmbtool.blob import FORMAT_MINOR, load_blob
-from vmbtool.chunks import ChunkType
+from vmbtool.blob import load_blob
 from vmbtool.cli import main
 from vmbtool.diff import diff
 from vmbtool.errors import VmbtoolError
+from vmbtool.formats import FORMAT_MINOR
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.packet import PacketState
 from vmbtool.sim.wire import PacketType

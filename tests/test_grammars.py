@@ -17,10 +17,9 @@ from construct import ConstructError, SizeofError
 
 from vmbtool import codec
 from vmbtool.blob import load_blob
-from vmbtool.chunks import ChunkType
 from vmbtool.errors import BlobError
 from vmbtool.formats.channel import ChannelContext
-from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats.chunk import ChunkHeader, ChunkType
 from vmbtool.formats.common import ExternalData
 from vmbtool.formats.end import BlobEnd, ChannelEnd
 from vmbtool.formats.gpadl import GpadlTable

@@ -28,7 +28,8 @@ from construct import Struct
 
 from vmbtool import codec
 from vmbtool.blob import load_blob
-from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
+from vmbtool.chunks import crc32c, frame, frame_bytes
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.formats.header import FileHeader
 from vmbtool.formats.scenario import GuestChannel, ScenarioState
 

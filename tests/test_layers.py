@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
         "vmbtool.formats.end", "vmbtool.formats.stats", "vmbtool.formats.vsp",
         "vmbtool.formats.channel", "vmbtool.formats.gpadl", "vmbtool.formats.header",
         "vmbtool.formats.packet", "vmbtool.formats.ring", "vmbtool.formats.incoming",
-        "vmbtool.formats.scenario")),
+        "vmbtool.formats.scenario", "vmbtool.formats.frames", "vmbtool.formats.limits")),
     # status/errors/codec, bottom: modules that import nothing of vmbtool (the package
     # itself only holds the version; NTSTATUS; plain words and text for people; what a
     # key option may say)
@@ -55,7 +55,7 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("lean checks", False, ("vmbtool.lean",)),
     # kmcl: the save/restore contract as free functions, one unit
     ("kmcl", True, (
-        "vmbtool.kmcl", "vmbtool.kmcl.limits", "vmbtool.kmcl.staging", "vmbtool.kmcl.save",
+        "vmbtool.kmcl", "vmbtool.kmcl.staging", "vmbtool.kmcl.save",
         "vmbtool.kmcl.restore")),
     # scenarios: VSP/VSC pairs on the public API, one unit
     ("scenarios", True, (

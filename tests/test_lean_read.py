@@ -21,9 +21,9 @@ from vmbtool import invariants, tools
 from vmbtool.blob import BlobReader, load_blob
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
+from vmbtool.formats import limits
 from vmbtool.invariants import check_ring
 from vmbtool.jsonview import decode
-from vmbtool.kmcl import limits
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import check_blob

@@ -13,8 +13,9 @@ import pytest
 
 from vmbtool import kmcl
 from vmbtool.blob import load_blob
-from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, frame_bytes, split_chunks
+from vmbtool.chunks import frame_bytes, split_chunks
 from vmbtool.formats.channel import ChannelContext
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
 from vmbtool.formats.end import ChannelEnd
 from vmbtool.formats.gpadl import GpadlTable
 from vmbtool.formats.incoming import PendingIncoming

@@ -50,16 +50,11 @@ from typing import Any
 import pytest
 
 from vmbtool.blob import load_blob
-from vmbtool.chunks import (
-    CHUNK_HEADER_SIZE,
-    MAX_CHUNK_LENGTH,
-    ChunkType,
-    crc32c,
-    frame_bytes,
-    split_chunks,
-)
+from vmbtool.chunks import crc32c, frame_bytes, split_chunks
 from vmbtool.formats.channel import ChannelContext
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
 from vmbtool.formats.end import ChannelEnd
+from vmbtool.formats.limits import MAX_CHUNK_LENGTH
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.formats.ring import RingState
 from vmbtool.kmcl import restore_from_buffer, save_channel

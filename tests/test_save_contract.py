@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from vmbtool.chunks import CHUNK_HEADER_SIZE, ChunkType, split_chunks
+from vmbtool.chunks import split_chunks
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.kmcl import save_begin, save_continue, save_end
 from vmbtool.scenarios import SCENARIOS

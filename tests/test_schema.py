@@ -16,15 +16,17 @@ from click.testing import CliRunner
 from construct import Int8ul, Int16ul, Int32ul, Struct
 
 import vmbtool.blob as blob_module
-from vmbtool import chunks
-from vmbtool.chunks import REGISTRY, ChunkKind
+import vmbtool.formats
 from vmbtool.cli import main
 from vmbtool.compat import compare
 from vmbtool.errors import VmbtoolError
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import CHUNK_TYPES, ChunkKind, ChunkType
 from vmbtool.formats.common import Since, StrictEnum
 from vmbtool.formats.end import ChannelEnd
 from vmbtool.formats.header import FileHeader
 from vmbtool.schema import (
+    LATER_KEYS,
     SCHEMA_DIR,
     _Deriver,
     current_version,
@@ -53,13 +55,17 @@ def frozen_mismatch(current: dict, frozen: dict | None) -> str | None:
     if frozen is None:
         return (f"format {version} has no frozen description. Freeze it:\n    "
                 f"{freeze_command(version)}")
+    # frames and limits were described after 1.0 and 1.1 were frozen: a frozen file that
+    # lacks a section is compared on the sections it has
+    current = {key: value for key, value in current.items()
+               if key in frozen or key not in LATER_KEYS}
     if to_json(frozen) == to_json(current):
         return None
     report = compare(frozen, current)
     changes = "\n".join(f"  {f.line()}" for f in report.findings + report.notes)
     return (f"the grammars no longer match formats/schemas/v{version}.json:\n{changes}\n"
             f"If format {version} has been released, leave v{version}.json alone: bump "
-            "FORMAT_MINOR (compatible change) or FORMAT_MAJOR in vmbtool/blob.py, mark what "
+            "FORMAT_MINOR (compatible change) or FORMAT_MAJOR in formats/__init__.py, mark what "
             "is new with since (ChunkKind(..., since=...), Since(...) in formats/common.py) "
             "and freeze the new version. If it is still in development, freeze it again:\n"
             f"    {freeze_command(version)}")
@@ -134,13 +140,13 @@ def test_top_level_shape():
     assert CURRENT["format"] == f"{MAJOR}.{MINOR}"
     assert (CURRENT["major"], CURRENT["minor"]) == (MAJOR, MINOR)
     assert set(CURRENT) == {"format", "major", "minor", "file_header", "chunk_header",
-                            "chunks", "structures"}
+                            "chunks", "structures", "frames", "limits"}
 
 
 def test_chunks_are_the_registry():
-    assert [c["type"] for c in CURRENT["chunks"]] == sorted(REGISTRY)
+    assert [c["type"] for c in CURRENT["chunks"]] == sorted(CHUNK_TYPES)
     for chunk in CURRENT["chunks"]:
-        kind = REGISTRY[chunk["type"]]
+        kind = CHUNK_TYPES[chunk["type"]]
         assert chunk["name"] == kind.name and chunk["required"] == kind.required
         assert chunk["since"] == kind.since
         assert chunk["structure"]["type"] == "struct"
@@ -152,11 +158,11 @@ def test_headers_and_limits():
     assert fh["structure"] == {"type": "struct", "ref": "FileHeader", "size": 52}
     assert fh["prefix"] == {"type": "struct", "ref": "HeaderPrefix", "size": 16}
     assert fh["size"] == blob_module.HEADER_SIZE == 56
-    assert fh["max_size"] == blob_module.MAX_HEADER_SIZE
+    assert fh["max_size"] == limits.MAX_HEADER_SIZE
     assert fh["flags"] == {"signed": 1}
     assert [t["name"] for t in fh["trailer"]] == ["header_crc32c"]
     assert ch["structure"]["ref"] == "ChunkHeader" and ch["size"] == 12
-    assert ch["max_length"] == chunks.MAX_CHUNK_LENGTH and ch["flags"] == {"required": 1}
+    assert ch["max_length"] == limits.MAX_CHUNK_LENGTH and ch["flags"] == {"required": 1}
 
 
 def fields(name: str) -> dict[str, dict]:
@@ -292,7 +298,7 @@ def test_as_of_is_limited_to_the_current_major():
 @pytest.fixture
 def next_minor(monkeypatch):
     """The code as if it were the next minor version (what the lead's v1.1 work does)."""
-    monkeypatch.setattr(blob_module, "FORMAT_MINOR", MINOR + 1)
+    monkeypatch.setattr(vmbtool.formats, "FORMAT_MINOR", MINOR + 1)
     return f"{MAJOR}.{MINOR + 1}"
 
 
@@ -300,7 +306,7 @@ STATISTICS = Struct("channels" / Int32ul, "kind" / StrictEnum(Int8ul, full=0, de
 
 
 def test_a_new_optional_chunk_in_a_new_minor_is_compatible(monkeypatch, next_minor):
-    monkeypatch.setitem(REGISTRY, 0x20, ChunkKind(0x20, "statistics", STATISTICS, False,
+    monkeypatch.setitem(CHUNK_TYPES, 0x20, ChunkKind(0x20, "statistics", STATISTICS, False,
                                                   since=next_minor))
     later = describe_format()
     assert later["format"] == next_minor
@@ -313,7 +319,7 @@ def test_a_new_optional_chunk_in_a_new_minor_is_compatible(monkeypatch, next_min
 
 
 def test_a_chunk_added_without_its_since_is_caught(monkeypatch, next_minor):
-    monkeypatch.setitem(REGISTRY, 0x20, ChunkKind(0x20, "statistics", STATISTICS, False))
+    monkeypatch.setitem(CHUNK_TYPES, 0x20, ChunkKind(0x20, "statistics", STATISTICS, False))
     report = compare(CURRENT, describe_format())
     assert [f.kind for f in report.findings] == ["since_mismatch"]
     assert 'since="' in report.findings[0].why
@@ -321,8 +327,8 @@ def test_a_chunk_added_without_its_since_is_caught(monkeypatch, next_minor):
 
 def test_a_since_field_appended_to_a_chunk_reads_old_blobs(monkeypatch, next_minor):
     grown = Struct(*ChannelEnd.subcons, Since(next_minor, "statistics_count" / Int32ul))
-    kind = REGISTRY[chunks.ChunkType.CHANNEL_END]
-    monkeypatch.setitem(REGISTRY, kind.type, ChunkKind(kind.type, kind.name, grown, True))
+    kind = CHUNK_TYPES[ChunkType.CHANNEL_END]
+    monkeypatch.setitem(CHUNK_TYPES, kind.type, ChunkKind(kind.type, kind.name, grown, True))
     later = describe_format()
     forward = compare(CURRENT, later)
     assert forward.compatible and [n.kind for n in forward.notes] == ["field_added"]
@@ -346,3 +352,19 @@ def test_cli_schema_json_is_the_description():
     newer = CliRunner().invoke(main, ["schema", "--as-of", f"{MAJOR}.{MINOR + 1}"])
     assert newer.exit_code == 2  # a usage mistake
     assert newer.stderr.startswith("Error: cannot describe the format at ")
+
+
+def test_frames_and_limits_are_described_from_formats():
+    from vmbtool.formats import frames
+
+    seal, signature = CURRENT["frames"]["seal"], CURRENT["frames"]["signature"]
+    assert (seal["since"], seal["size"]) == ("1.1", frames.SealFrame.sizeof())
+    assert (signature["since"], signature["size"]) == ("1.0", frames.SignatureFrame.sizeof())
+    assert [f["name"] for f in seal["structure"]["fields"]] == \
+        [sc.name for sc in frames.SealFrame.subcons]
+    assert "seal" not in describe_format("1.0")["frames"]  # 1.0 bodies have no seal
+    assert CURRENT["frames"]["skippable"]["magic"] == frames.SKIPPABLE_MAGIC
+    assert CURRENT["limits"] == {name.lower(): value for name, value in vars(limits).items()
+                                 if name.startswith("MAX_")}
+    text = "\n".join(render_text(CURRENT))
+    assert "seal (since 1.1, 16 bytes)" in text and "max_chunk_length  33,554,432" in text

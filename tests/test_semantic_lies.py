@@ -18,7 +18,8 @@ import pytest
 from conftest import cli
 
 from vmbtool.blob import load_blob, seal_body
-from vmbtool.chunks import ChunkType, frame_bytes
+from vmbtool.chunks import frame_bytes
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.sim.wire import DESCRIPTOR, TRAILER
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"

@@ -19,7 +19,6 @@ import io
 import itertools
 import os
 import queue
-import struct
 import sys
 import threading
 import time
@@ -27,32 +26,36 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import google_crc32c
 import zstandard
-from construct import Container, Struct
+from construct import Container
 
-from vmbtool import __version__, codec, fastpath, inputs, lean, sniff
+from vmbtool import __version__, codec, inputs, lean, sniff
 from vmbtool.chunks import (
-    CHUNK_HEADER_SIZE,
-    REGISTRY,
-    ChunkType,
     RawChunk,
-    check_chunk_crc,
-    check_chunk_header,
+    SourceFailed,
     crc32c,
     decode_chunk,
     frame,
-    known_to,
+    iter_chunks,
+    parse_chunk_header,
+    read_exact,
 )
 from vmbtool.errors import BlobError
-from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS, limits
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType, known_to
+from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
 from vmbtool.formats.gpadl import Gpadl
-from vmbtool.formats.header import MAGIC, FileHeader, HeaderPrefix
-from vmbtool.formats.ring import RingState
+from vmbtool.formats.header import (
+    FLAG_SIGNED,
+    HEADER_SIZE,
+    KNOWN_HEADER_FLAGS,
+    MAGIC,
+    FileHeader,
+    HeaderPrefix,
+    HeaderTrailer,
+)
+from vmbtool.formats.ring import RingControl
 from vmbtool.frame import (
-    SEAL,
-    SEAL_MAGIC,
-    SEAL_TAG,
     SealScan,
     blocks,
     check_seal,
@@ -63,33 +66,16 @@ from vmbtool.frame import (
 )
 from vmbtool.invariants import ChannelCheck
 from vmbtool.keys import SIGNED_NEEDS_KEY, UNSIGNED_REFUSED, accepts_unsigned
-from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
 from vmbtool.kmcl.staging import ORDER, RestoreStaging, stage_chunk
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
-FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
-READS = (1, 1)  # the newest format this reader knows
-SEALED_SINCE_MINOR = 1
-FLAG_SIGNED = 0x1
-KNOWN_HEADER_FLAGS = FLAG_SIGNED
 HEADER_PREFIX_SIZE = HeaderPrefix.sizeof()
-HEADER_SIZE = FileHeader.sizeof() + 4  # + header_crc32c
-MAX_HEADER_SIZE = 4096
-SIGNATURE = struct.Struct("<II4s32s")
-SIGNATURE_MAGIC = 0x184D2A5A
-SIGNATURE_TAG = b"HMS1"
-MAX_SKIPPED_CHUNKS = 65536  # unknown optional chunks a reader skips in one blob
-MAX_SKIPPED_BYTES = 32 << 20  # and their data, in bytes
-# a RING chunk's fields before its data area: what a lean read parses of a streamed ring
-RingControl = Struct(*RingState.subcons[:-1])
 RING_CONTROL_SIZE = RingControl.sizeof()
 LOAD_BUDGET = 24 << 20  # estimated bytes of parsed state a one-pass load may hold
 PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
 ARRAY_HOLD_FACTOR = 40  # and an array of small elements, per byte
 DECODED_HOLD_FACTOR = 8  # a body's parsed state over its decoded size, about (packets)
-MAX_WINDOW_SIZE = 1 << 23  # 8 MiB: refuse frames that would need more decoder memory
 DEFAULT_LEVEL = 3
 
 
@@ -130,7 +116,7 @@ def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | No
         "writer_version": writer_version,
         "created_ns": time.time_ns() if created_ns is None else created_ns,
         "channel_count": channel_count}, "header")
-    header += struct.pack("<I", crc32c(header))
+    header += codec.build(HeaderTrailer, {"header_crc32c": crc32c(header)}, "header")
     return seal_body(header, body_chunks, level, key)
 
 
@@ -140,23 +126,24 @@ def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
 
     `end_counts` overrides the counted values (encode writes what the JSON says)."""
     digest = hashlib.sha256(header)
-    packets = 0
+    packets = channel_count = 0
     for chunk in body_chunks:
         digest.update(chunk)
-        packets += int.from_bytes(chunk[:2], "little") == ChunkType.PACKET
-    channel_count = sum(int.from_bytes(c[:2], "little") == ChunkType.CHANNEL
-                        for c in body_chunks)
+        chunk_type = parse_chunk_header(chunk[:CHUNK_HEADER_SIZE], 0)["type"]
+        packets += chunk_type == ChunkType.PACKET
+        channel_count += chunk_type == ChunkType.CHANNEL
     counts = {"channel_count": channel_count, "chunk_count": len(body_chunks),
               "packet_count": packets, **(end_counts or {})}
     end = frame(ChunkType.END, {**counts, "digest": digest.digest()})
     body = b"".join(body_chunks) + end
     if level is not None:
         body = zstandard.ZstdCompressor(level=level).compress(body)
-        if int.from_bytes(header[10:12], "little") >= SEALED_SINCE_MINOR:
-            body += SEAL.pack(SEAL_MAGIC, SEAL.size - 8, SEAL_TAG, crc32c(body))
+        prefix = codec.parse(HeaderPrefix, header, "header", 0, exact=False)
+        if (prefix.format_major, prefix.format_minor) >= SEALED_SINCE:
+            body += codec.build(SealFrame, {"crc32c": crc32c(body)}, "body.seal")
     out = header + body
     if key:
-        out += SIGNATURE.pack(SIGNATURE_MAGIC, 36, SIGNATURE_TAG, sign(key, out))
+        out += codec.build(SignatureFrame, {"hmac": sign(key, out)}, "signature")
     return out
 
 
@@ -205,10 +192,10 @@ def read_stream_header(stream: IO[bytes]) -> bytes:
     """The header of a blob arriving on a stream, checked as `read_header` checks a
     file's (the same errors) before anything after it is read: endless zeros or a text
     are refused at once. Returns the bytes read."""
-    head = read_exact(stream, HEADER_PREFIX_SIZE)
+    head = read_exact(stream.read, HEADER_PREFIX_SIZE)
     if len(head) == HEADER_PREFIX_SIZE and head.startswith(MAGIC):
         declared = codec.parse(HeaderPrefix, head, "header", 0, exact=False).header_size
-        head += read_exact(stream, max(0, min(declared, MAX_HEADER_SIZE) - len(head)))
+        head += read_exact(stream.read, max(0, min(declared, limits.MAX_HEADER_SIZE) - len(head)))
     read_header(io.BytesIO(head), len(head))
     return head
 
@@ -230,7 +217,7 @@ def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tupl
                         f"blob is format {prefix.format_major}.{prefix.format_minor}, this "
                         f"vmbtool reads {FORMAT_MAJOR}.x (at {reads[0]}.{reads[1]})",
                         NtStatus.REVISION_MISMATCH)
-    if not HEADER_SIZE <= prefix.header_size <= MAX_HEADER_SIZE or \
+    if not HEADER_SIZE <= prefix.header_size <= limits.MAX_HEADER_SIZE or \
             (prefix.format_minor <= reads[1] and prefix.header_size != HEADER_SIZE):
         raise BlobError("header.header_size (offset 12)",
                         f"{prefix.header_size} is not a valid header size")
@@ -239,8 +226,10 @@ def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tupl
     header_bytes = prefix_bytes + f.read(prefix.header_size - HEADER_PREFIX_SIZE)
     if len(header_bytes) < prefix.header_size:  # it was `size` bytes long when opened
         raise BlobError(f"header (offset {len(header_bytes)})", inputs.CHANGED)
-    (stored_crc,) = struct.unpack_from("<I", header_bytes, len(header_bytes) - 4)
-    if crc32c(header_bytes[:-4]) != stored_crc:
+    trailer_at = len(header_bytes) - HeaderTrailer.sizeof()
+    stored_crc = codec.parse(HeaderTrailer, header_bytes[trailer_at:], "header",
+                             trailer_at).header_crc32c
+    if crc32c(header_bytes[:trailer_at]) != stored_crc:
         raise BlobError(f"header.header_crc32c (offset {len(header_bytes) - 4})",
                         "checksum mismatch", NtStatus.CRC_ERROR)
     header = codec.parse(FileHeader, header_bytes[:FileHeader.sizeof()], "header", 0)
@@ -271,21 +260,6 @@ class LimitedReader(io.RawIOBase):
         return len(data)
 
 
-def read_exact(stream: IO[bytes], n: int) -> bytes:
-    """Up to `n` bytes, fewer only at the end of the stream (one buffer when it can)."""
-    data = stream.read(n)
-    if len(data) == n or not data:
-        return data
-    parts, left = [data], n - len(data)
-    while left:
-        block = stream.read(min(left, 1 << 20))
-        if not block:
-            break
-        parts.append(block)
-        left -= len(block)
-    return b"".join(parts)
-
-
 def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) -> int:
     """Check the HMAC frame; returns where the body ends."""
     signed = bool(header.flags & FLAG_SIGNED)
@@ -296,20 +270,25 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
         return size
     if key is None:
         raise BlobError("signature", SIGNED_NEEDS_KEY, NtStatus.UNSUCCESSFUL)
-    if size < header.header_size + SIGNATURE.size:
+    frame_size = SignatureFrame.sizeof()
+    at = size - frame_size
+    if at < header.header_size:
         raise BlobError("signature", "truncated: no signature frame")
-    magic, frame_size, tag, mac = SIGNATURE.unpack(
-        read_at(f, size - SIGNATURE.size, SIGNATURE.size, "signature"))
-    if magic != SIGNATURE_MAGIC or frame_size != 36 or tag != SIGNATURE_TAG:
-        raise BlobError(f"signature (offset {size - SIGNATURE.size})", "no signature frame")
+    try:
+        mac = codec.parse(SignatureFrame, read_at(f, at, frame_size, "signature"),
+                          "signature", at).hmac
+    except BlobError as exc:
+        if inputs.CHANGED in exc.why:
+            raise
+        raise BlobError(f"signature (offset {at})", "no signature frame") from None
     digest = hmac.new(key, digestmod=hashlib.sha256)
-    for block in blocks(f, 0, size - SIGNATURE.size):
+    for block in blocks(f, 0, at):
         digest.update(block)
     if not hmac.compare_digest(digest.digest(), mac):
-        raise BlobError(f"signature (offset {size - SIGNATURE.size})",
+        raise BlobError(f"signature (offset {at})",
                         "HMAC does not match: wrong key or the blob was changed",
                         NtStatus.UNSUCCESSFUL)
-    return size - SIGNATURE.size
+    return at
 
 
 def body_stream(f: IO[bytes], header: Any, start: int, end: int,
@@ -324,7 +303,7 @@ def body_stream(f: IO[bytes], header: Any, start: int, end: int,
         raw = io.BufferedReader(LimitedReader(f, start, end), read_size)
         if str(header.compression) == "none":
             return raw
-    decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
+    decompressor = zstandard.ZstdDecompressor(max_window_size=limits.MAX_WINDOW_SIZE)
     return decompressor.stream_reader(raw, read_across_frames=False, read_size=read_size)
 
 
@@ -521,80 +500,21 @@ class PromptSwitching:
 
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
-STREAM_BLOCK = 256 << 10  # in blocks of this size
-CHUNK_HEADER = fastpath.record_struct(ChunkHeader)  # the grammar's layout, as a struct
 
 
-def parse_chunk_header(head: bytes, offset: int) -> Any:
-    """A chunk header, unpacked directly: it is read for every chunk. Through the
-    grammar when its reserved byte is not 0 (the grammar's Const says why)."""
-    kind, flags, reserved, length, crc = CHUNK_HEADER.unpack(head)
-    if reserved:
-        return codec.parse(ChunkHeader, head, "chunk_header", offset)
-    return {"type": kind, "flags": flags, "reserved": 0, "length": length, "crc32c": crc}
-
-
-def iter_chunks(stream: IO[bytes], admit: Callable[[Any, int], None] | None = None,
+def body_chunks(stream: IO[bytes] | BodyPipe, admit: Callable[[Any, int], None] | None = None,
                 stream_if: Callable[[Any], bool] | None = None,
                 on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
-    """Framed chunks from a (decompressed) body stream, each checked as it comes.
+    """The chunk stream of a (decompressed) body: `chunks.iter_chunks` over it, a zstd
+    error in the body named where the parser was."""
 
-    `admit(chunk_header, offset)` may refuse a chunk before its data is read. A chunk
-    `stream_if(chunk_header)` picks comes with its data as `blocks` (each also handed to
-    `on_block`), its CRC checked after the last; whatever the caller left unread of them
-    is read before the next chunk."""
-    offset = 0
-    while True:
+    def read(n: int) -> bytes:
         try:
-            head = read_exact(stream, CHUNK_HEADER_SIZE)
+            return stream.read(n)
         except zstandard.ZstdError as exc:
-            raise BlobError(f"body (decompressed offset {offset})",
-                            f"zstd: {exc}") from None
-        if not head:
-            return
-        if len(head) < CHUNK_HEADER_SIZE:
-            raise BlobError(f"chunk@{offset}", "truncated chunk header")
-        header = parse_chunk_header(head, offset)
-        check_chunk_header(header, offset)
-        if admit is not None:
-            admit(header, offset)
-        if stream_if is not None and stream_if(header):
-            blocks = chunk_blocks(stream, header, offset, on_block)
-            yield RawChunk(header["type"], header["flags"], b"", offset, head, blocks)
-            for _ in blocks:
-                pass
-        else:
-            try:
-                data = read_exact(stream, header["length"])
-            except zstandard.ZstdError as exc:
-                raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
-            if len(data) < header["length"]:
-                raise BlobError(f"chunk@{offset}.length", f"truncated: {header['length']} bytes "
-                                f"declared, {len(data)} present")
-            check_chunk_crc(header, data, offset)
-            yield RawChunk(header["type"], header["flags"], data, offset, head)
-        offset += CHUNK_HEADER_SIZE + header["length"]
+            raise SourceFailed(f"zstd: {exc}") from None
 
-
-def chunk_blocks(stream: IO[bytes], header: Any, offset: int,
-                 on_block: Callable[[bytes], None] | None) -> Iterator[bytes]:
-    """A chunk's data in blocks; its CRC is checked when the last has been read."""
-    crc, left = 0, header["length"]
-    while left:
-        try:
-            block = read_exact(stream, min(left, STREAM_BLOCK))
-        except zstandard.ZstdError as exc:
-            raise BlobError(f"chunk@{offset} (decompressed)", f"zstd: {exc}") from None
-        if not block:
-            raise BlobError(f"chunk@{offset}.length", f"truncated: {header['length']} bytes "
-                            f"declared, {header['length'] - left} present")
-        crc = google_crc32c.extend(crc, block)
-        if on_block is not None:
-            on_block(block)
-        left -= len(block)
-        yield block
-    if crc != header["crc32c"]:
-        raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
+    return iter_chunks(read, admit=admit, stream_if=stream_if, on_block=on_block)
 
 
 def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -689,16 +609,17 @@ class BlobReader:
     def find_frame_end(self) -> int:
         """The body's one zstd frame, its seal, and (from a newer minor) skippable frames."""
         start, end, minor = self.header.header_size, self.body_end, self.header.format_minor
-        sealed = minor >= SEALED_SINCE_MINOR and self.reads[1] >= SEALED_SINCE_MINOR
+        sealed = (FORMAT_MAJOR, minor) >= SEALED_SINCE and self.reads >= SEALED_SINCE
         newer = minor > self.reads[1]
         if sealed and not newer:
-            seal_at = end - SEAL.size
+            seal_at = end - SealFrame.sizeof()
             if self.defer_seal and seal_at - start >= PIPE_MIN:
                 self.deferred_seal = read_seal(self.f, start, seal_at, end)
                 return seal_at
             return self.check_sealed_frame()
         frame_end = zstd_frame_end(self.f, start, end)
-        pos = check_seal(self.f, start, frame_end, end) + SEAL.size if sealed else frame_end
+        pos = check_seal(self.f, start, frame_end, end) + SealFrame.sizeof() if sealed \
+            else frame_end
         if newer:
             skip_frames(self.f, pos, end)
         elif pos != end:
@@ -710,7 +631,7 @@ class BlobReader:
         """A sealed body of this reader's minor: the seal's CRC32C, then the zstd frame,
         which must end right at the seal."""
         start, end = self.header.header_size, self.body_end
-        seal_at = check_seal(self.f, start, end - SEAL.size, end)
+        seal_at = check_seal(self.f, start, end - SealFrame.sizeof(), end)
         frame_end = zstd_frame_end(self.f, start, seal_at)
         if frame_end != seal_at:
             raise BlobError(f"body (offset {frame_end})",
@@ -784,7 +705,7 @@ class BlobReader:
         tally = self.tally
         stream_if = self.streams if self.lean else None
         on_block = digest.update if digest is not None else None
-        for raw in iter_chunks(stream, self.admit, stream_if, on_block):
+        for raw in body_chunks(stream, self.admit, stream_if, on_block):
             offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
@@ -820,14 +741,15 @@ class BlobReader:
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
-            self.scenario = lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, MAX_GUESTS,
-                                          MAX_PACKETS_PER_CHANNEL) if self.lean \
+            self.scenario = lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE,
+                                          limits.MAX_GUESTS,
+                                          limits.MAX_PACKETS_PER_CHANNEL) if self.lean \
                 else decode_chunk(raw, "scenario")
             return None
         if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
             if staging is not None:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
-                                f"{REGISTRY[raw.type].name} chunk inside a channel")
+                                f"{CHUNK_TYPES[raw.type].name} chunk inside a channel")
             self.add_annex(raw)
             return None
         if raw.type not in self.known and not raw.required and staging is None:
@@ -842,9 +764,9 @@ class BlobReader:
                 raise BlobError("header.channel_count",
                                 f"says {self.header.channel_count}, but channels[{index}] "
                                 f"follows at chunk@{raw.offset}")
-            if raw.type != ChunkType.CHANNEL and raw.type in REGISTRY:
+            if raw.type != ChunkType.CHANNEL and raw.type in CHUNK_TYPES:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
-                                f"{REGISTRY[raw.type].name} chunk outside a channel")
+                                f"{CHUNK_TYPES[raw.type].name} chunk outside a channel")
             staging = RestoreStaging(
                 check=ChannelCheck(f"channels[{index}]") if self.checks else None,
                 keep_packets=False, keep_gpadls=self.keep_gpadls) \
@@ -915,18 +837,20 @@ class BlobReader:
             if self.held > self.hold_budget:
                 raise HoldBudgetExceeded(self.held)
         if header["type"] not in self.known and not header["flags"] & 1 and \
-                self.skipped_bytes + header["length"] > MAX_SKIPPED_BYTES:
-            raise BlobError(f"chunk@{offset}.length", f"more than {MAX_SKIPPED_BYTES} bytes "
+                self.skipped_bytes + header["length"] > limits.MAX_SKIPPED_BYTES:
+            raise BlobError(f"chunk@{offset}.length", f"more than {limits.MAX_SKIPPED_BYTES} bytes "
                             "of unknown optional chunks", NtStatus.INVALID_BUFFER_SIZE)
 
     def skip(self, raw: RawChunk) -> None:
         """Unknown optional chunks are skipped, within limits: no endless stream of them."""
         self.skipped_chunks += 1
         self.skipped_bytes += len(raw.data)
-        if self.skipped_chunks > MAX_SKIPPED_CHUNKS or self.skipped_bytes > MAX_SKIPPED_BYTES:
+        if self.skipped_chunks > limits.MAX_SKIPPED_CHUNKS or \
+                self.skipped_bytes > limits.MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{raw.offset}",
-                            f"more than {MAX_SKIPPED_CHUNKS} unknown optional chunks or "
-                            f"{MAX_SKIPPED_BYTES} bytes of them", NtStatus.INVALID_BUFFER_SIZE)
+                            f"more than {limits.MAX_SKIPPED_CHUNKS} unknown optional chunks or "
+                            f"{limits.MAX_SKIPPED_BYTES} bytes of them",
+                            NtStatus.INVALID_BUFFER_SIZE)
         if self.keep_chunks:
             self.extra.append((self.tally.chunks - 1, raw))
 
@@ -967,9 +891,9 @@ def lean_value(raw: RawChunk, where: str) -> Container:
     base = raw.offset + CHUNK_HEADER_SIZE
     if raw.type == ChunkType.INCOMING:
         return Container(packets=lean.incoming_entries(raw.data, base, where,
-                                                       MAX_PACKETS_PER_CHANNEL))
+                                                       limits.MAX_PACKETS_PER_CHANNEL))
     return Container(gpadls=lean.gpadl_entries(Gpadl, raw.data, base, where,
-                                                MAX_GPADLS_PER_CHANNEL))
+                                                limits.MAX_GPADLS_PER_CHANNEL))
 
 
 class HoldBudgetExceeded(Exception):

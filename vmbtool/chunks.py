@@ -1,87 +1,31 @@
-"""The chunk stream: chunk types, their grammars and whether a reader must know them;
-framing a chunk, and splitting a buffer of whole chunks (RestoreFromBuffer's input).
+"""The chunk stream: framing a chunk, and splitting a buffer of whole chunks
+(RestoreFromBuffer's input). The chunk header, the chunk types and their table are
+`vmbtool.formats.chunk`'s.
 
     CHUNK ::= HEADER(type, flags, reserved, length, crc32c) DATA[length]
-
-Dispatch by table: readers, writers and the schema look chunk types up here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 import google_crc32c
-from construct import Construct
 
-from vmbtool import codec
+from vmbtool import codec, fastpath
 from vmbtool.errors import BlobError
-from vmbtool.formats.channel import ChannelContext
-from vmbtool.formats.chunk import ChunkHeader
-from vmbtool.formats.end import BlobEnd, ChannelEnd
-from vmbtool.formats.gpadl import GpadlTable
-from vmbtool.formats.incoming import PendingIncoming
-from vmbtool.formats.packet import PacketRecord
-from vmbtool.formats.ring import RingState
-from vmbtool.formats.scenario import ScenarioState
-from vmbtool.formats.stats import Annotation, ChannelStats
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import (
+    CHUNK_HEADER_SIZE,
+    CHUNK_TYPES,
+    FLAG_REQUIRED,
+    KNOWN_CHUNK_FLAGS,
+    ChunkHeader,
+    ChunkType,
+)
 from vmbtool.status import NtStatus
-
-CHUNK_HEADER_SIZE = ChunkHeader.sizeof()
-FLAG_REQUIRED = 0x1
-KNOWN_CHUNK_FLAGS = FLAG_REQUIRED
-MAX_CHUNK_LENGTH = 32 * 1024 * 1024  # refuse larger declared lengths before allocating
-
-
-class ChunkType(IntEnum):
-    CHANNEL = 0x0001
-    RING = 0x0002
-    GPADLS = 0x0003
-    PACKET = 0x0004
-    INCOMING = 0x0005
-    CHANNEL_END = 0x0006
-    STATS = 0x0007
-    SCENARIO = 0x0010
-    NOTE = 0x0011
-    END = 0x00FF
-
-
-@dataclass(frozen=True)
-class ChunkKind:
-    type: ChunkType
-    name: str
-    grammar: Construct
-    required: bool
-    since: str = "1.0"  # the format version that added the chunk type (vmbtool.schema)
-
-
-REGISTRY: dict[int, ChunkKind] = {
-    kind.type: kind
-    for kind in (
-        ChunkKind(ChunkType.CHANNEL, "channel", ChannelContext, True),
-        ChunkKind(ChunkType.RING, "ring", RingState, True),
-        ChunkKind(ChunkType.GPADLS, "gpadls", GpadlTable, True),
-        ChunkKind(ChunkType.PACKET, "packet", PacketRecord, True),
-        ChunkKind(ChunkType.INCOMING, "pending_incoming", PendingIncoming, True),
-        ChunkKind(ChunkType.CHANNEL_END, "channel_end", ChannelEnd, True),
-        ChunkKind(ChunkType.STATS, "stats", ChannelStats, False, "1.1"),
-        ChunkKind(ChunkType.SCENARIO, "scenario", ScenarioState, True),
-        ChunkKind(ChunkType.NOTE, "note", Annotation, False, "1.1"),
-        ChunkKind(ChunkType.END, "end", BlobEnd, True),
-    )
-}
-
-
-def version_tuple(version: str) -> tuple[int, int]:
-    major, _, minor = version.partition(".")
-    return int(major), int(minor)
-
-
-def known_to(reads: tuple[int, int]) -> dict[int, ChunkKind]:
-    """The chunk types a reader of format `reads` knows: those added up to it."""
-    return {t: k for t, k in REGISTRY.items() if version_tuple(k.since) <= reads}
 
 
 def crc32c(data: bytes) -> int:
@@ -90,7 +34,7 @@ def crc32c(data: bytes) -> int:
 
 def frame(chunk_type: ChunkType, obj: object, where: str = "") -> bytes:
     """Build a chunk's data with its grammar and frame it."""
-    kind = REGISTRY[chunk_type]
+    kind = CHUNK_TYPES[chunk_type]
     data = codec.build(kind.grammar, obj, where or kind.name)
     return frame_bytes(chunk_type, data, FLAG_REQUIRED if kind.required else 0)
 
@@ -113,12 +57,13 @@ class RawChunk:
     offset: int  # of the chunk header, in whatever stream it came from
     head: bytes = b""  # the 12 header bytes as read, when they were
     blocks: Iterator[bytes] | None = None  # the data, streamed (then `data` is empty)
+    declared: int | None = None  # the length its header declares, when it was read
 
     @property
     def length(self) -> int:
         """The data's length, as its header declares it (a streamed chunk's `data` is
         empty)."""
-        return int.from_bytes(self.head[4:8], "little") if self.head else len(self.data)
+        return len(self.data) if self.declared is None else self.declared
 
     @property
     def required(self) -> bool:
@@ -140,14 +85,14 @@ class RawChunk:
 def check_chunk_header(header: Any, offset: int) -> None:
     if header["flags"] & ~KNOWN_CHUNK_FLAGS:
         raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header['flags']:#x}")
-    kind = REGISTRY.get(header["type"])
+    kind = CHUNK_TYPES.get(header["type"])
     if kind is not None and bool(header["flags"] & FLAG_REQUIRED) != kind.required:
         # the END chunk's own header is under no checksum: its flags byte must be exact
         raise BlobError(f"chunk@{offset}.flags", f"a {kind.name} chunk has the required bit "
                         f"{'clear' if kind.required else 'set'}")
-    if header["length"] > MAX_CHUNK_LENGTH:
+    if header["length"] > limits.MAX_CHUNK_LENGTH:
         raise BlobError(f"chunk@{offset}.length",
-                        f"{header['length']} bytes exceeds the {MAX_CHUNK_LENGTH}-byte cap",
+                        f"{header['length']} bytes exceeds the {limits.MAX_CHUNK_LENGTH}-byte cap",
                         NtStatus.INVALID_BUFFER_SIZE)
 
 
@@ -156,26 +101,128 @@ def check_chunk_crc(header: Any, data: bytes, offset: int) -> None:
         raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
 
 
+CHUNK_HEADER = fastpath.record_struct(ChunkHeader)  # the grammar's layout, as a struct
+STREAM_BLOCK = 256 << 10  # a streamed chunk's data comes in blocks of this size
+
+
+def parse_chunk_header(head: bytes, offset: int) -> dict[str, int]:
+    """A chunk header, unpacked directly: it is read for every chunk. Through the
+    grammar when its reserved byte is not 0 (the grammar's Const says why)."""
+    kind, flags, reserved, length, crc = CHUNK_HEADER.unpack(head)
+    if reserved:
+        codec.parse(ChunkHeader, head, "chunk_header", offset)  # raises, naming the field
+    return {"type": kind, "flags": flags, "reserved": 0, "length": length, "crc32c": crc}
+
+
+class SourceFailed(Exception):
+    """The bytes under a chunk stream could not be read on (a corrupt zstd frame): the
+    parser names the place, the source says why (`str()`)."""
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a chunk stream ends early: a buffer RestoreFromBuffer takes is too short
+    (INVALID_BUFFER_SIZE, in the contract's words), a blob's body is truncated."""
+
+    short_header: str
+    short_data: str  # formatted with `length` and `present`
+    status: NtStatus
+
+
+BUFFER = Framing("partial chunk header", "{length} bytes run past the buffer",
+                 NtStatus.INVALID_BUFFER_SIZE)
+BODY = Framing("truncated chunk header", "truncated: {length} bytes declared, {present} present",
+               NtStatus.DATA_ERROR)
+
+
+def iter_chunks(read: Callable[[int], bytes], *, base: int = 0, framing: Framing = BODY,
+                admit: Callable[[dict[str, int], int], None] | None = None,
+                stream_if: Callable[[dict[str, int]], bool] | None = None,
+                on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
+    """The chunk stream: framed chunks read from `read(n)` (fewer bytes only at the
+    stream's end), each checked as it comes: header (flags, required bit, the length
+    cap) before its data is read, then its CRC32C. The one parser of chunk framing: a
+    blob's body and a buffer handed to RestoreFromBuffer go through it alike.
+
+    `base` is the offset of the first chunk (errors say `chunk@<offset>`). `admit(header,
+    offset)` may refuse a chunk before its data is read. A chunk `stream_if(header)`
+    picks comes with its data as `blocks` (each also handed to `on_block`), its CRC
+    checked after the last; whatever the caller left unread of them is read before the
+    next chunk."""
+    offset = base
+    while True:
+        try:
+            head = read_exact(read, CHUNK_HEADER_SIZE)
+        except SourceFailed as exc:
+            raise BlobError(f"body (decompressed offset {offset})", str(exc)) from None
+        if not head:
+            return
+        if len(head) < CHUNK_HEADER_SIZE:
+            raise BlobError(f"chunk@{offset}", framing.short_header, framing.status)
+        header = parse_chunk_header(head, offset)
+        check_chunk_header(header, offset)
+        length = header["length"]
+        if admit is not None:
+            admit(header, offset)
+        if stream_if is not None and stream_if(header):
+            blocks = chunk_blocks(read, header, offset, framing, on_block)
+            yield RawChunk(header["type"], header["flags"], b"", offset, head, blocks, length)
+            for _ in blocks:
+                pass
+        else:
+            try:
+                data = read_exact(read, length)
+            except SourceFailed as exc:
+                raise BlobError(f"chunk@{offset} (decompressed)", str(exc)) from None
+            if len(data) < length:
+                raise BlobError(f"chunk@{offset}.length", framing.short_data.format(
+                    length=length, present=len(data)), framing.status)
+            check_chunk_crc(header, data, offset)
+            yield RawChunk(header["type"], header["flags"], data, offset, head, None, length)
+        offset += CHUNK_HEADER_SIZE + length
+
+
+def chunk_blocks(read: Callable[[int], bytes], header: dict[str, int], offset: int,
+                 framing: Framing, on_block: Callable[[bytes], None] | None,
+                 ) -> Iterator[bytes]:
+    """A chunk's data in blocks; its CRC is checked when the last has been read."""
+    crc, left = 0, header["length"]
+    while left:
+        try:
+            block = read_exact(read, min(left, STREAM_BLOCK))
+        except SourceFailed as exc:
+            raise BlobError(f"chunk@{offset} (decompressed)", str(exc)) from None
+        if not block:
+            raise BlobError(f"chunk@{offset}.length", framing.short_data.format(
+                length=header["length"], present=header["length"] - left), framing.status)
+        crc = google_crc32c.extend(crc, block)
+        if on_block is not None:
+            on_block(block)
+        left -= len(block)
+        yield block
+    if crc != header["crc32c"]:
+        raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
+
+
+def read_exact(read: Callable[[int], bytes], n: int) -> bytes:
+    """Up to `n` bytes, fewer only at the end of the stream (one buffer when it can)."""
+    data = read(n)
+    if len(data) == n or not data:
+        return data
+    parts, left = [data], n - len(data)
+    while left:
+        block = read(min(left, 1 << 20))
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
 def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
-    """A buffer of whole chunks, each checked (flags, cap, CRC) before anything else."""
-    chunks: list[RawChunk] = []
-    pos, view = 0, memoryview(buffer)
-    while pos < len(buffer):
-        if len(buffer) - pos < CHUNK_HEADER_SIZE:
-            raise BlobError(f"chunk@{base + pos}", "partial chunk header",
-                            NtStatus.INVALID_BUFFER_SIZE)
-        head = bytes(view[pos:pos + CHUNK_HEADER_SIZE])
-        header = codec.parse(ChunkHeader, head, "chunk_header", base + pos)
-        check_chunk_header(header, base + pos)
-        start, length = pos + CHUNK_HEADER_SIZE, header["length"]
-        if start + length > len(buffer):
-            raise BlobError(f"chunk@{base + pos}.length", f"{length} bytes run past the buffer",
-                            NtStatus.INVALID_BUFFER_SIZE)
-        data = bytes(view[start:start + length])
-        check_chunk_crc(header, data, base + pos)
-        chunks.append(RawChunk(header["type"], header["flags"], data, base + pos, head))
-        pos = start + length
-    return chunks
+    """A buffer of whole chunks (RestoreFromBuffer's input), each checked (flags, cap,
+    CRC) before anything else."""
+    return list(iter_chunks(io.BytesIO(buffer).read, base=base, framing=BUFFER))
 
 
 def framed_chunks(buffer: bytes) -> list[bytes]:
@@ -184,14 +231,15 @@ def framed_chunks(buffer: bytes) -> list[bytes]:
     chunks: list[bytes] = []
     pos, size = 0, len(buffer)
     while pos < size:
-        end = pos + CHUNK_HEADER_SIZE + int.from_bytes(buffer[pos + 4:pos + 8], "little")
+        length = CHUNK_HEADER.unpack_from(buffer, pos)[3]
+        end = pos + CHUNK_HEADER_SIZE + length
         chunks.append(buffer[pos:end])
         pos = end
     return chunks
 
 
 def decode_chunk(raw: RawChunk, where: str) -> Any:
-    kind = REGISTRY.get(raw.type)
+    kind = CHUNK_TYPES.get(raw.type)
     if kind is None:
         return None
     return codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",

@@ -144,8 +144,8 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
             filter_expr: str | None, key_file: str | None) -> None:
     """Summarise a blob: version, channels, rings, GPADLs, packets by state."""
     from vmbtool import report
-    from vmbtool.blob import FORMAT_MAJOR
     from vmbtool.errors import BlobError
+    from vmbtool.formats import FORMAT_MAJOR
     from vmbtool.keys import SIGNED_NEEDS_KEY
     from vmbtool.packetfilter import filter_doc, parse_filter
     from vmbtool.tools import header_info, unverified_head
@@ -341,8 +341,8 @@ def encode(json_file: str, output: str, key_file: str | None) -> None:
 def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
             key_file: str | None, allow_unsigned: bool) -> None:
     """Rewrite a blob in a newer (or, without loss, older) format version."""
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
     from vmbtool.errors import VmbtoolError
+    from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
     from vmbtool.text import escape, plural
     from vmbtool.upgrade import parse_version, upgrade_blob
 

@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from io import BytesIO
 from typing import Any
 
-from construct import Construct, ConstructError, StreamError
+from construct import (
+    Construct,
+    ConstructError,
+    FocusedSeq,
+    FormatField,
+    Prefixed,
+    Renamed,
+    StreamError,
+    Subconstruct,
+)
 
 from vmbtool import fastpath, plainwords
 from vmbtool.errors import BlobError
@@ -147,3 +157,29 @@ def build(grammar: Construct, obj: Any, where: str) -> bytes:
         path = field_path(exc, where) if isinstance(exc, ConstructError) else where
         raise BlobError(path, f"cannot encode: {build_reason(exc)}",
                         NtStatus.INVALID_PARAMETER) from None
+
+
+def prefix_layout(grammar: Construct, field: str) -> struct.Struct:
+    """The `struct.Struct` of the length or count in front of one field of a Struct
+    grammar (a `Prefixed`, `PrefixedArray` or length-prefixed string): for a hot path
+    that needs only that number (a PACKET's LibBuf size, an array's count), read as
+    the grammar lays it out."""
+    node: Any = grammar
+    for sub in getattr(grammar, "subcons", ()):
+        if sub.name == field:
+            node = sub
+            break
+    else:
+        raise KeyError(f"{field!r}: no such field")
+    while isinstance(node, Renamed | Subconstruct) and not isinstance(node, Prefixed):
+        if isinstance(node, FocusedSeq):
+            break
+        node = node.subcon
+    if isinstance(node, FocusedSeq):  # PrefixedArray: FocusedSeq(count / Rebuild, items)
+        node = node.subcons[0]
+        while not isinstance(node, FormatField):
+            node = node.subcon
+        return struct.Struct(node.fmtstr)
+    if isinstance(node, Prefixed) and isinstance(node.lengthfield, FormatField):
+        return struct.Struct(node.lengthfield.fmtstr)
+    raise TypeError(f"{field!r}: no fixed-width prefix")

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vmbtool.errors import InputError
-from vmbtool.schema import type_text, version_tuple
+from vmbtool.formats import version_tuple
+from vmbtool.schema import type_text
 
 
 class Context(NamedTuple):
@@ -177,13 +178,21 @@ class _Comparer:
         self.file_header(old["file_header"], new["file_header"])
         self.chunk_header(old["chunk_header"], new["chunk_header"])
         self.chunks(old["chunks"], new["chunks"])
+        if "frames" in old and "frames" in new:
+            self.frames(old["frames"], new["frames"])
+        if "limits" in old and "limits" in new:
+            self.limits(old["limits"], new["limits"])
         self.cursor = "format"
-        if self.ov == self.nv and canonical(old) != canonical(new):
+        # a section only one description has was described later, not changed: the two
+        # are compared on what both describe
+        shared = [key for key in old if key in new]
+        if self.ov == self.nv and canonical({k: old[k] for k in shared}) != \
+                canonical({k: new[k] for k in shared}):
             major, minor = version_tuple(self.nv)
             self.add("unversioned_change", "format", self.ov, self.nv,
                      f"the two descriptions differ but both say format {self.nv}: blobs of "
                      f"one version would have two layouts. If {self.nv} is released, bump "
-                     "FORMAT_MINOR (or FORMAT_MAJOR) in vmbtool/blob.py and freeze the new "
+                     "FORMAT_MINOR (or FORMAT_MAJOR) in formats/__init__.py and freeze the new "
                      f"version: vmbtool schema --json > formats/schemas/v{major}.{minor + 1}"
                      f".json; if it is still in development, freeze it again: vmbtool "
                      f"schema --json > formats/schemas/v{self.nv}.json")
@@ -220,6 +229,43 @@ class _Comparer:
                      new["max_length"], f"{self.R} accepts every chunk length {self.W} "
                      "writes", breaking=False)
         self.flags(old["flags"], new["flags"], "chunk_header.flags", "ChunkHeader.flags", True)
+
+    # -- frames and limits (described since 1.1 was frozen) -------------------------------
+
+    def frames(self, old: dict, new: dict) -> None:
+        """The seal, signature and skippable frames: a reader finds them by their bytes,
+        so any change to a frame both versions have is a finding; a frame only the
+        reader knows is one the writer never writes."""
+        self.cursor = "frames"
+        for name in sorted(set(old) | set(new)):
+            path = f"frames.{name}"
+            if name in old and name in new:
+                if canonical(old[name], names=False) != canonical(new[name], names=False):
+                    self.add("frame_changed", path, old[name].get("size"),
+                             new[name].get("size"), f"the {name} frame's layout changed: "
+                             f"{self.R} does not recognise the frame {self.W} writes")
+                continue
+            reader, _writer = self.rw(old, new)
+            if name in reader:
+                self.add("frame_added", path, None, None, f"{self.W} writes no {name} "
+                         f"frame, {self.R} knows one", breaking=False)
+            else:
+                self.add("frame_added", path, None, None, f"{self.W} writes a {name} frame "
+                         f"{self.R} does not know: it refuses the bytes after the body")
+
+    def limits(self, old: dict, new: dict) -> None:
+        """Reader caps: a reader with a lower cap refuses what a writer with a higher
+        one writes."""
+        self.cursor = "limits"
+        reader, writer = self.rw(old, new)
+        for name in sorted(set(old) & set(new)):
+            if reader[name] < writer[name]:
+                self.add("limit_narrowed", f"limits.{name}", old[name], new[name],
+                         f"{self.R} refuses past {reader[name]}; {self.W} writes up to "
+                         f"{writer[name]}")
+            elif old[name] != new[name]:
+                self.add("limit_widened", f"limits.{name}", old[name], new[name],
+                         f"{self.R} accepts all {self.W} writes", breaking=False)
 
     # -- chunk types ------------------------------------------------------------------
 

@@ -328,17 +328,21 @@ def fields_of(con: Construct, *, drop: tuple[str, ...] = (),
 def document() -> Object:
     """The whole document as decode writes it (README: JSON schema)."""
     # imported here: the grammars and limits are the blob layer's, loaded on first use
-    from vmbtool.chunks import MAX_CHUNK_LENGTH
     from vmbtool.formats.channel import ChannelContext
     from vmbtool.formats.end import BlobEnd, ChannelEnd
     from vmbtool.formats.gpadl import Gpadl
     from vmbtool.formats.header import FileHeader
     from vmbtool.formats.incoming import Incoming
+    from vmbtool.formats.limits import (
+        MAX_CHUNK_LENGTH,
+        MAX_GPADLS_PER_CHANNEL,
+        MAX_GUESTS,
+        MAX_PACKETS_PER_CHANNEL,
+    )
     from vmbtool.formats.packet import PacketContext
     from vmbtool.formats.ring import RingState
     from vmbtool.formats.scenario import ScenarioState
     from vmbtool.formats.stats import ChannelStats
-    from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
     from vmbtool.sim.config import ClientState, ServerState
 
     context = fields_of(ChannelContext)

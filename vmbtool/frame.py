@@ -7,20 +7,36 @@ that feeds the decompressor (`SealScan`): the bytes are then read once."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Generator, Iterator
 from typing import IO
 
 import google_crc32c
-import zstandard
 
+from vmbtool import codec
 from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.formats.frames import (
+    SKIPPABLE_MAGIC,
+    SKIPPABLE_MAGIC_MASK,
+    ZSTD_BLOCK_RESERVED,
+    ZSTD_BLOCK_RLE,
+    ZSTD_CHECKSUM_FLAG,
+    ZSTD_CONTENT_CHECKSUM_SIZE,
+    ZSTD_CONTENT_SIZE_SIZES,
+    ZSTD_DICT_ID_SIZES,
+    ZSTD_MAGIC,
+    ZSTD_RESERVED_BIT,
+    ZSTD_SINGLE_SEGMENT,
+    SealFrame,
+    SkippableFrameHeader,
+    ZstdBlockHeader,
+    ZstdFrameStart,
+)
 from vmbtool.inputs import CHANGED
 from vmbtool.status import NtStatus
 
-SEAL = struct.Struct("<II4sI")
-SEAL_MAGIC = 0x184D2A5B
-SEAL_TAG = b"SEAL"
+SEAL_SIZE = SealFrame.sizeof()
+FRAME_START_SIZE = ZstdFrameStart.sizeof()
+BLOCK_HEADER_SIZE = ZstdBlockHeader.sizeof()
 
 # (offset, size, what) of the bytes the walk needs next, in rising order
 Need = tuple[int, int, str]
@@ -38,28 +54,33 @@ def frame_walk(start: int, end: int) -> Generator[Need, bytes, int]:
             raise BlobError(f"body.{what} (offset {pos})", "truncated zstd frame")
         return True
 
-    truncated(start, 5, "frame_header")
-    magic, descriptor = struct.unpack("<IB", (yield start, 5, "frame_header"))
-    if magic != zstandard.MAGIC_NUMBER:
+    truncated(start, FRAME_START_SIZE, "frame_header")
+    frame = codec.parse(ZstdFrameStart, (yield start, FRAME_START_SIZE, "frame_header"),
+                        "body.frame_header", start)
+    descriptor = frame.descriptor
+    if frame.magic != ZSTD_MAGIC:
         raise BlobError(f"body.frame_header (offset {start})",
-                        f"not a zstd frame (magic {magic:#010x})")
-    if descriptor & 0x08:
+                        f"not a zstd frame (magic {frame.magic:#010x})")
+    if descriptor & ZSTD_RESERVED_BIT:
         raise BlobError(f"body.frame_header (offset {start + 4})", "reserved bit set")
-    single_segment = bool(descriptor & 0x20)
-    pos = start + 5 + (not single_segment) + (0, 1, 2, 4)[descriptor & 3] + \
-        ((1 if single_segment else 0), 2, 4, 8)[descriptor >> 6]
-    while truncated(pos, 3, "block_header"):
-        value = int.from_bytes((yield pos, 3, "block_header"), "little")
+    single_segment = bool(descriptor & ZSTD_SINGLE_SEGMENT)
+    content_size = ZSTD_CONTENT_SIZE_SIZES[descriptor >> 6] or int(single_segment)
+    pos = start + FRAME_START_SIZE + (not single_segment) + \
+        ZSTD_DICT_ID_SIZES[descriptor & 3] + content_size
+    while truncated(pos, BLOCK_HEADER_SIZE, "block_header"):
+        value = codec.parse(ZstdBlockHeader, (yield pos, BLOCK_HEADER_SIZE, "block_header"),
+                            "body.block_header", pos)
         kind, size = (value >> 1) & 3, value >> 3
-        if kind == 3:
+        if kind == ZSTD_BLOCK_RESERVED:
             raise BlobError(f"body.block_header (offset {pos})", "reserved block type")
-        pos += 3 + (1 if kind == 1 else size)
+        pos += BLOCK_HEADER_SIZE + (1 if kind == ZSTD_BLOCK_RLE else size)
         if pos > end:
             raise BlobError(f"body.block (offset {pos - size})", "truncated zstd frame")
         if value & 1:
             break
-    if descriptor & 0x04 and truncated(pos, 4, "content_checksum"):
-        pos += 4
+    if descriptor & ZSTD_CHECKSUM_FLAG and \
+            truncated(pos, ZSTD_CONTENT_CHECKSUM_SIZE, "content_checksum"):
+        pos += ZSTD_CONTENT_CHECKSUM_SIZE
     return pos
 
 
@@ -98,14 +119,15 @@ def zstd_frame_end(f: IO[bytes], start: int, end: int) -> int:
 
 def read_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
     """The seal frame at `seal_at` closing a 1.1+ zstd body; returns its CRC32C."""
-    if seal_at < start or seal_at + SEAL.size > end:
+    if seal_at < start or seal_at + SEAL_SIZE > end:
         raise BlobError(f"body.seal (offset {max(seal_at, start)})",
                         "truncated: no seal frame after the zstd frame")
-    magic, size, tag, stored = SEAL.unpack(read_at(f, seal_at, SEAL.size, "body.seal"))
-    if magic != SEAL_MAGIC or size != SEAL.size - 8 or tag != SEAL_TAG:
+    data = read_at(f, seal_at, SEAL_SIZE, "body.seal")
+    try:
+        return codec.parse(SealFrame, data, "body.seal", seal_at).crc32c
+    except BlobError:
         raise BlobError(f"body.seal (offset {seal_at})",
-                        "truncated or damaged: no seal frame after the zstd frame")
-    return stored
+                        "truncated or damaged: no seal frame after the zstd frame") from None
 
 
 def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
@@ -117,7 +139,7 @@ def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
     for block in blocks(f, start, seal_at):
         crc = google_crc32c.extend(crc, block)
     if crc != stored:
-        raise BlobError(f"body.seal.crc32c (offset {seal_at + 12})",
+        raise BlobError(f"body.seal.crc32c (offset {seal_at + SEAL_SIZE - 4})",
                         "the compressed body does not match its checksum", NtStatus.CRC_ERROR)
     return seal_at
 
@@ -125,13 +147,15 @@ def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
 def skip_frames(f: IO[bytes], pos: int, end: int) -> None:
     """Skippable frames a newer minor put after the body: checked for shape, not read."""
     while pos < end:
-        if end - pos < 8:
+        head_size = SkippableFrameHeader.sizeof()
+        if end - pos < head_size:
             raise BlobError(f"body (offset {pos})", "truncated frame after the body")
-        magic, size = struct.unpack("<II", read_at(f, pos, 8, "body"))
-        if magic & 0xFFFFFFF0 != 0x184D2A50 or pos + 8 + size > end:
+        head = codec.parse(SkippableFrameHeader, read_at(f, pos, head_size, "body"), "body", pos)
+        if head.magic & SKIPPABLE_MAGIC_MASK != SKIPPABLE_MAGIC or \
+                pos + head_size + head.frame_size > end:
             raise BlobError(f"body (offset {pos})",
                             "after the body's zstd frame only skippable frames may follow")
-        pos += 8 + size
+        pos += head_size + head.frame_size
 
 
 class SealScan:

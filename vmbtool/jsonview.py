@@ -8,17 +8,18 @@ JSON can describe a lie that `validate` then catches.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from construct import Container, ListContainer
 
 from vmbtool import codec, docshape, jsonread
-from vmbtool.blob import MAX_HEADER_SIZE, Blob, seal_body
-from vmbtool.chunks import ChunkType, crc32c, frame, frame_bytes
+from vmbtool.blob import Blob, seal_body
+from vmbtool.chunks import crc32c, frame, frame_bytes
 from vmbtool.docshape import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
 from vmbtool.errors import BlobError, JsonError
-from vmbtool.formats.header import FileHeader
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import ChunkType
+from vmbtool.formats.header import FileHeader, HeaderTrailer
 from vmbtool.sim.config import ClientState, ServerState
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
@@ -228,11 +229,13 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
         "compression": header["compression"], "level": header["level"], "reserved": 0,
         "writer_version": header["writer_version"], "created_ns": header["created_ns"],
         "channel_count": header["channel_count"]}, "header")
-    if not len(head) + 4 <= header["header_size"] <= MAX_HEADER_SIZE:
+    trailer = HeaderTrailer.sizeof()
+    if not len(head) + trailer <= header["header_size"] <= limits.MAX_HEADER_SIZE:
         raise BlobError("header.header_size", f"{header['header_size']} is not "
-                        f"{len(head) + 4}..{MAX_HEADER_SIZE}", NtStatus.INVALID_PARAMETER)
-    head += b"\0" * (header["header_size"] - 4 - len(head))
-    head += struct.pack("<I", crc32c(head))
+                        f"{len(head) + trailer}..{limits.MAX_HEADER_SIZE}",
+                        NtStatus.INVALID_PARAMETER)
+    head += b"\0" * (header["header_size"] - trailer - len(head))
+    head += codec.build(HeaderTrailer, {"header_crc32c": crc32c(head)}, "header")
     chunks: list[bytes] = []
     if doc.get("note") is not None:
         chunks.append(frame(ChunkType.NOTE, {"text": doc["note"]}, "note"))

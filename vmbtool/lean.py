@@ -12,17 +12,22 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from construct import Construct, Container, Struct
+from construct import Construct, Container
 
 from vmbtool import codec
 from vmbtool.errors import BlobError
-from vmbtool.formats.incoming import Incoming
+from vmbtool.formats.gpadl import GpadlTable
+from vmbtool.formats.incoming import Incoming, PendingIncoming
 from vmbtool.formats.packet import PacketRecord
-from vmbtool.formats.scenario import GuestChannel, ScenarioState
+from vmbtool.formats.scenario import GuestChannel, ScenarioHead, ScenarioState
 from vmbtool.invariants import check_guest
 from vmbtool.status import NtStatus
 
-ScenarioHead = Struct(*ScenarioState.subcons[:-1])  # the fields before the guests
+# the count in front of each array a lean read walks, as its grammar lays it out
+GUEST_COUNT = codec.prefix_layout(ScenarioState, "guests")
+GUEST_PACKET_COUNT = codec.prefix_layout(GuestChannel, "packets")
+INCOMING_COUNT = codec.prefix_layout(PendingIncoming, "packets")
+GPADL_COUNT = codec.prefix_layout(GpadlTable, "gpadls")
 
 
 class Cursor:
@@ -39,21 +44,23 @@ class Cursor:
                                        self.chunk_where)
         return obj
 
-    def count(self, where: str) -> int:
-        """An array's u32 count."""
-        if len(self.data) - self.pos < 4:
+    def count(self, where: str, layout: struct.Struct) -> int:
+        """An array's count, laid out as `layout` (`codec.prefix_layout` of the array)."""
+        if len(self.data) - self.pos < layout.size:
             raise BlobError(f"{where} (offset {self.base})",
-                            "truncated: stream read less than specified amount, expected 4, "
-                            f"found {len(self.data) - self.pos}", NtStatus.DATA_ERROR)
-        (count,) = struct.unpack_from("<I", self.data, self.pos)
-        self.pos += 4
-        return count
+                            "truncated: stream read less than specified amount, expected "
+                            f"{layout.size}, found {len(self.data) - self.pos}",
+                            NtStatus.DATA_ERROR)
+        (count,) = layout.unpack_from(self.data, self.pos)
+        self.pos += layout.size
+        return int(count)
 
-    def array(self, element: Construct, where: str, cap: int) -> Iterator[Any]:
+    def array(self, element: Construct, where: str, cap: int,
+              layout: struct.Struct) -> Iterator[Any]:
         """An array's elements, one at a time. A count its data cannot hold fails where
         the data runs out, as a whole parse would; more than `cap` elements that are
         really there are refused at the first past the cap."""
-        count = self.count(where)
+        count = self.count(where, layout)
         for i in range(count):
             if i == cap:
                 raise BlobError(f"{where} (offset {self.base})", f"{count} elements, a "
@@ -70,7 +77,7 @@ class Cursor:
 def incoming_entries(data: bytes, base: int, where: str, cap: int) -> Iterator[Any]:
     """A PENDING_INCOMING chunk's entries, one at a time."""
     cursor = Cursor(data, base, f"{where}.pending_incoming")
-    yield from cursor.array(Incoming, f"{where}.pending_incoming.packets", cap)
+    yield from cursor.array(Incoming, f"{where}.pending_incoming.packets", cap, INCOMING_COUNT)
     cursor.finish(f"{where}.pending_incoming")
 
 
@@ -78,7 +85,7 @@ def gpadl_entries(element: Construct, data: bytes, base: int, where: str,
                   cap: int) -> Iterator[Any]:
     """A GPADLS chunk's GPADLs, one at a time."""
     cursor = Cursor(data, base, f"{where}.gpadls")
-    yield from cursor.array(element, f"{where}.gpadls.gpadls", cap)
+    yield from cursor.array(element, f"{where}.gpadls.gpadls", cap, GPADL_COUNT)
     cursor.finish(f"{where}.gpadls")
 
 
@@ -90,13 +97,15 @@ def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int) -> Contain
     guests = []
     context_grammar, _packets, _incoming = GuestChannel.subcons
     at = "scenario.scenario.guests"
-    for index in range(cursor.count(at)):
+    for index in range(cursor.count(at, GUEST_COUNT)):
         if index == guest_cap:
             raise BlobError(f"{at} (offset {base})", f"more than {guest_cap} guest channels",
                             NtStatus.INSUFFICIENT_RESOURCES)
         guest = Container(context=cursor.take(context_grammar, f"{at}.items.context"))
-        packets = cursor.array(PacketRecord, f"{at}.items.packets", packet_cap)
-        entries = cursor.array(Incoming, f"{at}.items.pending_incoming.packets", packet_cap)
+        packets = cursor.array(PacketRecord, f"{at}.items.packets", packet_cap,
+                               GUEST_PACKET_COUNT)
+        entries = cursor.array(Incoming, f"{at}.items.pending_incoming.packets", packet_cap,
+                               INCOMING_COUNT)
         guest.packets, guest.pending_incoming = packets, Container(packets=entries)
         guest.problems = check_guest(guest, f"scenario.guests[{index}]")  # reads both through
         del guest.packets, guest.pending_incoming

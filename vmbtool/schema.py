@@ -1,7 +1,7 @@
 """A machine-readable description of the blob format, derived from the grammars.
 
 `describe_format()` walks the construct objects of `vmbtool.formats` (the file header,
-the chunk header and every chunk type in `vmbtool.chunks.REGISTRY`) and returns a plain,
+the chunk header and every chunk type in `vmbtool.chunks.CHUNK_TYPES`) and returns a plain,
 JSON-serialisable dict; nothing in it is written by hand. Frozen copies live in
 `formats/schemas/v<major>.<minor>.json` (`vmbtool schema --json > ...`) and
 `vmbtool.compat` compares two descriptions.
@@ -52,6 +52,7 @@ import construct
 import vmbtool.formats
 from vmbtool import jsonread
 from vmbtool.errors import InputError, UsageError, VmbtoolError
+from vmbtool.formats import limits, version_tuple
 from vmbtool.formats.common import GuidAdapter, Since, StrictEnum, StrictFlagAdapter, StrictPrefixed
 
 SCHEMA_DIR = Path(vmbtool.formats.__file__).with_name("schemas")
@@ -59,6 +60,9 @@ VERSION = re.compile(r"^(\d+)\.(\d+)$")
 FROZEN_NAME = re.compile(r"^v(\d+)\.(\d+)\.json$")
 MAX_DEPTH = 64  # a description's nesting that compat follows (the frozen ones: 12)
 TOP_KEYS = ("format", "major", "minor", "file_header", "chunk_header", "chunks", "structures")
+# sections described since the frozen 1.0 and 1.1 descriptions were written: a description
+# may lack them (compat then has nothing of them to compare)
+LATER_KEYS = ("frames", "limits")
 _FORMAT_CHARS = {"b": "i8", "B": "u8", "h": "i16", "H": "u16", "i": "i32", "I": "u32",
                  "l": "i32", "L": "u32", "q": "i64", "Q": "u64", "e": "f16", "f": "f32",
                  "d": "f64"}
@@ -66,17 +70,9 @@ _FORMAT_CHARS = {"b": "i8", "B": "u8", "h": "i16", "H": "u16", "i": "i32", "I": 
 _GREEDY, _PASS, _ERROR = type(construct.GreedyBytes), type(construct.Pass), type(construct.Error)
 
 
-def version_tuple(version: str) -> tuple[int, int]:
-    match = VERSION.match(str(version))
-    if not match:
-        raise ValueError(f"{version!r} is not a <major>.<minor> version")
-    return int(match.group(1)), int(match.group(2))
-
-
 def current_version() -> tuple[int, int]:
-    from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR
-
-    return FORMAT_MAJOR, FORMAT_MINOR
+    """The format this vmbtool writes (read at call time: a test may pretend a newer)."""
+    return vmbtool.formats.FORMAT_MAJOR, vmbtool.formats.FORMAT_MINOR
 
 
 # -- deriving the description from the grammars -----------------------------------------
@@ -165,7 +161,7 @@ class _Deriver:
         if version[0] != self.current[0] or version > self.current:
             raise self.fail(where, f"marked since {since}, but the format is "
                             f"{self.current[0]}.{self.current[1]} (bump FORMAT_MINOR in "
-                            "vmbtool/blob.py)")
+                            "formats/__init__.py)")
         return version <= (self.major, self.minor)
 
     def field(self, sc: construct.Construct, where: str) -> dict:
@@ -312,10 +308,14 @@ def describe_format(as_of: str | None = None) -> dict:
 
     `as_of` ("1.0") describes an earlier minor of the current major instead: without the
     chunk types and fields marked as added later (`since`)."""
-    from vmbtool import blob
-    from vmbtool.chunks import FLAG_REQUIRED, KNOWN_CHUNK_FLAGS, MAX_CHUNK_LENGTH, REGISTRY
-    from vmbtool.formats.chunk import ChunkHeader
-    from vmbtool.formats.header import FileHeader, HeaderPrefix
+    from vmbtool.formats.chunk import CHUNK_TYPES, FLAG_REQUIRED, KNOWN_CHUNK_FLAGS, ChunkHeader
+    from vmbtool.formats.header import (
+        FLAG_SIGNED,
+        KNOWN_HEADER_FLAGS,
+        FileHeader,
+        HeaderPrefix,
+        HeaderTrailer,
+    )
 
     current = current_version()
     major, minor = current if as_of is None else version_tuple(as_of)
@@ -325,21 +325,22 @@ def describe_format(as_of: str | None = None) -> dict:
                            f"{current[0]}.0 to {current[0]}.{current[1]}")
     d = _Deriver(current, (major, minor))
     header = d.node(FileHeader, "FileHeader")
-    trailer = {"name": "header_crc32c", "offset": None, "since": d.base, "size": 4,
-               "type": {"type": "int", "format": "u32", "size": 4}}
-    header_size = header["size"] + 4 if header["size"] is not None else None
+    # the trailer sits at header_size - 4 whatever a newer minor appended: no offset
+    trailer = [{**f, "offset": None} for f in d.struct_body(HeaderTrailer, "trailer")["fields"]]
+    header_size = header["size"] + HeaderTrailer.sizeof() if header["size"] is not None \
+        else None
     file_header = {
         "prefix": d.node(HeaderPrefix, "HeaderPrefix"), "structure": header,
-        "trailer": [trailer], "size": header_size, "max_size": blob.MAX_HEADER_SIZE,
-        "flags": _flag_names(blob.KNOWN_HEADER_FLAGS, {"signed": blob.FLAG_SIGNED})}
+        "trailer": trailer, "size": header_size, "max_size": limits.MAX_HEADER_SIZE,
+        "flags": _flag_names(KNOWN_HEADER_FLAGS, {"signed": FLAG_SIGNED})}
     chunk_header = {
         "structure": d.node(ChunkHeader, "ChunkHeader"),
         "size": d.structures["ChunkHeader"]["size"],
-        "max_length": MAX_CHUNK_LENGTH,
+        "max_length": limits.MAX_CHUNK_LENGTH,
         "flags": _flag_names(KNOWN_CHUNK_FLAGS, {"required": FLAG_REQUIRED})}
     chunks = []
-    for number in sorted(REGISTRY):
-        kind = REGISTRY[number]
+    for number in sorted(CHUNK_TYPES):
+        kind = CHUNK_TYPES[number]
         since = getattr(kind, "since", d.base)
         if not d.exists(since, f"chunks.{kind.name}.since"):
             continue
@@ -347,7 +348,33 @@ def describe_format(as_of: str | None = None) -> dict:
                        "since": since, "structure": d.node(kind.grammar, kind.name)})
     return {"format": f"{major}.{minor}", "major": major, "minor": minor,
             "file_header": file_header, "chunk_header": chunk_header, "chunks": chunks,
-            "structures": dict(sorted(d.structures.items()))}
+            "structures": dict(sorted(d.structures.items())),
+            "frames": describe_frames(d), "limits": describe_limits()}
+
+
+def describe_frames(d: _Deriver) -> dict:
+    """The frames after a body (FORMAT.md "The seal frame", "The signature frame"): each
+    frame's layout and the format version that added it. Described inline, not among
+    "structures", so that the descriptions frozen before frames were described still
+    compare equal on what they hold."""
+    from vmbtool.formats import frames
+
+    found: dict[str, Any] = {
+        "skippable": {"magic": frames.SKIPPABLE_MAGIC, "mask": frames.SKIPPABLE_MAGIC_MASK,
+                      "structure": d.struct_body(frames.SkippableFrameHeader, "skippable")}}
+    sealed_since = f"{frames.SEALED_SINCE[0]}.{frames.SEALED_SINCE[1]}"
+    for name, grammar, since in (("seal", frames.SealFrame, sealed_since),
+                                 ("signature", frames.SignatureFrame, d.base)):
+        if d.exists(since, f"frames.{name}.since"):
+            body = d.struct_body(grammar, name)
+            found[name] = {"since": since, "size": body["size"], "structure": body}
+    return found
+
+
+def describe_limits() -> dict[str, int]:
+    """Every reader cap of formats/limits.py, by its name in lower case."""
+    return {name.lower(): value for name, value in sorted(vars(limits).items())
+            if name.startswith("MAX_") and isinstance(value, int)}
 
 
 def to_json(description: dict) -> str:
@@ -519,6 +546,30 @@ def _struct_lines(title: str, struct: dict) -> list[str]:
     return lines
 
 
+def frame_lines(frames: dict | None, caps: dict | None) -> list[str]:
+    """The frames after a body and the reader caps, for people (a description frozen
+    before they were described has neither)."""
+    lines: list[str] = []
+    if frames:
+        lines += ["", "frames after the body:"]
+        for name in ("seal", "signature"):
+            if name in frames:
+                frame = frames[name]
+                fields = ", ".join(f"{f['name']} {type_text(f['type'])}"
+                                   for f in frame["structure"]["fields"])
+                lines.append(f"  {name} (since {frame['since']}, {frame['size']} bytes): "
+                             f"{fields}")
+        skippable = frames.get("skippable")
+        if skippable:
+            lines.append(f"  skippable: magic {skippable['magic']:#010x}..."
+                         f"{skippable['magic'] | ~skippable['mask'] & 0xFFFFFFFF:#010x}, "
+                         "u32 frame_size, then frame_size bytes")
+    if caps:
+        lines += ["", "reader limits:"]
+        lines += [f"  {name}  {value:,}" for name, value in sorted(caps.items())]
+    return lines
+
+
 def render_text(desc: dict) -> list[str]:
     """The description for people: the framing, the chunk table, every structure."""
     fh, ch = desc["file_header"], desc["chunk_header"]
@@ -542,6 +593,7 @@ def render_text(desc: dict) -> list[str]:
     width = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         lines.append("  " + "  ".join(c.ljust(width[i]) for i, c in enumerate(row)).rstrip())
+    lines += frame_lines(desc.get("frames"), desc.get("limits"))
     lines += ["", "structures:"]
     for name, struct in sorted(desc["structures"].items()):
         lines.append("")

@@ -10,17 +10,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from vmbtool import kmcl
-from vmbtool.blob import FORMAT_MINOR, READS, Blob, BlobReader, encode_blob, rereadable
-from vmbtool.chunks import (
-    CHUNK_HEADER_SIZE,
-    MAX_CHUNK_LENGTH,
-    ChunkType,
-    RawChunk,
-    decode_chunk,
-    frame,
-    framed_chunks,
-)
+from vmbtool.blob import Blob, BlobReader, encode_blob, rereadable
+from vmbtool.chunks import RawChunk, decode_chunk, frame, framed_chunks
 from vmbtool.errors import BlobError, VmbtoolError
+from vmbtool.formats import FORMAT_MINOR, READS
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.formats.limits import MAX_CHUNK_LENGTH
 from vmbtool.invariants import Problems, check_channel, check_guest
 from vmbtool.kmcl.restore import rebuild_in_ring
 from vmbtool.scenarios import SCENARIOS, Scenario

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmbtool import stop
-from vmbtool.blob import (
-    FORMAT_MAJOR,
-    FORMAT_MINOR,
-    HEADER_PREFIX_SIZE,
-    open_source,
-)
+from vmbtool import codec, stop
+from vmbtool.blob import HEADER_PREFIX_SIZE, open_source
 from vmbtool.errors import BlobError, InputError, VmbtoolError
-from vmbtool.formats.header import MAGIC
+from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
+from vmbtool.formats.header import MAGIC, HeaderPrefix
 from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
@@ -46,8 +41,9 @@ def header_info(source: str) -> dict[str, Any] | None:
         f.close()
     if len(prefix) < HEADER_PREFIX_SIZE or not prefix.startswith(MAGIC):
         return None
-    major, minor, header_size = struct.unpack_from("<HHI", prefix, len(MAGIC))
-    return {"major": major, "minor": minor, "header_size": header_size,
+    head = codec.parse(HeaderPrefix, prefix, "header", 0)
+    return {"major": head.format_major, "minor": head.format_minor,
+            "header_size": head.header_size,
             "reads": f"{FORMAT_MAJOR}.{FORMAT_MINOR}"}
 
 

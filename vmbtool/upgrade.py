@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vmbtool.blob import FORMAT_MAJOR, FORMAT_MINOR, encode_blob, load_blob
-from vmbtool.chunks import REGISTRY, ChunkType, known_to
+from vmbtool.blob import encode_blob, load_blob
 from vmbtool.errors import UsageError, VmbtoolError
+from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, version_tuple
+from vmbtool.formats.chunk import CHUNK_TYPES, ChunkType, known_to
 from vmbtool.status import NtStatus
 
 
@@ -28,10 +29,10 @@ class Upgrade:
 
 def parse_version(text: str) -> tuple[int, int]:
     """`1.0` -> (1, 0); only versions this vmbtool can write."""
-    major, dot, minor = text.partition(".")
-    if not (dot and major.isdigit() and minor.isdigit()):
-        raise UsageError("bad option", "--to", f"{text!r} is not <major>.<minor>")
-    version = (int(major), int(minor))
+    try:
+        version = version_tuple(text)
+    except ValueError:
+        raise UsageError("bad option", "--to", f"{text!r} is not <major>.<minor>") from None
     if version[0] != FORMAT_MAJOR or version[1] > FORMAT_MINOR:
         raise UsageError("bad option", "--to", f"this vmbtool writes formats "
                          f"{FORMAT_MAJOR}.0 to {FORMAT_MAJOR}.{FORMAT_MINOR}, not {text}")
@@ -41,7 +42,7 @@ def parse_version(text: str) -> tuple[int, int]:
 def describe_loss(types: Counter) -> list[str]:
     out = []
     for chunk_type, count in sorted(types.items()):
-        kind = REGISTRY.get(chunk_type)
+        kind = CHUNK_TYPES.get(chunk_type)
         name = kind.name if kind else f"chunk type {chunk_type:#06x}"
         out.append(f"{count} {name} chunk{'s' if count > 1 else ''}")
     return out

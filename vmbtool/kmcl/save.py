@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vmbtool.chunks import ChunkType, frame
-from vmbtool.kmcl import limits
+from vmbtool.chunks import frame
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.state import channel_context, gpadl_table, incoming_entries, packet_context, ring_state
 from vmbtool.status import NtStatus, NtStatusError
 

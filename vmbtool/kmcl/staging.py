@@ -17,11 +17,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vmbtool.chunks import REGISTRY, ChunkType, RawChunk, decode_chunk
+from vmbtool import codec
+from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError
-from vmbtool.kmcl import limits
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import CHUNK_TYPES, ChunkType
+from vmbtool.formats.packet import PacketRecord
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
+
+LIB_BUF_SIZE = codec.prefix_layout(PacketRecord, "lib_buf")  # a PACKET's LibBuf length
 
 if TYPE_CHECKING:  # a check is handed in by the reader that stages (lean reads)
     from vmbtool.invariants import ChannelCheck
@@ -62,19 +67,19 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
     its data (only a `check` reads them)."""
     order = ORDER.get(raw.type)
     if order is None:
-        if raw.type in REGISTRY or raw.required:
+        if raw.type in CHUNK_TYPES or raw.required:
             raise BlobError(f"{where}.chunk@{raw.offset}.type",
                             f"chunk type {raw.type:#06x} is not part of a channel's state"
-                            if raw.type in REGISTRY else
+                            if raw.type in CHUNK_TYPES else
                             f"unknown required chunk type {raw.type:#06x}",
-                            NtStatus.REVISION_MISMATCH if raw.type not in REGISTRY
+                            NtStatus.REVISION_MISMATCH if raw.type not in CHUNK_TYPES
                             else NtStatus.DATA_ERROR)
         staging.saved.skipped.append(raw.type)
         return False
     if order < staging.last_order or (order == staging.last_order and raw.type in (
             ChunkType.CHANNEL, ChunkType.GPADLS, ChunkType.INCOMING)):
         raise BlobError(f"{where}.chunk@{raw.offset}.type",
-                        f"{REGISTRY[raw.type].name} chunk out of order")
+                        f"{CHUNK_TYPES[raw.type].name} chunk out of order")
     if order > 0 and staging.saved.context is None:
         raise BlobError(f"{where}.chunk@{raw.offset}.type", "state before the channel chunk")
     if raw.type == ChunkType.CHANNEL_END:
@@ -84,7 +89,7 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
             if needed not in staging.seen:
                 raise BlobError(f"{where}.chunk@{raw.offset}.type",
                                 f"channel_end chunk without the channel's "
-                                f"{REGISTRY[needed].name} chunk")
+                                f"{CHUNK_TYPES[needed].name} chunk")
     staging.last_order = order
     staging.seen.add(raw.type)
     cap = limits.MAX_PACKETS_PER_CHANNEL
@@ -143,8 +148,8 @@ def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
     if staging.keep_packets:
         saved.packets.append(value)
         if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
-            size = int.from_bytes(raw.data[:4], "little")
-            staging.lib_bufs.append(raw.data[4:4 + size])
+            (size,) = LIB_BUF_SIZE.unpack_from(raw.data)
+            staging.lib_bufs.append(raw.data[LIB_BUF_SIZE.size:LIB_BUF_SIZE.size + size])
     if staging.check is not None:
         staging.check.packet(value)
     return False
