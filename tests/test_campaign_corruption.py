@@ -268,12 +268,12 @@ def parse_memo():
 @contextlib.contextmanager
 def recording_allocations():
     """Every server channel restore allocates, with how to build its never-touched twin."""
-    allocated: list[tuple[str, int, int, object]] = []
+    allocated: list[tuple[str, object, int, object]] = []
     original = Scenario.allocate_server
 
     def allocate_server(self, index):
         channel = original(self, index)
-        allocated.append((self.name, self.seed, index, channel))
+        allocated.append((self.name, self.instance, index, channel))
         return channel
 
     Scenario.allocate_server = allocate_server
@@ -293,9 +293,11 @@ def restore_refused(data: bytes, key: bytes | None) -> VmbtoolError:
             error = exc
         else:
             raise AssertionError("restore accepted a damaged blob")
-        for name, seed, index, channel in allocated:
+        for name, instance, index, channel in allocated:
             if channel.restore_error is not None or channel.initializing:
-                twin = original(SCENARIOS[name](seed), index)
+                # a twin offering the same device instance (restore allocates before
+                # the scenario chunk, with its seed, is read)
+                twin = original(SCENARIOS[name].restoring(instance), index)
                 mine, theirs = observable(channel), observable(twin)
                 # offers of the channels restored before it share its bus
                 assert channel.config.offer_key not in channel.bus.offers

@@ -151,4 +151,6 @@ def test_a_file_that_shrinks_under_the_cli(command, tmp_path, truncate_at_read):
                 assert command in OPENS_TWICE, (source.name, k, cut, said)
                 one_error(result.exit_code, 2 if command == "diff" else 1, result.stderr)
                 outcomes["short when opened"] += 1
-    assert outcomes["changed"] >= 16, outcomes
+    # a command that reads a blob once (validate, restore) is done with the small ones
+    # by the 9th or 20th read: those cuts come after, and change nothing
+    assert outcomes["changed"] >= 12, outcomes

@@ -613,7 +613,7 @@ class BlobReader:
         newer = minor > self.reads[1]
         if sealed and not newer:
             seal_at = end - SealFrame.sizeof()
-            if self.defer_seal and seal_at - start >= PIPE_MIN:
+            if self.defer_seal:
                 self.deferred_seal = read_seal(self.f, start, seal_at, end)
                 return seal_at
             return self.check_sealed_frame()
@@ -677,7 +677,17 @@ class BlobReader:
             return body_stream(self.f, self.header, start, end, read_size, owns_f)
 
         if end - start < PIPE_MIN:
-            yield from self.read_channels(open_body(), hashlib.sha256(self.header_bytes))
+            if scan is None:
+                yield from self.read_channels(open_body(), hashlib.sha256(self.header_bytes))
+                return
+            try:  # the decompressor reads the compressed bytes through the seal's scan
+                yield from self.read_channels(open_body(owns_f=True),
+                                              hashlib.sha256(self.header_bytes))
+                scan.drain()
+                self.settle_seal(scan)
+            except Exception:
+                self.settle_seal(None)
+                raise
             return
         pipe = BodyPipe(open_body, self.header_bytes, scan.drain if scan else None)
         self.workers = [pipe]
@@ -741,10 +751,12 @@ class BlobReader:
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
+            # a lean read keeps each guest's context and problems; a feed (a restore)
+            # its packets too, read under the same caps (no more than they allow held)
             self.scenario = lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE,
-                                          limits.MAX_GUESTS,
-                                          limits.MAX_PACKETS_PER_CHANNEL) if self.lean \
-                else decode_chunk(raw, "scenario")
+                                          limits.MAX_GUESTS, limits.MAX_PACKETS_PER_CHANNEL,
+                                          keep=self.feed is not None) \
+                if self.lean or self.feed is not None else decode_chunk(raw, "scenario")
             return None
         if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
             if staging is not None:

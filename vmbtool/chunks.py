@@ -58,6 +58,7 @@ class RawChunk:
     head: bytes = b""  # the 12 header bytes as read, when they were
     blocks: Iterator[bytes] | None = None  # the data, streamed (then `data` is empty)
     declared: int | None = None  # the length its header declares, when it was read
+    parsed: Any = None  # its data parsed with its type's grammar, once it was (decode_chunk)
 
     @property
     def length(self) -> int:
@@ -239,8 +240,13 @@ def framed_chunks(buffer: bytes) -> list[bytes]:
 
 
 def decode_chunk(raw: RawChunk, where: str) -> Any:
+    """The chunk's data parsed with its type's grammar (None for an unknown type), once:
+    a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again."""
+    if raw.parsed is not None:
+        return raw.parsed
     kind = CHUNK_TYPES.get(raw.type)
     if kind is None:
         return None
-    return codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
-                       raw.offset + CHUNK_HEADER_SIZE)
+    raw.parsed = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
+                             raw.offset + CHUNK_HEADER_SIZE)
+    return raw.parsed

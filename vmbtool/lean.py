@@ -16,7 +16,9 @@ from construct import Construct, Container
 
 from vmbtool import codec
 from vmbtool.errors import BlobError
-from vmbtool.formats.gpadl import GpadlTable
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import ChunkType
+from vmbtool.formats.gpadl import Gpadl, GpadlTable
 from vmbtool.formats.incoming import Incoming, PendingIncoming
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.formats.scenario import GuestChannel, ScenarioHead, ScenarioState
@@ -67,6 +69,24 @@ class Cursor:
                                 f"reader takes at most {cap}", NtStatus.INSUFFICIENT_RESOURCES)
             yield self.take(element, f"{where}.items")
 
+    def peek_count(self, layout: struct.Struct) -> int | None:
+        """The count of the array at the cursor, not read yet (None: too few bytes)."""
+        if len(self.data) - self.pos < layout.size:
+            return None
+        return int(layout.unpack_from(self.data, self.pos)[0])
+
+    def kept(self, element: Construct, where: str, cap: int,
+             layout: struct.Struct) -> list[Any]:
+        """An array's elements, kept: as `array` reads them, with the same errors. A
+        count past `cap` is walked without keeping anything (it fails on the way: the
+        data runs out, or the cap is reached), so at most `cap` elements are held."""
+        count = self.peek_count(layout)
+        entries = self.array(element, where, cap, layout)
+        if count is None or count > cap:
+            for _ in entries:
+                pass
+        return list(entries)
+
     def finish(self, where: str) -> None:
         left = len(self.data) - self.pos
         if left:
@@ -89,26 +109,50 @@ def gpadl_entries(element: Construct, data: bytes, base: int, where: str,
     cursor.finish(f"{where}.gpadls")
 
 
-def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int) -> Container:
+def kept_value(chunk_type: int, data: bytes, base: int, where: str) -> Container:
+    """A PENDING_INCOMING or GPADLS chunk parsed whole, but element by element under the
+    caps a lean read applies (with its errors): a count past a cap is refused before
+    more than the cap is held, so RestoreFromBuffer holds no more than a lean read
+    checks."""
+    if chunk_type == ChunkType.INCOMING:
+        cursor = Cursor(data, base, f"{where}.pending_incoming")
+        entries = cursor.kept(Incoming, f"{where}.pending_incoming.packets",
+                              limits.MAX_PACKETS_PER_CHANNEL, INCOMING_COUNT)
+        cursor.finish(f"{where}.pending_incoming")
+        return Container(packets=entries)
+    cursor = Cursor(data, base, f"{where}.gpadls")
+    gpadls = cursor.kept(Gpadl, f"{where}.gpadls.gpadls", limits.MAX_GPADLS_PER_CHANNEL,
+                         GPADL_COUNT)
+    cursor.finish(f"{where}.gpadls")
+    return Container(gpadls=gpadls)
+
+
+def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int,
+             keep: bool = False) -> Container:
     """A SCENARIO chunk with each guest checked as it is read: its context and problems
-    stay (`check_scenario` takes them), its packets and pending incoming do not."""
+    stay (`check_scenario` takes them), its packets and pending incoming only when
+    `keep` (a restore needs them; a count past a cap is refused before more than the cap
+    is held)."""
     cursor = Cursor(data, base, "scenario.scenario")
     head = cursor.take(ScenarioHead, "scenario.scenario")
     guests = []
     context_grammar, _packets, _incoming = GuestChannel.subcons
     at = "scenario.scenario.guests"
+    count = cursor.peek_count(GUEST_COUNT)
+    keep = keep and count is not None and count <= guest_cap
     for index in range(cursor.count(at, GUEST_COUNT)):
         if index == guest_cap:
             raise BlobError(f"{at} (offset {base})", f"more than {guest_cap} guest channels",
                             NtStatus.INSUFFICIENT_RESOURCES)
         guest = Container(context=cursor.take(context_grammar, f"{at}.items.context"))
-        packets = cursor.array(PacketRecord, f"{at}.items.packets", packet_cap,
-                               GUEST_PACKET_COUNT)
-        entries = cursor.array(Incoming, f"{at}.items.pending_incoming.packets", packet_cap,
-                               INCOMING_COUNT)
+        take = cursor.kept if keep else cursor.array
+        packets = take(PacketRecord, f"{at}.items.packets", packet_cap, GUEST_PACKET_COUNT)
+        entries = take(Incoming, f"{at}.items.pending_incoming.packets", packet_cap,
+                       INCOMING_COUNT)
         guest.packets, guest.pending_incoming = packets, Container(packets=entries)
         guest.problems = check_guest(guest, f"scenario.guests[{index}]")  # reads both through
-        del guest.packets, guest.pending_incoming
+        if not keep:
+            del guest.packets, guest.pending_incoming
         guests.append(guest)
     cursor.finish("scenario.scenario")
     head.guests = guests

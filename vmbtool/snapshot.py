@@ -17,8 +17,8 @@ from vmbtool.formats import FORMAT_MINOR, READS
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
 from vmbtool.formats.limits import MAX_CHUNK_LENGTH
 from vmbtool.invariants import Problems, check_channel, check_guest
-from vmbtool.kmcl.restore import rebuild_in_ring
-from vmbtool.scenarios import SCENARIOS, Scenario
+from vmbtool.kmcl.restore import rebuild_in_ring, restore_chunks
+from vmbtool.scenarios import SCENARIOS, Scenario, by_interface
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
 from vmbtool.sim.config import ClientState
@@ -170,10 +170,13 @@ def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     state = blob.scenario
     scenario = SCENARIOS[state.scenario](state.seed)
     scenario.steps_taken = state.steps_taken
-    feed = ChannelFeed(scenario, buffer_size)
-    for index, raw_chunks in enumerate(blob.channel_chunks):
-        for raw in raw_chunks:
-            feed.take(index, raw)
+    feed = ChannelFeed(buffer_size, scenario, as_buffers=True)
+    try:
+        for index, raw_chunks in enumerate(blob.channel_chunks):
+            for raw in raw_chunks:
+                feed.take(index, raw)
+    except RestoreFailed as failed:
+        raise failed.error from None
     restore_scenario(scenario, state, blob.stats)
     return scenario
 
@@ -217,86 +220,161 @@ def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
     checksums, digest, caps) raises its BlobError."""
     with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True,
                     defer_seal=True) as reader:
-        problems, offers, packets = Problems(), [], 0
-        for saved, _chunks in reader.channels():
-            problems.extend(saved.problems or [])
-            offers.append(config_from(saved.context).offer_key)
-            packets += saved.packet_count
-            del saved  # nothing of a checked channel outlives the next one
-        problems.extend(check_scenario(reader.scenario, offers))
-        return FileCheck(problems, reader.version, len(offers), packets, reader.tally.bytes,
-                         reader.scenario)
+        return check_reader(reader)
+
+
+def check_reader(reader: BlobReader) -> FileCheck:
+    """`check_file` on a reader opened for it (lean, with checks)."""
+    problems, offers, packets = Problems(), [], 0
+    for saved, _chunks in reader.channels():
+        problems.extend(saved.problems or [])
+        offers.append(config_from(saved.context).offer_key)
+        packets += saved.packet_count
+        del saved  # nothing of a checked channel outlives the next one
+    problems.extend(check_scenario(reader.scenario, offers))
+    return FileCheck(problems, reader.version, len(offers), packets, reader.tally.bytes,
+                     reader.scenario)
+
+
+# A body that decodes to at most this is restored in one read. A PACKET chunk is at
+# least 54 bytes, so such a body holds fewer than limits.MAX_PACKETS_PER_CHANNEL of
+# them: the one read never stages a channel up to the packet cap (about 1.2 KB of parsed
+# state a staged packet: 300 MB at the cap). A larger body, or one that does not declare
+# its size, is checked first, in bounded memory, and restored in a second read.
+ONE_PASS_MAX = 12 << 20
 
 
 def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
                  buffer_size: int = DEFAULT_CHUNK_SIZE,
                  reads: tuple[int, int] = READS) -> Scenario:
-    """`restore_blob(load_blob(source))`, streamed: the same checks, the same first
-    problem, but no blob held whole.
+    """Fresh channels restored from a blob: every problem `validate` finds refuses it,
+    the one it names first is named, and nothing restored outlives a refusal.
 
-    The first pass checks everything in bounded memory (`check_file`), so an endless or
-    lying blob is refused before anything of it is held; the second hands each channel's
-    chunks to RestoreFromBuffer as they are decoded, `buffer_size` bytes at a time."""
+    A body of at most ONE_PASS_MAX decoded bytes is read once (`restore_reader`). One the
+    restore refuses for a reason of its own (not the blob's framing) is read again by
+    validate's check, whose first problem, if any, is named before the restore's own
+    reason. A larger body is checked first (`check_file`), then restored."""
     with rereadable(source) as src:
+        with BlobReader(src, key, keep_chunks=False, reads=reads,
+                        defer_seal=True) as reader:
+            if 0 < reader.decoded_size() <= ONE_PASS_MAX:
+                try:
+                    return restore_reader(reader, buffer_size)
+                except RestoreFailed as failed:
+                    error: VmbtoolError | None = failed.error
+            else:
+                error = None
         found = check_file(src, key, reads)
         if found.problems:
             raise BlobError(*found.problems[0])
-        return restore_stream(src, key, found.scenario, buffer_size, reads)
+        if error is not None:
+            raise error
+        try:
+            return restore_once(src, key, buffer_size, reads)
+        except RestoreFailed as failed:
+            raise failed.error from None
 
 
-def restore_stream(source: str | bytes | IO[bytes], key: bytes | None, checked: Any,
-                   buffer_size: int = DEFAULT_CHUNK_SIZE,
-                   reads: tuple[int, int] = READS) -> Scenario:
-    """The second pass of `restore_file`, over a blob `check_file` found no problem in
-    (`checked` is the scenario chunk it read)."""
-    scenario = SCENARIOS[checked.scenario](checked.seed)
-    feed = ChannelFeed(scenario, buffer_size)
-    with BlobReader(source, key, keep_chunks=False, reads=reads) as reader:
-        reader.feed = feed.take
-        for _channel in reader.channels():
-            pass  # each channel was restored as its chunks came
-        state, stats = reader.scenario, reader.stats
-    if (state.scenario, state.seed) != (checked.scenario, checked.seed):
-        raise BlobError("scenario", "the blob changed while it was read")
-    problems = check_scenario(state, [s.config.offer_key for s in scenario.servers])
-    if problems:
-        raise BlobError(*problems[0])
-    scenario.steps_taken = state.steps_taken
-    restore_scenario(scenario, state, stats)
+class RestoreFailed(Exception):
+    """A one-pass restore stopped on a problem with the blob's state (`error`), not
+    with its framing: the caller asks validate's check which problem to name."""
+
+    def __init__(self, error: VmbtoolError) -> None:
+        super().__init__(error.where, error.why)
+        self.error = error
+
+
+def restore_once(source: str | bytes | IO[bytes], key: bytes | None = None,
+                 buffer_size: int = DEFAULT_CHUNK_SIZE,
+                 reads: tuple[int, int] = READS) -> Scenario:
+    """One read of a blob: header, signature, body decompressed and digested once, each
+    chunk's framing and CRC32C checked once and each channel's chunks handed to a fresh
+    server channel's RestoreFromBuffer as they come (`ChannelFeed`), the scenario's
+    guest put back at the end. Nothing restored is handed out before the END digest and
+    the seal are settled. A problem with the blob's state raises RestoreFailed; one with
+    its framing, the reader's BlobError."""
+    with BlobReader(source, key, keep_chunks=False, reads=reads, defer_seal=True) as reader:
+        return restore_reader(reader, buffer_size)
+
+
+def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
+    """`restore_once` on a reader opened for it: its chunks go to the channels."""
+    feed = ChannelFeed(buffer_size)
+    reader.lean = False
+    reader.feed = feed.take
+    for _channel in reader.channels():
+        pass  # each channel was restored as its chunks came
+    state, stats = reader.scenario, reader.stats
+    try:
+        scenario = feed.scenario
+        if scenario is None:  # a blob of no channels: its scenario chunk says which
+            if state.scenario not in SCENARIOS:
+                raise BlobError("scenario.scenario", f"unknown scenario {state.scenario!r}")
+            scenario = SCENARIOS[state.scenario](state.seed)
+        problems = check_scenario(state, [s.config.offer_key for s in scenario.servers])
+        if problems:
+            raise BlobError(*problems[0])
+        scenario.seed, scenario.steps_taken = state.seed, state.steps_taken
+        restore_scenario(scenario, state, stats)
+    except VmbtoolError as exc:
+        raise RestoreFailed(exc) from None
     return scenario
 
 
 class ChannelFeed:
-    """Each channel's chunks, as a reader decodes them, into a fresh server channel of
-    the scenario through RestoreFromBuffer: whole chunks, at most `buffer_size` bytes a
-    call (a larger chunk alone: the buffers `split_buffers` makes of a list), with
-    MORE_PROCESSING_REQUIRED until the channel's end."""
+    """Each channel's chunks, as a reader checks them, into a fresh server channel
+    through RestoreFromBuffer's staging (`kmcl.restore.restore_chunks`: the reader
+    checked their framing and CRCs): whole chunks, at most `buffer_size` bytes a call (a
+    larger chunk alone), with MORE_PROCESSING_REQUIRED until the channel's end.
 
-    def __init__(self, scenario: Scenario, buffer_size: int) -> None:
-        self.scenario, self.buffer_size = scenario, buffer_size
+    The VSP is picked by the interface type the first channel offers, its channels offer
+    the device instance the blob's do (the scenario chunk, last in the blob, holds the
+    seed that must give it)."""
+
+    def __init__(self, buffer_size: int, scenario: Scenario | None = None,
+                 as_buffers: bool = False) -> None:
+        self.buffer_size = buffer_size
+        self.scenario = scenario  # None: picked by the first channel's offer
+        # True: each group framed into one buffer for the public restore_from_buffer,
+        # which splits and checks it again (the whole-blob restore_blob)
+        self.as_buffers = as_buffers
         self.server: Any = None
-        self.pending: list[bytes] = []
+        self.pending: list[RawChunk] = []
         self.size = 0
 
     def take(self, index: int, raw: RawChunk) -> None:
-        if raw.type == ChunkType.CHANNEL:  # a channel's first chunk
-            self.server = self.scenario.allocate_server(index)
-            context = decode_chunk(raw, f"channels[{index}]")
-            check_config(self.server.config, context, f"channels[{index}]",
-                         f"{self.scenario.name} VSP")
-        framed = raw.framed
-        if self.pending and self.size + len(framed) > self.buffer_size:
-            self.restore(index, final=False)
-        self.pending.append(framed)
-        self.size += len(framed)
-        if raw.type == ChunkType.CHANNEL_END:
-            self.restore(index, final=True)
-            self.scenario.servers.append(self.server)
+        try:
+            if raw.type == ChunkType.CHANNEL:  # a channel's first chunk
+                self.start_channel(index, decode_chunk(raw, f"channels[{index}]"))
+            size = CHUNK_HEADER_SIZE + raw.length
+            if self.pending and self.size + size > self.buffer_size:
+                self.restore(index, final=False)
+            self.pending.append(raw)
+            self.size += size
+            if raw.type == ChunkType.CHANNEL_END:
+                self.restore(index, final=True)
+                self.scenario.servers.append(self.server)
+        except VmbtoolError as exc:
+            raise RestoreFailed(exc) from None
+
+    def start_channel(self, index: int, context: Any) -> None:
+        config = config_from(context)
+        if self.scenario is None:
+            cls = by_interface(config.interface_type)
+            if cls is None:
+                raise BlobError(f"channels[{index}].context.interface_type",
+                                f"no scenario's VSP offers {config.interface_type}")
+            self.scenario = cls.restoring(config.interface_instance)
+        self.server = self.scenario.allocate_server(index)
+        check_config(self.server.config, context, f"channels[{index}]",
+                     f"{self.scenario.name} VSP")
 
     def restore(self, index: int, final: bool) -> None:
-        buffer = b"".join(self.pending)
-        self.pending, self.size = [], 0
-        status = kmcl.restore_from_buffer(self.server, buffer)
+        chunks, self.pending, self.size = self.pending, [], 0
+        if self.as_buffers:
+            status = kmcl.restore_from_buffer(self.server, b"".join(c.framed for c in chunks))
+        else:
+            status = restore_chunks(self.server, chunks)
         if status != (NtStatus.SUCCESS if final else NtStatus.MORE_PROCESSING_REQUIRED):
             raise restore_failure(self.server.restore_error, index, NtStatus(status))
 

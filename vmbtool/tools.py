@@ -14,7 +14,14 @@ from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 from vmbtool.formats.header import MAGIC, HeaderPrefix
 from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, restore_stream
+from vmbtool.snapshot import (
+    DEFAULT_CHUNK_SIZE,
+    RestoreFailed,
+    check_file,
+    check_reader,
+    restore_file,
+    restore_reader,
+)
 from vmbtool.status import NtStatus
 from vmbtool.text import escape, plural
 from vmbtool.workers import WorkerDied, fd_job_limit, map_in_workers, usable_cores
@@ -103,23 +110,40 @@ DRY_RUN_BUDGET = 8 << 20  # decoded chunk bytes of a blob validate also restores
 
 
 def validate_file(path: str, key: bytes | None = None) -> Verdict:
-    """Grammar, checksums, version, signature and semantic invariants of one blob.
+    """Grammar, checksums, version, signature and semantic invariants of one blob, read
+    once.
 
-    A lean read checks each channel's parts as they stream past and keeps none of
-    them, so memory stays bounded whatever the blob's size (`snapshot.check_file`). A
-    blob of at most `DRY_RUN_BUDGET` decoded bytes is then also restored into throwaway
-    channels, as `restore` would: the scenario's VSP and VSC judge their own saved state."""
-    from vmbtool.blob import rereadable
+    A blob whose body decodes to at most `DRY_RUN_BUDGET` bytes is restored into
+    throwaway channels as it is read, as `restore` would (`snapshot.restore_reader`): the
+    library's checks and the scenario's VSP and VSC judge it in the same pass. A larger
+    one is checked as it streams past, in bounded memory (`snapshot.check_reader`). A
+    blob the dry run refuses is read again by the check, which lists every problem (the
+    dry run stops at the first); the dry run's own reason is listed when the check
+    finds none."""
+    from vmbtool.blob import BlobReader, rereadable
+    from vmbtool.invariants import Problems
 
     try:
         with rereadable(path) as source:
+            with BlobReader(source, key, keep_chunks=False, lean=True,
+                            defer_seal=True) as reader:
+                decoded = reader.decoded_size()
+                if not 0 < decoded <= DRY_RUN_BUDGET:
+                    found = check_reader(reader)
+                    return Verdict(path, not found.problems, found.problems, found.version,
+                                   found.channels, found.packets, found.problems.dropped)
+                try:
+                    restore_reader(reader)
+                except RestoreFailed as failed:
+                    error = failed.error
+                else:
+                    tally = reader.tally
+                    return Verdict(path, True, Problems(), reader.version, tally.channels,
+                                   tally.packets)
             found = check_file(source, key)
             problems = found.problems
-            if not problems and found.decoded <= DRY_RUN_BUDGET:
-                try:
-                    restore_stream(source, key, found.scenario)
-                except VmbtoolError as exc:
-                    problems.append((exc.where, exc.why))
+            if not problems:
+                problems.append((error.where, error.why))
     except InputError as exc:
         return Verdict(path, False, [(exc.where, exc.why)], unreadable=True)
     except VmbtoolError as exc:

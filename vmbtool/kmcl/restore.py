@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from vmbtool.chunks import split_chunks
+from vmbtool.chunks import RawChunk, split_chunks
 from vmbtool.errors import BlobError
 from vmbtool.invariants import check_channel
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
@@ -61,6 +62,18 @@ def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
     """VmbChannelRestoreFromBuffer: whole chunks in; MORE_PROCESSING_REQUIRED until the
     final chunk, then SUCCESS.  Any failure discards what was staged and leaves the
     channel untouched; `channel.restore_error` says what and where."""
+    return _restore(channel, lambda: split_chunks(bytes(buffer)))
+
+
+def restore_chunks(channel: ServerChannel, chunks: Iterable[RawChunk]) -> NtStatus:
+    """`restore_from_buffer` for chunks a reader has already split and checked: a
+    blob's chunk stream (`chunks.iter_chunks`) checked each chunk's framing, cap and
+    CRC32C as it came, so they are staged as they are, not framed and checked again.
+    The same staging, checks, statuses and `restore_error`."""
+    return _restore(channel, lambda: chunks)
+
+
+def _restore(channel: ServerChannel, chunks: Callable[[], Iterable[RawChunk]]) -> NtStatus:
     channel.restore_error = None
     if channel.cleaned_up or not channel.initializing or channel.enabled:
         return _fail(channel, NtStatusError(NtStatus.INVALID_DEVICE_STATE,
@@ -75,7 +88,7 @@ def restore_from_buffer(channel: ServerChannel, buffer: bytes) -> NtStatus:
     staging: RestoreStaging = channel.restore_context
     try:
         final = False
-        for raw in split_chunks(bytes(buffer)):
+        for raw in chunks():
             if final:
                 raise BlobError(f"channel.chunk@{raw.offset}", "chunks after the channel end")
             final = stage_chunk(staging, raw, "channel")

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vmbtool import codec
+from vmbtool import codec, lean
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import CHUNK_TYPES, ChunkType
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
@@ -98,7 +98,11 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         raise BlobError(f"{where}.packets (chunk@{raw.offset})",
                         f"more than {cap} packet objects in one channel",
                         NtStatus.INSUFFICIENT_RESOURCES)
-    if value is None:
+    if value is None and raw.type in (ChunkType.GPADLS, ChunkType.INCOMING):
+        # element by element under the caps: a hostile count is refused before more
+        # than a cap is held (a whole parse would build it all first)
+        value = lean.kept_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE, where)
+    elif value is None:
         value = decode_chunk(raw, where)
     return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
 

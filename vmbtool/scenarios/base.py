@@ -67,6 +67,7 @@ class Scenario:
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self.instance = instance_guid(self.name, seed)  # the device instance it offers
         self.steps_taken = 0
         self.bus = VmBus()
         self.servers: list[ServerChannel] = []
@@ -90,6 +91,16 @@ class Scenario:
         scenario.after_open()
         return scenario
 
+    @classmethod
+    def restoring(cls, instance: UUID) -> Scenario:
+        """A scenario to restore a blob into, before its seed is read: its channels
+        offer `instance`, the device instance the blob's channels name (the seed and
+        the steps taken come with the scenario chunk, after the channels; the chunk's
+        check then holds the instance to the one its seed gives)."""
+        scenario = cls(0)
+        scenario.instance = instance
+        return scenario
+
     def allocate_server(self, index: int) -> ServerChannel:
         """A fresh server channel configured with this scenario's offer: create and
         restore both start here, so a restore targets the same offer."""
@@ -108,7 +119,7 @@ class Scenario:
 
     def configure_common(self, channel: ServerChannel | ClientChannel, index: int) -> None:
         check(channel.init_set_target_interface_id(
-            self.interface_type, instance_guid(self.name, self.seed), index), "init interface id")
+            self.interface_type, self.instance, index), "init interface id")
         check(channel.init_set_friendly_name(f"{self.name}-{index}"), "init friendly name")
         if isinstance(channel, ServerChannel):
             process = self.dropping_malformed("host", self.host_process_packet)
