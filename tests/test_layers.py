@@ -73,8 +73,13 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("view plumbing", False, ("vmbtool.jsonread", "vmbtool.workers")),
     # views that stand alone
     ("views", False, ("vmbtool.docshape", "vmbtool.diff", "vmbtool.upgrade", "vmbtool.schema")),
-    # views on views: JSON decode/encode (on docshape), compat (on schema)
-    ("views on views", False, ("vmbtool.jsonview", "vmbtool.compat")),
+    # views on views: JSON decode/encode (on docshape)
+    ("views on views", False, ("vmbtool.jsonview",)),
+    # views on views: compat (on schema), one unit: the findings, the walk over types,
+    # over structures, over a description's top
+    ("compat", True, (
+        "vmbtool.compat", "vmbtool.compat.findings", "vmbtool.compat.nodes",
+        "vmbtool.compat.structures", "vmbtool.compat.description")),
     # views: inspect's packet filter (on jsonview)
     ("packet filter", False, ("vmbtool.packetfilter",)),
     # views: the reports and the library calls the commands make
