@@ -46,7 +46,8 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     # sim: the simulated bus, one unit (see SIM_MAY_IMPORT: status, and nothing else)
     ("sim", True, (
         "vmbtool.sim", "vmbtool.sim.wire", "vmbtool.sim.config", "vmbtool.sim.gpadl",
-        "vmbtool.sim.packet", "vmbtool.sim.ring", "vmbtool.sim.channel", "vmbtool.sim.bus")),
+        "vmbtool.sim.packet", "vmbtool.sim.ring", "vmbtool.sim.initcalls",
+        "vmbtool.sim.endpoint", "vmbtool.sim.channel", "vmbtool.sim.bus")),
     # live objects <-> grammar containers
     ("convert", False, ("vmbtool.state",)),
     # checks: the invariants, pure functions of containers
