@@ -50,8 +50,12 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
         "vmbtool.sim.endpoint", "vmbtool.sim.channel", "vmbtool.sim.bus")),
     # live objects <-> grammar containers
     ("convert", False, ("vmbtool.state",)),
-    # checks: the invariants, pure functions of containers
-    ("checks", False, ("vmbtool.invariants",)),
+    # checks: the invariants, pure functions of containers, one unit: problems, ring
+    # checks, external data, server channel checks, guest checks
+    ("checks", True, (
+        "vmbtool.invariants", "vmbtool.invariants.problems", "vmbtool.invariants.rings",
+        "vmbtool.invariants.external", "vmbtool.invariants.channel",
+        "vmbtool.invariants.guest")),
     # checks: lean reads, records parsed as they are checked
     ("lean checks", False, ("vmbtool.lean",)),
     # kmcl: the save/restore contract as free functions, one unit

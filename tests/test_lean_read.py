@@ -180,7 +180,7 @@ def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
 
 
 def test_a_channel_lists_its_first_problems_and_counts_the_rest(monkeypatch, lies):
-    monkeypatch.setattr(invariants, "MAX_PROBLEMS", 1)
+    monkeypatch.setattr(invariants.problems, "MAX_PROBLEMS", 1)
     path = lies["completion for an unknown transaction"]
     whole = [p for p in check_blob(load_blob(str(path))) if p[0].startswith("channels")]
     verdict = tools.validate_file(str(path))
