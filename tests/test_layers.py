@@ -74,8 +74,9 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("blob", False, ("vmbtool.blob",)),
     # snapshot: scenario <-> file use cases (save, load, restore)
     ("snapshot", False, ("vmbtool.snapshot",)),
-    # views: what the views share (bounded JSON reads, the worker pool)
-    ("view plumbing", False, ("vmbtool.jsonread", "vmbtool.workers")),
+    # views: what the views share (bounded JSON reads, the worker pool, what a JSON value
+    # must be)
+    ("view plumbing", False, ("vmbtool.jsonread", "vmbtool.workers", "vmbtool.shapes")),
     # views that stand alone
     ("views", False, ("vmbtool.docshape", "vmbtool.diff", "vmbtool.upgrade", "vmbtool.schema")),
     # views on views: JSON decode/encode (on docshape)
