@@ -92,6 +92,8 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     ("reports", False, ("vmbtool.report", "vmbtool.tools")),
     # cli: what the commands share
     ("cli kit", False, ("vmbtool.clikit",)),
+    # cli: the commands about the format itself (schema, compat)
+    ("format commands", False, ("vmbtool.cliformat",)),
     # cli: the commands
     ("cli", False, ("vmbtool.cli",)),
     # `python -m vmbtool`
