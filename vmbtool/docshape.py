@@ -49,11 +49,12 @@ from vmbtool.shapes import (
     Tagged,
     Text,
 )
+from vmbtool.state import PACKET_STATE_NAMES
 
 # The document's own arrangement of a channel (jsonview writes and reads it so): packet
-# states as the JSON spells them, the fields of its config object, its counters.
-PACKET_STATE_JSON = {"allocated": "allocated", "backlog": "backlog", "in_ring": "in-ring",
-                     "awaiting_completion": "awaiting-completion"}
+# states as the JSON spells them (the grammar's name -> PacketState.label), the fields of
+# its config object, its counters.
+PACKET_STATE_JSON = {name: state.label for state, name in PACKET_STATE_NAMES.items()}
 CONFIG_FIELDS = ("flags", "max_packet_size", "max_external_data_size", "max_chain_length",
                  "client_context_size", "mmio_megabytes", "mmio_megabytes_optional",
                  "incoming_ring_pages", "outgoing_ring_pages", "friendly_name")

@@ -10,7 +10,8 @@ from vmbtool.invariants.external import check_external, check_external_shape
 from vmbtool.invariants.problems import Problem, Problems
 from vmbtool.invariants.rings import RingIndex, check_ring
 from vmbtool.sim.config import MAX_FRIENDLY_NAME, ServerState
-from vmbtool.sim.wire import PAGE_SIZE, pfn_count
+from vmbtool.sim.packet import KNOWN_SEND_FLAGS, SendFlags
+from vmbtool.sim.wire import KNOWN_DESCRIPTOR_FLAGS, PAGE_SIZE, pfn_count
 from vmbtool.state import SavedChannel
 
 OPENED_STATES = {ServerState.STOPPED, ServerState.PAUSED, ServerState.ACTIVE}
@@ -124,13 +125,13 @@ class ChannelCheck:
         if len(payload) > ctx.max_packet_size:
             problems.append((f"{pw}.payload", f"{len(payload)} bytes exceed max packet size "
                              f"{ctx.max_packet_size}"))
-        if send_flags & ~0x7:
+        if send_flags & ~KNOWN_SEND_FLAGS:
             problems.append((f"{pw}.send_flags", f"unknown send flags {send_flags:#x}"))
         check_external(p["external"], pw, ctx, self.gpadls, ptype, problems)
         in_flight = pstate in ("in_ring", "awaiting_completion")
         if in_flight and self.state not in OPENED_STATES:
             problems.append((f"{pw}.state", f"{pstate} on a channel that was never opened"))
-        if in_flight and not send_flags & 0x1:
+        if in_flight and not send_flags & SendFlags.WAIT_FOR_COMPLETION:
             problems.append((f"{pw}.state", f"{pstate} but no completion was requested"))
         if completion and pstate != "backlog":
             problems.append((f"{pw}.state", "a queued completion can only be in the backlog"))
@@ -184,9 +185,9 @@ class ChannelCheck:
             if entry.number in numbers or not 0 < entry.number < self.ctx.next_incoming_number:
                 self.problems.append((iw, "duplicate or out-of-range arrival number"))
             numbers.add(entry.number)
-            if entry.flags & ~1:
-                self.problems.append((f"{iw}.flags",
-                                      f"unknown flag bits {entry.flags & ~1:#x}"))
+            if entry.flags & ~KNOWN_DESCRIPTOR_FLAGS:
+                self.problems.append((f"{iw}.flags", "unknown flag bits "
+                                      f"{entry.flags & ~KNOWN_DESCRIPTOR_FLAGS:#x}"))
             check_external_shape(entry.external, iw, str(entry.type), self.problems)
         self.incoming_count = count
         return count

@@ -7,9 +7,11 @@ from typing import Any
 
 from vmbtool.invariants.problems import Problem
 from vmbtool.sim.wire import PAGE_SIZE, PacketType, pfn_count
-from vmbtool.state import external_from
+from vmbtool.state import PACKET_TYPE_NAMES, external_from
 
-EXTERNAL_TYPES = ("gpa_direct", "transfer_pages", "data_using_gpadl")
+# the packet types that carry external data, as the grammar names them
+EXTERNAL_TYPES = tuple(PACKET_TYPE_NAMES[t] for t in (
+    PacketType.GPA_DIRECT, PacketType.TRANSFER_PAGES, PacketType.DATA_USING_GPADL))
 
 
 def check_external(external, where: str, ctx: Any, gpadls: dict[int, int], ptype: str,

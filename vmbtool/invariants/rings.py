@@ -112,7 +112,7 @@ class RingIndex:
     and kinds in compact arrays (a ring of tiny packets holds 700,000 of them), in
     reading order, which rises from the read index, wraps once, and rises again."""
 
-    COMPLETION_REQUESTED, COMPLETION, CLAIMED = 1, 2, 4
+    COMPLETION_REQUESTED, COMPLETION, CLAIMED = FLAG_COMPLETION_REQUESTED, 2, 4
 
     def __init__(self, read_index: int) -> None:
         self.read_index = read_index
