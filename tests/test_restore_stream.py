@@ -26,12 +26,11 @@ from vmbtool.snapshot import (
 )
 
 FIXTURES = sorted((ROOT / "fixtures").glob("v*/*.vmb"))
-KEY = FIXTURE_KEY
 HUGE = 1 << 30
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 def outcome(restore) -> tuple:
