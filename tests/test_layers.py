@@ -322,6 +322,18 @@ def test_the_oversized_modules_are_still_oversized():
     assert not fits, f"now within the limit (or gone): drop from OVERSIZED_FOR_NOW: {fits}"
 
 
+
+def test_every_package_ships():
+    """setuptools lists its packages by hand (pyproject.toml): a package split out of a
+    module must be listed there too, or an installed vmbtool lacks it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    assert packages == listed
+
+
 # -- the checker itself finds what it must ------------------------------------------------
 
 
