@@ -11,7 +11,7 @@ from vmbtool.schema import type_text, version_tuple
 
 
 def compare(old: dict, new: dict, reverse: bool = False) -> Report:
-    """Every change between two descriptions that breaks the reader (see the module)."""
+    """Every change between two descriptions that breaks the reader (see `vmbtool.compat`)."""
     comparer = Comparer(old, new, reverse)
     try:
         comparer.run()
