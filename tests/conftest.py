@@ -2,8 +2,9 @@
 directory for the whole run (never the user's ~/.cache/vmbtool; subprocesses inherit
 the environment variable). It does not exist yet, as on a fresh CI machine.
 
-The helpers every test module shares live here, once: `ROOT`, the fixtures' key,
-`EXE` (the console script) and `cli` (the CLI in-process); tests import them
+The helpers every test module shares live here, once: `ROOT`, `FIXTURE_DIR`, the
+fixtures' key, `EXE` (the console script), `cli` (the CLI in-process) and
+`fresh_channel` (a server channel to restore into); tests import them
 (`from conftest import cli`).
 
 Every test is also held to the library-wording guard (tests/wording.py): a message it
@@ -39,18 +40,29 @@ def pytest_configure(config) -> None:
 
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
-FIXTURE_KEY_FILE = ROOT / "fixtures" / "v1" / "test-key"  # signs every *-signed fixture
+FIXTURE_DIR = ROOT / "fixtures"  # the fixture blobs, a directory a format version (v1, v1.1)
+FIXTURE_KEY_FILE = FIXTURE_DIR / "v1" / "test-key"  # signs every *-signed fixture
 FIXTURE_KEY = FIXTURE_KEY_FILE.read_bytes()
 # the console script beside this interpreter (else on PATH)
 EXE = shutil.which("vmbtool", path=os.path.dirname(sys.executable)) or shutil.which("vmbtool")
 
 
-def cli(*args: object, input: bytes | str | None = None) -> Any:
+def cli(*args: object, input: bytes | str | None = None,
+        env: dict[str, str | None] | None = None) -> Any:
     """`vmbtool ARGS` in this process (click's CliRunner), with no key from the
-    environment; the click Result, stdout and stderr apart."""
+    environment (a key file named in the caller's own must not leak into the tests) but
+    what `env` sets; the click Result, stdout and stderr apart."""
     from click.testing import CliRunner
 
     from vmbtool.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None})
+                              env={"VMBTOOL_KEY_FILE": None, **(env or {})})
+
+
+def fresh_channel(scenario: str = "storage", index: int = 0, *, seed: int) -> Any:
+    """A freshly allocated, configured server channel of `scenario` (its channel `index`)
+    on a bus of its own: what a restore goes into."""
+    from vmbtool.scenarios import SCENARIOS
+
+    return SCENARIOS[scenario](seed).allocate_server(index)

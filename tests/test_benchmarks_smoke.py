@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim import PacketState
 from vmbtool.status import NtStatus
 
-WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads.py"
+WORKLOADS = ROOT / "benchmarks" / "workloads.py"
 
 
 @pytest.fixture(autouse=True)

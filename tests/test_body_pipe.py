@@ -10,11 +10,11 @@ import random
 import struct
 import sys
 import threading
-from pathlib import Path
 
 import google_crc32c
 import pytest
 import zstandard
+from conftest import FIXTURE_DIR, FIXTURE_KEY
 
 from vmbtool import blob as blob_module
 from vmbtool.blob import BlobReader, encode_blob, load_blob
@@ -22,7 +22,6 @@ from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.tools import validate_file
 
-ROOT = Path(__file__).resolve().parent.parent / "fixtures"
 HEADER_SIZE = 56
 SEAL_SIZE = 16
 THREAD_NAMES = ("vmbtool-body", "vmbtool-digest")
@@ -39,7 +38,7 @@ def pipe_threads() -> list[threading.Thread]:
 def big() -> bytes:
     """The network fixture with 400 KB of optional chunks of a newer minor before its
     channels (a reader skips them): a valid blob whose zstd frame has several blocks."""
-    blob = load_blob(str(ROOT / "v1.1" / "network.vmb"))
+    blob = load_blob(str(FIXTURE_DIR / "v1.1" / "network.vmb"))
     chunks = [raw.framed for raw in blob.chunks if raw.type != 0xFF]
     rng = random.Random(5)
     fillers = [frame_bytes(0x0100, bytes(32 + rng.getrandbits(5) for _ in range(25_000)), 0)
@@ -88,10 +87,10 @@ def test_the_big_blob_is_valid_and_spans_several_zstd_blocks(big, monkeypatch):
     assert piped[0] is True
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("v*/*.vmb")),
+@pytest.mark.parametrize("path", sorted(FIXTURE_DIR.glob("v*/*.vmb")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_fixture_loads_the_same_through_the_pipe(path, monkeypatch):
-    key = (ROOT / "v1" / "test-key").read_bytes() if path.stem.endswith("-signed") else None
+    key = FIXTURE_KEY if path.stem.endswith("-signed") else None
     whole = load_blob(str(path), key)
     monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_module, "PIPE_BLOCK", 4096)
@@ -232,7 +231,7 @@ def test_a_small_body_is_read_without_threads(monkeypatch):
     started = []
     monkeypatch.setattr(blob_module.BodyPipe, "__init__",
                         lambda *a: started.append(a) or pytest.fail("a thread for 4 KB"))
-    assert validate_file(str(ROOT / "v1.1" / "storage.vmb")).valid
+    assert validate_file(str(FIXTURE_DIR / "v1.1" / "storage.vmb")).valid
     assert not started
 
 
@@ -241,7 +240,7 @@ def test_a_read_that_ends_where_a_zstd_block_ends_fails_as_it_did(monkeypatch, b
     """A chunk's data read that ends exactly where a zstd block ends decodes the next
     block already, and fails when that one is damaged: through the pipe it fails there
     too (the thread hands a block over only once the next one decoded)."""
-    blob = load_blob(str(ROOT / "v1.1" / "network.vmb"))
+    blob = load_blob(str(FIXTURE_DIR / "v1.1" / "network.vmb"))
     chunks = [raw.framed for raw in blob.chunks if raw.type != 0xFF]
     rng = random.Random(7)
     # two chunks of a zstd block each, compressed small: the second block is in the

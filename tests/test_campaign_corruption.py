@@ -59,12 +59,10 @@ from vmbtool.scenarios.base import Scenario
 from vmbtool.tools import restore_and_run, validate_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import EXE
+from conftest import EXE, FIXTURE_DIR, FIXTURE_KEY, FIXTURE_KEY_FILE
 from test_restore_atomic import observable  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
-KEY_FILE = FIXTURES / "test-key"
-KEY = KEY_FILE.read_bytes()
+FIXTURES = FIXTURE_DIR / "v1"
 NAMES = ("storage", "network", "pipe", "storage-signed")
 SEED = 20260101
 
@@ -135,7 +133,7 @@ def fixture(name: str) -> Fixture:
     path = FIXTURES.parent / (name if "/" in name else f"v1/{name}")
     path = path.with_name(path.name + ".vmb")
     data = path.read_bytes()
-    key = KEY if name.endswith("-signed") else None
+    key = FIXTURE_KEY if name.endswith("-signed") else None
     end = len(data) - (SIGNATURE_SIZE if key else 0)
     header = data[:HEADER_SIZE]
     body = decompress(data[HEADER_SIZE:end]) if header[20] else data[HEADER_SIZE:end]
@@ -951,7 +949,7 @@ def test_the_executable_refuses_a_sample(tmp_path):
     for number, (label, _name, data, signed) in enumerate(cases):
         path = tmp_path / f"case{number}.vmb"
         path.write_bytes(data)
-        key = ["--key-file", str(KEY_FILE)] if signed else []
+        key = ["--key-file", str(FIXTURE_KEY_FILE)] if signed else []
         commands = COMMANDS if number == 0 else [COMMANDS[number % len(COMMANDS)]]
         runs += [(label, [EXE, command[0], str(path), *command[1:], *key])
                  for command in commands]

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXE, FIXTURE_KEY_FILE, ROOT
+from conftest import EXE, FIXTURE_KEY, FIXTURE_KEY_FILE, ROOT
 
 from vmbtool import blob as blob_module
 from vmbtool.blob import load_blob
@@ -29,8 +29,6 @@ from vmbtool.scenarios.base import Scenario
 from vmbtool.status import NtStatus
 from vmbtool.tools import read_key, restore_and_run, validate_file
 
-KEY_FILE = FIXTURE_KEY_FILE
-KEY = KEY_FILE.read_bytes()
 SIGNED = {"v1": ROOT / "fixtures" / "v1" / "storage-signed.vmb",
           "v1.1": ROOT / "fixtures" / "v1.1" / "storage-signed.vmb"}
 UNSIGNED = ROOT / "fixtures" / "v1" / "storage.vmb"
@@ -41,12 +39,12 @@ WHERE = re.compile(r"offset \d+|chunk@\d+|^header\.|^channels\[\d+\]|^scenario\b
 
 
 def wrong_keys() -> dict[str, bytes]:
-    flipped = bytearray(KEY)
+    flipped = bytearray(FIXTURE_KEY)
     flipped[0] ^= 1
-    return {"one bit off": bytes(flipped), "one byte short": KEY[:-1],
-            "one byte more": KEY + b"\x01", "a newline more": KEY + b"\n",
+    return {"one bit off": bytes(flipped), "one byte short": FIXTURE_KEY[:-1],
+            "one byte more": FIXTURE_KEY + b"\x01", "a newline more": FIXTURE_KEY + b"\n",
             "another random key": random.Random(7).randbytes(32),
-            "the key twice": KEY * 2, "a text key": b"not-the-key"}
+            "the key twice": FIXTURE_KEY * 2, "a text key": b"not-the-key"}
 
 
 @functools.cache
@@ -59,7 +57,7 @@ def key_forms(key: bytes) -> dict[str, bytes]:
     return {name: form for name, form in forms.items() if form}
 
 
-def leaks(text: bytes | str, key: bytes = KEY) -> list[str]:
+def leaks(text: bytes | str, key: bytes = FIXTURE_KEY) -> list[str]:
     data = text.encode() if isinstance(text, str) else text
     return [name for name, form in key_forms(key).items() if form in data]
 
@@ -101,7 +99,7 @@ def refusal(data: bytes, key: bytes | None) -> VmbtoolError:
 def test_every_single_byte_change_is_refused(version):
     """Every offset changed (xor 0xFF, and for v1 also xor a random non-zero value)."""
     data = SIGNED[version].read_bytes()
-    assert load_blob(data, KEY).signed
+    assert load_blob(data, FIXTURE_KEY).signed
     rng = random.Random(f"tamper/{version}")
     mac_at = len(data) - 32
     frame_at = len(data) - SIGNATURE_SIZE
@@ -112,7 +110,7 @@ def test_every_single_byte_change_is_refused(version):
         for mask in (0xFF, rng.randrange(1, 255))[:2 if version == "v1" else 1]:
             changed = bytearray(data)
             changed[offset] ^= mask
-            error = refusal(bytes(changed), KEY)
+            error = refusal(bytes(changed), FIXTURE_KEY)
             region = ("header" if offset < HEADER_SIZE else "body" if offset < frame_at
                       else "frame" if offset < mac_at else "mac")
             statuses[region].add(error.status)
@@ -138,7 +136,7 @@ def test_bytes_added_or_removed_are_refused(version):
                     data[:frame_at] + b"\0" + data[frame_at:],
                     data[:frame_at],  # the signature frame cut off
                     data[:frame_at] + data[frame_at:] * 2):  # two signature frames
-        refusal(changed, KEY)
+        refusal(changed, FIXTURE_KEY)
 
 
 # -- who has which key --------------------------------------------------------------------
@@ -150,7 +148,7 @@ def test_a_signed_blob_without_the_key(version):
 
 
 def test_an_unsigned_blob_given_a_key():
-    error = refusal(UNSIGNED.read_bytes(), KEY)
+    error = refusal(UNSIGNED.read_bytes(), FIXTURE_KEY)
     assert error.where == "header.flags (offset 16)"
     assert error.status == NtStatus.UNSUCCESSFUL
     assert "not signed" in error.why
@@ -164,7 +162,7 @@ def test_a_wrong_key(version, which):
     error = refusal(data, key)
     assert error.where == f"signature (offset {len(data) - SIGNATURE_SIZE})"
     assert error.status == NtStatus.UNSUCCESSFUL
-    assert not leaks(str(error), KEY)
+    assert not leaks(str(error), FIXTURE_KEY)
 
 
 def test_keys_equal_up_to_trailing_zero_bytes_sign_alike():
@@ -173,9 +171,10 @@ def test_keys_equal_up_to_trailing_zero_bytes_sign_alike():
     here as a known limit of the 1.x signature; binding the key's length (e.g. keying the
     HMAC with SHA-256 of the key file) would need a new format version."""
     data = SIGNED["v1"].read_bytes()
-    for padded in (KEY + b"\0", KEY + b"\0" * (64 - len(KEY))):
+    for padded in (FIXTURE_KEY + b"\0", FIXTURE_KEY + b"\0" * (64 - len(FIXTURE_KEY))):
         assert load_blob(data, padded).signed
-    refusal(data, KEY + b"\0" * (65 - len(KEY)))  # longer than a block: hashed, different
+    # longer than a block: hashed, different
+    refusal(data, FIXTURE_KEY + b"\0" * (65 - len(FIXTURE_KEY)))
 
 
 def test_a_signed_blob_whose_flag_was_cleared_and_frame_dropped():
@@ -187,14 +186,14 @@ def test_a_signed_blob_whose_flag_was_cleared_and_frame_dropped():
     header[52:56] = struct.pack("<I", blob_module.crc32c(bytes(header[:52])))
     stripped = bytes(header) + data[HEADER_SIZE:-SIGNATURE_SIZE]
     assert refusal(stripped, None).where.startswith("end.digest")
-    assert refusal(stripped, KEY).where == "header.flags (offset 16)"
+    assert refusal(stripped, FIXTURE_KEY).where == "header.flags (offset 16)"
 
 
 # -- the comparison -------------------------------------------------------------------------
 def test_the_mac_is_compared_with_compare_digest(monkeypatch):
     data = SIGNED["v1"].read_bytes()
     stored = data[-32:]
-    expected = hmac.new(KEY, data[:-SIGNATURE_SIZE], hashlib.sha256).digest()
+    expected = hmac.new(FIXTURE_KEY, data[:-SIGNATURE_SIZE], hashlib.sha256).digest()
     real = hmac.compare_digest
     calls = []
 
@@ -203,7 +202,7 @@ def test_the_mac_is_compared_with_compare_digest(monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(blob_module.hmac, "compare_digest", recording)
-    load_blob(data, KEY)
+    load_blob(data, FIXTURE_KEY)
     assert (expected, stored) in calls or (stored, expected) in calls
     calls.clear()
     with pytest.raises(BlobError):
@@ -246,7 +245,7 @@ def test_the_key_never_appears_in_cli_output(tmp_path):
     data[len(data) // 2] ^= 0x20
     damaged.write_bytes(bytes(data))
     decoded = tmp_path / "signed.json"
-    k_text, k_fix, k_wrong = (["--key-file", str(p)] for p in (text_key, KEY_FILE, wrong))
+    k_text, k_fix, k_wrong = (["--key-file", str(p)] for p in (text_key, FIXTURE_KEY_FILE, wrong))
     runs = [
         # right key: success, the key is used and not shown
         ([EXE, "validate", str(signed), *k_text], 0),
@@ -285,7 +284,7 @@ def test_the_key_never_appears_in_cli_output(tmp_path):
         stdout, stderr = process.communicate(timeout=60)
         label = " ".join(Path(a).name if "/" in a else a for a in args[1:])
         assert process.returncode == code, (label, process.returncode, stderr.decode())
-        for key in (TEXT_KEY, KEY, b"wrong-key-" + TEXT_KEY):
+        for key in (TEXT_KEY, FIXTURE_KEY, b"wrong-key-" + TEXT_KEY):
             assert not leaks(stdout, key) and not leaks(stderr, key), (label, key)
         if code == 1 and "--debug" not in args:
             lines = stderr.decode().splitlines()

@@ -14,10 +14,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import cli
 
 from vmbtool import __version__
-from vmbtool.cli import main
 from vmbtool.formats.chunk import ChunkType
 from vmbtool.formats.header import MAGIC
 
@@ -29,13 +29,6 @@ SEED, STEPS = 5, 60
 # click's own usage errors read "Error: Invalid value for ..."; ours read "... at ...: ..."
 OUR_ERROR = re.compile(r"^Error: \S.* at \S.*: \S.*$")
 HEXDUMP_ROW = re.compile(r"^ {6}([0-9a-f]{8})  ((?:[0-9a-f]{2} )*[0-9a-f]{2}) +(.*)$")
-
-
-def cli(*args: object, input: bytes | str | None = None,
-        env: dict[str, str] | None = None) -> Result:
-    # a key file named in the caller's own environment must not leak into the tests
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              env={"VMBTOOL_KEY_FILE": None, **(env or {})})
 
 
 def no_crash(result: Result) -> None:

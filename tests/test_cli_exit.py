@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
+from conftest import FIXTURE_DIR
 
 from vmbtool.cli import main
 
@@ -40,9 +41,8 @@ def test_text_output_to_a_closed_pipe_is_trouble_not_an_answer(tmp_path):
     traceback."""
     import os
     import shutil
-    from pathlib import Path
 
-    blob = Path(__file__).resolve().parent.parent / "fixtures" / "v1" / "pipe.vmb"
+    blob = FIXTURE_DIR / "v1" / "pipe.vmb"
     for i in range(40):
         shutil.copy(blob, tmp_path / f"b{i:02}.vmb")
     read_end, write_end = os.pipe()

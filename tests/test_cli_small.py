@@ -12,11 +12,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import Result
-from conftest import cli
+from conftest import ROOT, cli
 
 from vmbtool.cli import main
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 # "1 channels", "1 steps", …: a count of one with a plural noun
 ONE_PLURAL = re.compile(r"(?<![\d.,])1 (channels|steps|packets|differences|events|chunks|"
                         r"bytes|transactions|restored transactions|pages|findings)\b")

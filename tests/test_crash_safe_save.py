@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import EXE
+from conftest import EXE, FIXTURE_DIR
 
 from vmbtool import jsonview
 from vmbtool.blob import load_blob
@@ -33,7 +33,7 @@ from vmbtool.snapshot import check_blob, save_blob
 from vmbtool.tools import run_scenario
 
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+FIXTURES = FIXTURE_DIR / "v1"
 OLD = (FIXTURES / "storage.vmb").read_bytes()  # the old valid blob a destination may hold
 SEED = 20240611
 SMALL = ("pipe", 300)  # ~50 KB

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from conftest import FIXTURE_DIR, FIXTURE_KEY
 
 from vmbtool import codec
 from vmbtool.blob import encode_blob, load_blob
@@ -18,10 +19,8 @@ from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
 from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_chunks
 from vmbtool.status import NtStatus
 
-ROOT = Path(__file__).resolve().parent.parent / "fixtures"
-VERSIONS = {ROOT / "v1": (1, 0), ROOT / "v1.1": (1, 1)}
-FIXTURES = ROOT / "v1"
-KEY = (FIXTURES / "test-key").read_bytes()
+VERSIONS = {FIXTURE_DIR / "v1": (1, 0), FIXTURE_DIR / "v1.1": (1, 1)}
+FIXTURES = FIXTURE_DIR / "v1"
 BLOBS = sorted(p for directory in VERSIONS for p in directory.glob("*.vmb"))
 EXPECTED = {"storage.vmb": "storage", "network.vmb": "network", "pipe.vmb": "pipe",
             "storage-signed.vmb": "storage", "pipe-plain.vmb": "pipe"}
@@ -30,7 +29,7 @@ SEED, STEPS, CREATED_NS, LEVEL = 11, 120, 1_700_000_000_000_000_000, 3
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 def load(path: Path):
@@ -66,10 +65,11 @@ def resave(path: Path) -> bytes:
 
 
 def test_the_fixture_set_is_complete():
-    assert sorted(p.name for p in (ROOT / "v1").glob("*.vmb")) == sorted(
+    assert sorted(p.name for p in (FIXTURE_DIR / "v1").glob("*.vmb")) == sorted(
         set(EXPECTED) - {"pipe-plain.vmb"})
-    assert sorted(p.name for p in (ROOT / "v1.1").glob("*.vmb")) == sorted(EXPECTED)
-    assert len(KEY) == 32 and (ROOT / "v1.1" / "test-key").read_bytes() == KEY
+    assert sorted(p.name for p in (FIXTURE_DIR / "v1.1").glob("*.vmb")) == sorted(EXPECTED)
+    assert len(FIXTURE_KEY) == 32
+    assert (FIXTURE_DIR / "v1.1" / "test-key").read_bytes() == FIXTURE_KEY
 
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -133,7 +133,7 @@ def test_signed_fixture_needs_its_key(directory):
     with pytest.raises(BlobError, match="HMAC does not match"):
         load_blob(str(path), key=bytes(32))
     with pytest.raises(BlobError, match="not signed"):
-        load_blob(str(directory / "storage.vmb"), key=KEY)
+        load_blob(str(directory / "storage.vmb"), key=FIXTURE_KEY)
 
 
 @pytest.mark.parametrize("directory", VERSIONS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURE_KEY
+from conftest import FIXTURE_DIR, FIXTURE_KEY, ROOT
 
 from vmbtool import jsonview
 from vmbtool.blob import load_blob
@@ -30,16 +30,13 @@ from vmbtool.status import NtStatus
 from vmbtool.tools import validate_file
 from vmbtool.upgrade import parse_version, upgrade_blob
 
-REPO = Path(__file__).resolve().parent.parent
-ROOT = REPO / "fixtures"
-VERSIONS = {ROOT / "v1": (1, 0), ROOT / "v1.1": (1, 1)}
-KEY = FIXTURE_KEY
+VERSIONS = {FIXTURE_DIR / "v1": (1, 0), FIXTURE_DIR / "v1.1": (1, 1)}
 BLOBS = sorted(p for directory in VERSIONS for p in directory.glob("*.vmb"))
 V1_0_COMMIT = "77ced59"  # the last commit whose vmbtool wrote and read only format 1.0
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 def restored_doc(source: str | bytes, key: bytes | None) -> dict:
@@ -88,7 +85,7 @@ def restore_from(blob) -> dict:
 
 
 def test_a_reader_restricted_to_1_0_still_refuses_a_damaged_1_1_blob():
-    data = bytearray((ROOT / "v1.1" / "network.vmb").read_bytes())
+    data = bytearray((FIXTURE_DIR / "v1.1" / "network.vmb").read_bytes())
     data[len(data) // 2] ^= 0x10
     with pytest.raises(VmbtoolError):
         load_blob(bytes(data), reads=(1, 0))
@@ -98,13 +95,13 @@ def test_a_reader_restricted_to_1_0_still_refuses_a_damaged_1_1_blob():
 def vmbtool_1_0(tmp_path_factory) -> Path:
     """The vmbtool source at the 1.0 fixtures' commit, laid out as its installed package."""
     git = shutil.which("git")
-    if git is None or subprocess.run([git, "-C", str(REPO), "cat-file", "-e",
+    if git is None or subprocess.run([git, "-C", str(ROOT), "cat-file", "-e",
                                       f"{V1_0_COMMIT}^{{commit}}"],
                                      capture_output=True).returncode:
         pytest.skip(f"git history with {V1_0_COMMIT} is not available")
     root = tmp_path_factory.mktemp("vmbtool-1.0")
     archive = root / "src.tar"
-    subprocess.run([git, "-C", str(REPO), "archive", "-o", str(archive), V1_0_COMMIT,
+    subprocess.run([git, "-C", str(ROOT), "archive", "-o", str(archive), V1_0_COMMIT,
                     "vmbtool", "formats"], check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(root / "src", filter="data")
@@ -136,7 +133,7 @@ def test_the_real_1_0_code_reads_1_1_blobs(path, vmbtool_1_0):
 
 
 def test_downgrade_refuses_to_drop_the_note_and_statistics_unless_allowed():
-    path = ROOT / "v1.1" / "storage.vmb"
+    path = FIXTURE_DIR / "v1.1" / "storage.vmb"
     with pytest.raises(VmbtoolError) as refused:
         upgrade_blob(str(path), to=(1, 0))
     assert refused.value.status == NtStatus.REVISION_MISMATCH
@@ -151,7 +148,7 @@ def test_downgrade_refuses_to_drop_the_note_and_statistics_unless_allowed():
 
 
 def test_a_1_0_blob_upgrades_and_round_trips_back_without_loss():
-    path = ROOT / "v1" / "network.vmb"
+    path = FIXTURE_DIR / "v1" / "network.vmb"
     up = upgrade_blob(str(path))
     back = upgrade_blob(up.data, to=(1, 0))
     assert back.dropped == []
@@ -159,11 +156,11 @@ def test_a_1_0_blob_upgrades_and_round_trips_back_without_loss():
 
 
 def test_upgrade_of_a_signed_blob_needs_the_key_and_signs_again():
-    path = ROOT / "v1" / "storage-signed.vmb"
+    path = FIXTURE_DIR / "v1" / "storage-signed.vmb"
     with pytest.raises(VmbtoolError, match="give its key"):
         upgrade_blob(str(path))
-    up = upgrade_blob(str(path), KEY)
-    assert load_blob(up.data, KEY).signed
+    up = upgrade_blob(str(path), FIXTURE_KEY)
+    assert load_blob(up.data, FIXTURE_KEY).signed
     with pytest.raises(VmbtoolError, match="HMAC"):
         load_blob(up.data, bytes(32))
 
@@ -177,11 +174,11 @@ def test_upgrade_refuses_versions_it_cannot_write(text):
 def test_upgrade_command(tmp_path):
     runner = CliRunner()
     out = tmp_path / "up.vmb"
-    result = runner.invoke(main, ["upgrade", str(ROOT / "v1" / "pipe.vmb"), "-o", str(out)])
+    result = runner.invoke(main, ["upgrade", str(FIXTURE_DIR / "v1" / "pipe.vmb"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "format 1.0 -> 1.1" in result.stderr
     assert load_blob(str(out)).version == "1.1"
-    result = runner.invoke(main, ["upgrade", str(ROOT / "v1.1" / "storage.vmb"), "-o",
+    result = runner.invoke(main, ["upgrade", str(FIXTURE_DIR / "v1.1" / "storage.vmb"), "-o",
                                   str(tmp_path / "down.vmb"), "--to", "1.0"])
     assert result.exit_code == 1 and not (tmp_path / "down.vmb").exists()
     assert result.stderr.startswith("Error: cannot downgrade at format 1.0: it would drop")

@@ -482,3 +482,25 @@ def test_unknown_external_kind_is_not_built(obj):
     # compiled: the name goes to struct.pack unmapped (construct 2.10 compiled Enum)
     with pytest.raises((ConstructError, struct.error)):
         COMPILED["ExternalData"].build(obj)
+
+
+# -- the grammars' enums are the simulation's ----------------------------------------------
+
+
+def test_the_grammars_packet_enums_name_the_simulations():
+    """formats/ imports construct alone, so its PacketState, PacketType and ExternalKind
+    spell the simulation's enums again (vmbtool.sim, the one table each): they must agree
+    with what vmbtool.state converts by, name for name and value for value."""
+    from vmbtool.formats.common import ExternalKind
+    from vmbtool.formats.packet import PacketState, PacketType
+    from vmbtool.sim.wire import PacketType as SimPacketType
+    from vmbtool.state import PACKET_STATE_NAMES, PACKET_TYPE_NAMES
+
+    def mapping(enum) -> dict[str, int]:
+        return {str(name): value for name, value in enum.encmapping.items()}
+
+    assert mapping(PacketState) == {n: int(s) for s, n in PACKET_STATE_NAMES.items()}
+    assert mapping(PacketType) == {n: int(t) for t, n in PACKET_TYPE_NAMES.items()}
+    external = {n: int(t) for t, n in PACKET_TYPE_NAMES.items()
+                if t not in (SimPacketType.INBAND, SimPacketType.COMPLETION)}
+    assert mapping(ExternalKind) == {"none": 0, **external}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import EXE
+from conftest import EXE, FIXTURE_DIR
 from construct import Struct
 
 from vmbtool import codec
@@ -34,7 +34,7 @@ from vmbtool.formats.header import FileHeader
 from vmbtool.formats.scenario import GuestChannel, ScenarioState
 
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+FIXTURES = FIXTURE_DIR / "v1"
 RSS_LIMIT_MB = 100
 WALL_LIMIT = 30.0
 PARALLEL = 2  # the cores this suite assumes; the cases are CPU-bound

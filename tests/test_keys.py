@@ -11,16 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_KEY_FILE, cli
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = FIXTURE_KEY_FILE
+from conftest import FIXTURE_DIR, FIXTURE_KEY_FILE, cli
 
 
 @pytest.fixture
 def mixed(tmp_path) -> Path:
     """The repository's own v1 fixtures: three unsigned blobs and a signed one."""
-    for blob in (FIXTURES / "v1").glob("*.vmb"):
+    for blob in (FIXTURE_DIR / "v1").glob("*.vmb"):
         shutil.copy(blob, tmp_path / blob.name)
     return tmp_path
 
@@ -28,7 +25,7 @@ def mixed(tmp_path) -> Path:
 def stripped(signed: Path, out: Path) -> Path:
     """The signed blob's content re-encoded without a signature (decode with the key,
     encode without): an attacker's sound unsigned copy."""
-    doc = json.loads(cli("decode", signed, "--key-file", KEY).stdout)
+    doc = json.loads(cli("decode", signed, "--key-file", FIXTURE_KEY_FILE).stdout)
     doc["header"]["signed"] = False
     doc["header"]["flags"] = 0
     (out.parent / "doc.json").write_text(json.dumps(doc))
@@ -38,14 +35,14 @@ def stripped(signed: Path, out: Path) -> Path:
 
 
 def test_a_mixed_folder_validates_clean_in_one_run_when_unsigned_is_allowed(mixed):
-    result = cli("validate", mixed, "--key-file", KEY, "--allow-unsigned")
+    result = cli("validate", mixed, "--key-file", FIXTURE_KEY_FILE, "--allow-unsigned")
     assert result.exit_code == 0, result.output
     assert result.stdout.count(": valid") == 4
 
 
 @pytest.mark.parametrize("extra", [[], ["--jobs", "2"]])
 def test_without_allow_unsigned_a_key_refuses_the_unsigned_ones(mixed, extra):
-    result = cli("validate", mixed, "--key-file", KEY, *extra)
+    result = cli("validate", mixed, "--key-file", FIXTURE_KEY_FILE, *extra)
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert sum(": valid" in line for line in lines) == 1  # the signed one
@@ -54,28 +51,28 @@ def test_without_allow_unsigned_a_key_refuses_the_unsigned_ones(mixed, extra):
 
 def test_a_stripped_signature_never_passes_by_default(mixed, tmp_path):
     bare = stripped(mixed / "storage-signed.vmb", tmp_path / "bare.vmb")
-    assert cli("validate", bare, "--key-file", KEY).exit_code == 1
-    assert cli("restore", bare, "--key-file", KEY).exit_code == 1
+    assert cli("validate", bare, "--key-file", FIXTURE_KEY_FILE).exit_code == 1
+    assert cli("restore", bare, "--key-file", FIXTURE_KEY_FILE).exit_code == 1
     # the copy is itself a sound unsigned blob: only the key's policy refuses it
     assert cli("validate", bare).exit_code == 0
-    assert cli("validate", bare, "--key-file", KEY, "--allow-unsigned").exit_code == 0
+    assert cli("validate", bare, "--key-file", FIXTURE_KEY_FILE, "--allow-unsigned").exit_code == 0
 
 
 def test_a_signed_blob_is_still_verified_when_unsigned_ones_are_allowed(mixed):
     data = bytearray((mixed / "storage-signed.vmb").read_bytes())
     data[len(data) // 2] ^= 0x40
     (mixed / "storage-signed.vmb").write_bytes(bytes(data))
-    result = cli("validate", mixed / "storage-signed.vmb", "--key-file", KEY,
+    result = cli("validate", mixed / "storage-signed.vmb", "--key-file", FIXTURE_KEY_FILE,
                  "--allow-unsigned")
     assert result.exit_code == 1
     assert "HMAC does not match" in result.stdout
 
 
 def test_restore_and_upgrade_take_allow_unsigned(mixed, tmp_path):
-    assert cli("restore", mixed / "pipe.vmb", "--key-file", KEY, "--allow-unsigned",
+    assert cli("restore", mixed / "pipe.vmb", "--key-file", FIXTURE_KEY_FILE, "--allow-unsigned",
                "--run-steps", "5").exit_code == 0
     out = tmp_path / "up.vmb"
-    result = cli("upgrade", mixed / "pipe.vmb", "-o", out, "--key-file", KEY,
+    result = cli("upgrade", mixed / "pipe.vmb", "-o", out, "--key-file", FIXTURE_KEY_FILE,
                  "--allow-unsigned")
     assert result.exit_code == 0, result.output
     assert cli("validate", out).exit_code == 0  # it stays unsigned
@@ -83,7 +80,7 @@ def test_restore_and_upgrade_take_allow_unsigned(mixed, tmp_path):
 
 def test_a_signed_blob_diffs_against_an_unsigned_one(mixed):
     result = cli("diff", mixed / "storage.vmb", mixed / "storage-signed.vmb", "--key-file",
-                 KEY, "--json")
+                 FIXTURE_KEY_FILE, "--json")
     assert result.exit_code == 1
     paths = {c["path"] for c in json.loads(result.stdout)["changes"]}
     assert paths == {"header.flags", "header.signed"}
@@ -91,7 +88,7 @@ def test_a_signed_blob_diffs_against_an_unsigned_one(mixed):
 
 @pytest.mark.parametrize("view", ["inspect", "decode"])
 def test_the_views_show_an_unsigned_blob_with_a_key(mixed, view):
-    result = cli(view, mixed / "storage.vmb", "--key-file", KEY)
+    result = cli(view, mixed / "storage.vmb", "--key-file", FIXTURE_KEY_FILE)
     assert result.exit_code == 0, result.output
     assert "unsigned" in result.stdout or '"signed": false' in result.stdout
 

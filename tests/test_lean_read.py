@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import FIXTURE_KEY
+from conftest import FIXTURE_DIR, FIXTURE_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_semantic_lies import LIES, build_lies
@@ -29,13 +29,11 @@ from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import check_blob
 from vmbtool.state import ring_state
 
-ROOT = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = FIXTURE_KEY
-BLOBS = sorted(ROOT.glob("v*/*.vmb"))
+BLOBS = sorted(FIXTURE_DIR.glob("v*/*.vmb"))
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 def lean_problems(source, key=None) -> list:
@@ -170,7 +168,7 @@ def test_a_wrapped_ring_is_walked_across_its_end():
 @pytest.mark.parametrize("lean", [True, False])
 def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
     monkeypatch.setattr(limits, "MAX_PACKETS_PER_CHANNEL", 3)
-    path = str(ROOT / "v1.1" / "pipe.vmb")
+    path = str(FIXTURE_DIR / "v1.1" / "pipe.vmb")
     with pytest.raises(BlobError) as refused:
         with BlobReader(path, keep_chunks=not lean, lean=lean) as reader:
             for _ in reader.channels():
@@ -180,7 +178,7 @@ def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
 
 
 def test_a_channel_lists_its_first_problems_and_counts_the_rest(monkeypatch, lies):
-    monkeypatch.setattr(invariants, "MAX_PROBLEMS", 1)
+    monkeypatch.setattr(invariants.problems, "MAX_PROBLEMS", 1)
     path = lies["completion for an unknown transaction"]
     whole = [p for p in check_blob(load_blob(str(path))) if p[0].startswith("channels")]
     verdict = tools.validate_file(str(path))
@@ -213,7 +211,7 @@ def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatc
 
 def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
     monkeypatch.setattr(blob_module, "LOAD_BUDGET", 0)
-    data = (ROOT / "v1.1" / "network.vmb").read_bytes()
+    data = (FIXTURE_DIR / "v1.1" / "network.vmb").read_bytes()
     result = CliRunner().invoke(main, ["inspect", "-", "--json"], input=data)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == decode(load_blob(io.BytesIO(data)), with_data=False)

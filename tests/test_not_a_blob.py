@@ -18,17 +18,14 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from click.testing import CliRunner
-from conftest import ROOT
-
-from vmbtool.cli import main
+from conftest import ROOT, cli
 
 BLOB = ROOT / "fixtures" / "v1.1" / "storage.vmb"
 COMMANDS = ("validate", "inspect", "decode", "restore", "upgrade", "diff")
 
 
 def decode_json(indent: int | None = 1, reorder: bool = False) -> bytes:
-    result = CliRunner().invoke(main, ["decode", str(BLOB)])
+    result = cli("decode", BLOB)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     if reorder:  # a tool that sorted the keys: known by its keys, not its first bytes
@@ -86,7 +83,7 @@ def run(command: str, path: Path, tmp_path: Path):
             "decode": ["decode", path], "restore": ["restore", path, "--run-steps", "1"],
             "upgrade": ["upgrade", path, "-o", tmp_path / "out.vmb"],
             "diff": ["diff", BLOB, path]}[command]
-    return CliRunner().invoke(main, [str(a) for a in args], env={"VMBTOOL_KEY_FILE": None})
+    return cli(*args)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -112,7 +109,7 @@ def test_a_file_that_is_not_a_blob_says_what_it_is(tmp_path, case, command):
 
 
 def test_stdin_that_is_not_a_blob(tmp_path):
-    result = CliRunner().invoke(main, ["inspect", "-"], input=CASES["gzip"][0])
+    result = cli("inspect", "-", input=CASES["gzip"][0])
     assert result.exit_code == 1
     assert "gzip-compressed file" in result.stderr
 
@@ -120,6 +117,6 @@ def test_stdin_that_is_not_a_blob(tmp_path):
 def test_the_bytes_shown_are_hex_never_a_python_repr(tmp_path):
     path = tmp_path / "x.vmb"
     path.write_bytes(b"'\"\\\x00\xff" + bytes(20))
-    result = CliRunner().invoke(main, ["inspect", str(path)])
+    result = cli("inspect", path)
     assert result.stderr == ("Error: bad blob at header.magic (offset 0): not a blob: unknown "
                              "binary data (first bytes 27 22 5c 00 ff 00 00 00 …)\n")

@@ -12,10 +12,10 @@ import pty
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 from pty_support import read_until_closed
 
 from vmbtool.cli import main
@@ -31,7 +31,7 @@ WORK = {  # command -> (arguments, the bar's label)
 
 
 def env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(ROOT)
     return {**{k: v for k, v in os.environ.items() if k != "VMBTOOL_KEY_FILE"},
             "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
             "TERM": "xterm", "COLUMNS": "100"}

@@ -10,6 +10,7 @@ import functools
 from collections import deque
 
 import pytest
+from conftest import fresh_channel
 
 from vmbtool import kmcl
 from vmbtool.blob import load_blob
@@ -116,9 +117,7 @@ def saved_chunks(name: str, steps: int) -> list[bytes]:
     return list(_cached_chunks(name, steps))
 
 
-def fresh(name: str, seed: int = SEED, index: int = 0) -> ServerChannel:
-    """A freshly allocated, configured server channel on a bus of its own."""
-    return SCENARIOS[name](seed).allocate_server(index)
+fresh = functools.partial(fresh_channel, seed=SEED)  # a server channel to restore into
 
 
 def snapshot(channel: ServerChannel) -> dict:

@@ -48,6 +48,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+from conftest import fresh_channel
 
 from vmbtool.blob import load_blob
 from vmbtool.chunks import crc32c, frame_bytes, split_chunks
@@ -134,9 +135,7 @@ def chunks_of(name: str = "storage", index: int = 0) -> list[bytes]:
     return list(_source(name, index))
 
 
-def fresh(name: str = "storage", index: int = 0) -> ServerChannel:
-    """A freshly allocated, configured server channel on a bus of its own."""
-    return SCENARIOS[name](SEED).allocate_server(index)
+fresh = functools.partial(fresh_channel, seed=SEED)  # a server channel to restore into
 
 
 def pristine_view(name: str = "storage", index: int = 0) -> dict:

@@ -25,12 +25,11 @@ from vmbtool.snapshot import (
 )
 
 FIXTURES = sorted((ROOT / "fixtures").glob("v*/*.vmb"))
-KEY = FIXTURE_KEY
 HUGE = 1 << 30
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 def outcome(restore) -> tuple:
@@ -67,7 +66,7 @@ def test_restore_from_buffer_gets_whole_chunks_at_most_a_buffer_at_a_time(monkey
     loaded = load_blob(blob)
     size = 4096
     buffers: list[bytes] = []
-    from vmbtool import snapshot
+    from vmbtool.snapshot import restore as snapshot
 
     original = snapshot.restore_chunks
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import io
 import random
 import struct
-from pathlib import Path
 
 import google_crc32c
 import pytest
 import zstandard
+from conftest import FIXTURE_DIR
 
 from vmbtool import blob as blob_module
 from vmbtool import frame
@@ -22,7 +22,6 @@ from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.snapshot import check_file
 
-ROOT = Path(__file__).resolve().parent.parent / "fixtures"
 HEADER_SIZE = 56
 SEAL_SIZE = 16
 
@@ -30,7 +29,7 @@ SEAL_SIZE = 16
 @pytest.fixture(scope="module")
 def big() -> bytes:
     """The network fixture behind 400 KB of optional chunks: several zstd blocks."""
-    blob = load_blob(str(ROOT / "v1.1" / "network.vmb"))
+    blob = load_blob(str(FIXTURE_DIR / "v1.1" / "network.vmb"))
     chunks = [raw.framed for raw in blob.chunks if raw.type != 0xFF]
     rng = random.Random(7)
     fillers = [frame_bytes(0x0100, bytes(32 + rng.getrandbits(5) for _ in range(25_000)), 0)
@@ -84,7 +83,7 @@ def test_the_scan_finds_what_the_up_front_checks_find(big, read_size):
     assert scan.frame_end == frame.zstd_frame_end(f, HEADER_SIZE, seal_at) == seal_at
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("v1.1/*.vmb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(FIXTURE_DIR.glob("v1.1/*.vmb")), ids=lambda p: p.name)
 def test_every_sealed_fixture_checks_the_same_either_way(path, monkeypatch):
     data = path.read_bytes()
     if data[16] & 1 or data[20] != 1:  # signed, or not zstd

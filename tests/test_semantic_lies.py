@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import FIXTURE_DIR, cli
 
 from vmbtool.blob import load_blob, seal_body
 from vmbtool.chunks import frame_bytes
 from vmbtool.formats.chunk import ChunkType
 from vmbtool.sim.wire import DESCRIPTOR, TRAILER
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "v1"
+FIXTURES = FIXTURE_DIR / "v1"
 ERROR = re.compile(r"^Error: bad blob at (?P<where>\S.*?): (?P<why>.+)$")
 INVALID = re.compile(r"^.*: INVALID at (?P<where>\S.*?): (?P<why>.+?)( \(\+\d+ more\))?$")
 

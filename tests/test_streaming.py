@@ -6,21 +6,19 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_KEY
+from conftest import FIXTURE_DIR, FIXTURE_KEY
 
 from vmbtool import jsonview, report, tools
 from vmbtool.blob import load_blob
 from vmbtool.packetfilter import parse_filter
 
-ROOT = Path(__file__).resolve().parent.parent / "fixtures"
-KEY = FIXTURE_KEY
-BLOBS = sorted(ROOT.glob("v*/*.vmb"))
+BLOBS = sorted(FIXTURE_DIR.glob("v*/*.vmb"))
 OPTIONS = [{}, {"packets": True, "gpadls": True, "rings": True},
            {"hexdump_rings": True}, {"flt": parse_filter("channel=0,state=in_ring")}]
 
 
 def key_for(path: Path) -> bytes | None:
-    return KEY if path.stem.endswith("-signed") else None
+    return FIXTURE_KEY if path.stem.endswith("-signed") else None
 
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -41,15 +39,15 @@ def test_validate_without_the_dry_run_still_checks_every_channel(budget, monkeyp
                                                                  tmp_path):
     """Above the dry-run budget validate still checks invariants and offers."""
     monkeypatch.setattr(tools, "DRY_RUN_BUDGET", budget)
-    doc = jsonview.decode(load_blob(str(ROOT / "v1.1" / "network.vmb")))
-    assert tools.validate_file(str(ROOT / "v1.1" / "network.vmb")).valid
+    doc = jsonview.decode(load_blob(str(FIXTURE_DIR / "v1.1" / "network.vmb")))
+    assert tools.validate_file(str(FIXTURE_DIR / "v1.1" / "network.vmb")).valid
     doc["channels"][2]["rings"]["outgoing"]["write_index"] += 4
     bad = tmp_path / "misaligned.vmb"
     bad.write_bytes(jsonview.encode(doc))
     verdict = tools.validate_file(str(bad))
     assert not verdict.valid
     assert verdict.problems[0][0].startswith("channels[2].rings.outgoing")
-    doc = jsonview.decode(load_blob(str(ROOT / "v1.1" / "network.vmb")))
+    doc = jsonview.decode(load_blob(str(FIXTURE_DIR / "v1.1" / "network.vmb")))
     doc["channels"][0], doc["channels"][1] = doc["channels"][1], doc["channels"][0]
     bad.write_bytes(jsonview.encode(doc))
     verdict = tools.validate_file(str(bad))

@@ -11,16 +11,15 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as in_process
 
-from vmbtool.cli import main
 from vmbtool.snapshot import save_blob
 from vmbtool.tools import default_jobs, run_scenario, validate_file, validate_files
 
 
 def cli(*args: object, input: bytes | None = None):
-    result = CliRunner().invoke(main, [str(a) for a in args], input=input,
-                                env={"VMBTOOL_KEY_FILE": None})
+    """conftest's `cli`, raising what escapes the command."""
+    result = in_process(*args, input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result

@@ -42,7 +42,13 @@ from vmbtool.chunks import (
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS, limits
-from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType, known_to
+from vmbtool.formats.chunk import (
+    CHUNK_HEADER_SIZE,
+    CHUNK_TYPES,
+    FLAG_REQUIRED,
+    ChunkType,
+    known_to,
+)
 from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
 from vmbtool.formats.gpadl import Gpadl
 from vmbtool.formats.header import (
@@ -848,7 +854,7 @@ class BlobReader:
             self.held += PACKET_HOLD_COST if header["type"] == ChunkType.PACKET else 0
             if self.held > self.hold_budget:
                 raise HoldBudgetExceeded(self.held)
-        if header["type"] not in self.known and not header["flags"] & 1 and \
+        if header["type"] not in self.known and not header["flags"] & FLAG_REQUIRED and \
                 self.skipped_bytes + header["length"] > limits.MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {limits.MAX_SKIPPED_BYTES} bytes "
                             "of unknown optional chunks", NtStatus.INVALID_BUFFER_SIZE)

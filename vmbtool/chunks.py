@@ -68,7 +68,7 @@ class RawChunk:
 
     @property
     def required(self) -> bool:
-        return bool(self.flags & 1)
+        return bool(self.flags & FLAG_REQUIRED)
 
     @property
     def header_bytes(self) -> bytes:

@@ -3,7 +3,8 @@
 Exit codes as GNU diff has them: 0 yes, 1 no (invalid, different), 2 trouble (usage,
 unreadable input, I/O); 130 and 143 when stopped by SIGINT or SIGTERM. Errors are one
 `Error:` line on stderr; `--debug` adds the traceback. Heavy modules are imported inside
-the commands that need them; the shared pieces live in vmbtool/clikit.py.
+the commands that need them; the shared pieces live in vmbtool/clikit.py, the commands
+about the format itself (schema, compat) in vmbtool/cliformat.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if os.path.basename(sys.argv[0]) in ("vmbtool", "__main__.py"):
 import click  # noqa: E402 - after the quiet Ctrl-C above
 
 from vmbtool import __version__  # noqa: E402
+from vmbtool.cliformat import compat, schema  # noqa: E402
 from vmbtool.clikit import (  # noqa: E402
     MAX_NOTE,
     VmbtoolGroup,
@@ -359,47 +361,5 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
                f"{escape(output)}{dropped}", err=True)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True,
-              help="The machine-readable description (what formats/schemas/*.json hold).")
-@click.option("--as-of", "as_of", metavar="VERSION",
-              help="Describe an earlier minor version (e.g. 1.0) of the current major.")
-def schema(as_json: bool, as_of: str | None) -> None:
-    """Describe the blob format, derived from the grammars."""
-    from vmbtool.schema import VERSION, describe_format, render_text, to_json
-
-    if as_of is not None and not VERSION.match(as_of):
-        raise click.BadParameter(f"{as_of!r} is not <major>.<minor>", param_hint="'--as-of'")
-    description = describe_format(as_of)
-    if as_json:
-        click.echo(to_json(description), nl=False)
-        return
-    for line in render_text(description):
-        click.echo(line)
-
-
-@main.command()
-@click.argument("old")
-@click.argument("new")
-@click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
-@click.option("--reverse", is_flag=True,
-              help="Can OLD read blobs NEW writes? (default: can NEW read OLD's?)")
-def compat(old: str, new: str, as_json: bool, reverse: bool) -> None:
-    """Can NEW read blobs OLD wrote? OLD and NEW are schema JSON files, a frozen version
-    (1.0) or `current`. Exit 0 compatible, 1 not."""
-    from vmbtool.compat import compare
-    from vmbtool.schema import load
-    from vmbtool.text import escape, plural
-
-    report = compare(load(old), load(new), reverse=reverse)
-    if as_json:
-        emit_json(report.as_json())
-    else:
-        for finding in report.findings:
-            click.echo(colour(escape(finding.line()), fg="red"))
-        for note in report.notes:
-            click.echo(f"note: {escape(note.line())}")
-        verdict = ("compatible" if report.compatible else
-                   f"not compatible: {plural(len(report.findings), 'finding')}")
-        click.echo(f"{escape(report.question)} {verdict}", err=True)
-    sys.exit(0 if report.compatible else 1)
+main.add_command(schema)  # the format's own commands (vmbtool/cliformat.py)
+main.add_command(compat)

@@ -12,7 +12,7 @@ from typing import Any
 
 from construct import Container, ListContainer
 
-from vmbtool import codec, docshape, jsonread
+from vmbtool import codec, docshape, jsonread, shapes
 from vmbtool.blob import Blob, seal_body
 from vmbtool.chunks import crc32c, frame, frame_bytes
 from vmbtool.docshape import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
@@ -61,7 +61,7 @@ def state_value(role: str, name: Any, where: str) -> int:
     except KeyError:
         names = ", ".join(s.name.lower() for s in enum)
         raise JsonError(where, f"expected a {role} state ({names}) or a number, got "
-                        f"{docshape.show(name)}") from None
+                        f"{shapes.show(name)}") from None
 
 
 def context_json(ctx: Container) -> dict:

@@ -15,20 +15,13 @@ from vmbtool.sim.packet import IncomingPacket, PacketState, VmbPacket
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import ByteRange, ExternalData, GpaRange, PacketType
 
-PACKET_STATE_NAMES = {
-    PacketState.ALLOCATED: "allocated",
-    PacketState.BACKLOG: "backlog",
-    PacketState.IN_RING: "in_ring",
-    PacketState.AWAITING_COMPLETION: "awaiting_completion",
-}
+# The grammars' names (formats/packet.py) of the simulation's enums, the one table of
+# each: the enum's names in lower case (a packet object is saved in any state but free;
+# tests/test_grammars.py holds the grammars' enums to these).
+PACKET_STATE_NAMES = {state: state.name.lower() for state in PacketState
+                      if state is not PacketState.FREE}
 PACKET_STATES = {name: state for state, name in PACKET_STATE_NAMES.items()}
-PACKET_TYPE_NAMES = {
-    PacketType.INBAND: "inband",
-    PacketType.TRANSFER_PAGES: "transfer_pages",
-    PacketType.DATA_USING_GPADL: "data_using_gpadl",
-    PacketType.GPA_DIRECT: "gpa_direct",
-    PacketType.COMPLETION: "completion",
-}
+PACKET_TYPE_NAMES = {ptype: ptype.name.lower() for ptype in PacketType}
 PACKET_TYPES = {name: ptype for ptype, name in PACKET_TYPE_NAMES.items()}
 
 

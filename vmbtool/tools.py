@@ -14,6 +14,7 @@ from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 from vmbtool.formats.header import MAGIC, HeaderPrefix
 from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
+from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import (
     DEFAULT_CHUNK_SIZE,
     RestoreFailed,
@@ -230,7 +231,8 @@ def restore_and_run(source: str, steps: int, key: bytes | None = None,
               for t, p in s.packets.items()}
     restored = {"channels": len(scenario.servers),
                 "packets": len(before) + sum(
-                    sum(p.type == 0xB for p in s.backlog) for s in scenario.servers),
+                    sum(p.type == PacketType.COMPLETION for p in s.backlog)
+                    for s in scenario.servers),
                 "pending_incoming": sum(len(s.pending_incoming) for s in scenario.servers),
                 "backlog": sum(len(s.backlog) for s in scenario.servers)}
     backlogged = [p for s in scenario.servers for p in s.backlog]

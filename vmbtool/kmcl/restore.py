@@ -26,6 +26,7 @@ from vmbtool.invariants import check_channel
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 from vmbtool.sim.bus import Connection
 from vmbtool.sim.packet import PacketState, VmbPacket
+from vmbtool.sim.wire import PacketType
 from vmbtool.state import (
     config_from,
     fill_packet,
@@ -180,7 +181,8 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                                     f"the VSP's restore callback failed ({_status_text(status)})",
                                     f"channel.packets[txid={lib.transaction_id}]")
         channel.next_transaction_id = ctx.next_transaction_id  # allocate() moved it
-        restored = len(channel.packets) + sum(p.type == 0xB for p in channel.backlog)
+        restored = len(channel.packets) + sum(p.type == PacketType.COMPLETION
+                                              for p in channel.backlog)
         if restored != len(saved.packets) or any(
                 p.state == PacketState.ALLOCATED and p.transaction_id >= ctx.next_transaction_id
                 for p in channel.packets.values()):
@@ -225,7 +227,7 @@ def packet_restore(packet: VmbPacket, lib_buf: bytes) -> NtStatus:
             return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]
     fill_packet(packet, context)
-    if packet.type == 0xB:
+    if packet.type == PacketType.COMPLETION:
         return NtStatus.INVALID_PARAMETER_2  # queued completions are the library's own
     if packet.transaction_id in channel.packets:
         return NtStatus.INVALID_PARAMETER_2

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from vmbtool.chunks import frame
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import ChunkType
+from vmbtool.sim.wire import PacketType
 from vmbtool.state import channel_context, gpadl_table, incoming_entries, packet_context, ring_state
 from vmbtool.status import NtStatus, NtStatusError
 
@@ -72,7 +73,8 @@ def channel_chunks(channel: ServerChannel) -> Iterator[bytes]:
                             f"in use, a blob holds at most {cap} a channel", "packets")
     for packet in packets:
         # queued completions are the library's own: no VSP state to ask for
-        save_buf = b"" if packet.type == 0xB else _packet_save_buf(channel, packet)
+        completion = packet.type == PacketType.COMPLETION
+        save_buf = b"" if completion else _packet_save_buf(channel, packet)
         yield frame(ChunkType.PACKET, {"lib_buf": packet_context(packet), "save_buf": save_buf})
     yield frame(ChunkType.INCOMING, incoming_entries(channel))
     yield frame(ChunkType.CHANNEL_END, {

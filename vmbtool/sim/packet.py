@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Any
 
-from vmbtool.sim.wire import ExternalData, PacketType
+from vmbtool.sim.wire import FLAG_COMPLETION_REQUESTED, ExternalData, PacketType
 
 
 class SendFlags(IntFlag):
@@ -19,7 +19,9 @@ class SendFlags(IntFlag):
     PAGED_BUFFER = 0x4
 
 
-KNOWN_SEND_FLAGS = 0x7
+# every flag VmbPacketSend takes, as an int (the ~ of a flag keeps only its known bits)
+KNOWN_SEND_FLAGS = int(SendFlags.WAIT_FOR_COMPLETION | SendFlags.FORCE_MDL_LENGTH
+                       | SendFlags.PAGED_BUFFER)
 
 
 class PacketState(IntEnum):
@@ -62,7 +64,7 @@ class VmbPacket:
 
     @property
     def wire_flags(self) -> int:
-        return 1 if self.wants_completion else 0
+        return FLAG_COMPLETION_REQUESTED if self.wants_completion else 0
 
     # KMCL names ---------------------------------------------------------------
     def set_completion_routine(self, name: str, routine: CompletionRoutine | None) -> None:
@@ -92,4 +94,4 @@ class IncomingPacket:
 
     @property
     def wants_completion(self) -> bool:
-        return bool(self.flags & 1)
+        return bool(self.flags & FLAG_COMPLETION_REQUESTED)

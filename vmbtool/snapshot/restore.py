@@ -1,160 +1,28 @@
-"""Whole scenarios to blobs and back: every server channel through the KMCL contract,
-the simulated guest through the scenario chunk."""
+"""Restoring a blob: fresh server channels through RestoreFromBuffer as the chunks come,
+the simulated guest and the VSP's and VSC's own state at the end."""
 
 from __future__ import annotations
 
 import dataclasses
 import struct
 from collections import deque
-from dataclasses import dataclass
 from typing import IO, Any
 
 from vmbtool import kmcl
-from vmbtool.blob import Blob, BlobReader, encode_blob, rereadable
-from vmbtool.chunks import RawChunk, decode_chunk, frame, framed_chunks
+from vmbtool.blob import Blob, BlobReader, rereadable
+from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError, VmbtoolError
-from vmbtool.formats import FORMAT_MINOR, READS
+from vmbtool.formats import READS
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
-from vmbtool.formats.limits import MAX_CHUNK_LENGTH
-from vmbtool.invariants import Problems, check_channel, check_guest
 from vmbtool.kmcl.restore import rebuild_in_ring, restore_chunks
 from vmbtool.scenarios import SCENARIOS, Scenario, by_interface
-from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.channel import ChannelStats, ClientChannel
-from vmbtool.sim.config import ClientState
 from vmbtool.sim.packet import PacketState, VmbPacket
-from vmbtool.state import (
-    channel_context,
-    config_from,
-    fill_packet,
-    incoming_entries,
-    incoming_from,
-    packet_context,
-    set_life_cycle,
-)
-from vmbtool.status import NtStatus, NtStatusError
-
-DEFAULT_CHUNK_SIZE = 1 << 20  # RestoreFromBuffer's buffer (a larger chunk goes alone)
-SAVE_BUFFER_SIZE = CHUNK_HEADER_SIZE + MAX_CHUNK_LENGTH  # save's: it holds any chunk
-
-
-def scenario_state(scenario: Scenario) -> dict:
-    return {
-        "scenario": scenario.name,
-        "seed": scenario.seed,
-        "steps_taken": scenario.steps_taken,
-        "vsp_state": scenario.encode_vsp_state(),
-        "vsc_state": scenario.encode_vsc_state(),
-        "guests": [
-            {"context": channel_context(client),
-             "packets": [{"lib_buf": packet_context(p), "save_buf": b""}
-                         for p in client.packets_in_use()],
-             "pending_incoming": incoming_entries(client)}
-            for client in scenario.clients
-        ],
-    }
-
-
-def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
-                minor: int = FORMAT_MINOR, note: str | None = None) -> list[bytes]:
-    """Pause the scenario's channels, save each through SaveBegin/Continue/End.
-
-    From format 1.1: the note first, each channel's statistics after its state."""
-    if note is not None and minor < 1:
-        raise VmbtoolError("bad option", "--note", "format 1.0 has no place for a note",
-                           NtStatus.INVALID_PARAMETER)
-    for server in scenario.servers:
-        if server.started:
-            status = server.pause()
-            if status != NtStatus.SUCCESS:
-                raise VmbtoolError("cannot pause", f"channels[{server.config.subchannel_index}]",
-                                   f"{NtStatus(status)!s}", NtStatus(status))
-    chunks: list[bytes] = []
-    if note is not None:
-        chunks.append(frame(ChunkType.NOTE, {"text": note}, "note"))
-    for index, server in enumerate(scenario.servers):
-        try:
-            for buffer in kmcl.save_channel(server, chunk_size):
-                chunks.extend(framed_chunks(buffer))
-        except NtStatusError as exc:
-            raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
-                               f"{exc.args[0]} ({exc.status!s})", exc.status) from None
-        if minor >= 1:
-            chunks.append(frame(ChunkType.STATS, {"channel": index, **server.stats.as_dict()},
-                                f"channels[{index}].stats"))
-    chunks.append(frame(ChunkType.SCENARIO, scenario_state(scenario)))
-    return chunks
-
-
-def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-              level: int | None = 3, key: bytes | None = None,
-              created_ns: int | None = None, minor: int = FORMAT_MINOR,
-              note: str | None = None) -> bytes:
-    chunks = save_chunks(scenario, chunk_size, minor=minor, note=note)
-    return encode_blob(chunks, len(scenario.servers), level=level, key=key,
-                       created_ns=created_ns, minor=minor)
-
-
-def split_buffers(chunks: list[bytes], buffer_size: int) -> list[bytes]:
-    """Group whole chunks into buffers of at most `buffer_size` (one chunk if larger)."""
-    buffers, current, size = [], [], 0
-    for chunk in chunks:
-        if current and size + len(chunk) > buffer_size:
-            buffers.append(b"".join(current))
-            current, size = [], 0
-        current.append(chunk)
-        size += len(chunk)
-    if current:
-        buffers.append(b"".join(current))
-    return buffers
-
-
-def check_blob(blob: Blob) -> list[tuple[str, str]]:
-    """Every semantic problem in the blob's channels and scenario."""
-    problems = []
-    for index, saved in enumerate(blob.channels):
-        problems.extend(check_channel(saved, f"channels[{index}]"))
-    offers = [config_from(saved.context).offer_key for saved in blob.channels]
-    return problems + check_scenario(blob.scenario, offers)
-
-
-def check_scenario(state: Any, offers: list[tuple]) -> list[tuple[str, str]]:
-    """The scenario chunk against the channels' offers (interface, instance, index)."""
-    if state is None:
-        return [("scenario", "missing: this blob cannot be continued")]
-    problems = []
-    cls = SCENARIOS.get(state.scenario)
-    if cls is None:
-        problems.append(("scenario.scenario", f"unknown scenario {state.scenario!r}"))
-    else:
-        instance = instance_guid(state.scenario, state.seed)
-        for index, offer in enumerate(offers):
-            if offer != (cls.interface_type, instance, index):
-                problems.append((f"channels[{index}].context.offer",
-                                 f"not the offer of {state.scenario} channel {index} "
-                                 f"(seed {state.seed})"))
-    if len(state.guests) != len(offers):
-        problems.append(("scenario.guests", f"{len(state.guests)} guest channels for "
-                         f"{len(offers)} channels"))
-    for index, guest in enumerate(state.guests):
-        where = f"scenario.guests[{index}]"
-        # a lean read checked each guest as it came and kept only its problems
-        problems.extend(guest.problems if "problems" in guest else check_guest(guest, where))
-        if index < len(offers) and config_from(guest.context).offer_key != offers[index]:
-            problems.append((f"{where}.context", "the guest channel names another offer"))
-        if cls is not None and guest.context.state not in cls.guest_states:
-            problems.append((f"{where}.context.state", f"{client_state(guest.context.state)}: "
-                             f"the {state.scenario} VSC keeps its channels "
-                             + " or ".join(client_state(s) for s in sorted(cls.guest_states))))
-    return problems
-
-
-def client_state(value: int) -> str:
-    """A guest channel's saved state by name (its number when it names none)."""
-    try:
-        return ClientState(value).name.lower()
-    except ValueError:
-        return str(value)
+from vmbtool.sim.wire import PacketType
+from vmbtool.snapshot.check import check_blob, check_file, check_scenario
+from vmbtool.snapshot.save import DEFAULT_CHUNK_SIZE
+from vmbtool.state import config_from, fill_packet, incoming_from, set_life_cycle
+from vmbtool.status import NtStatus
 
 
 def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
@@ -196,44 +64,6 @@ def restore_scenario(scenario: Scenario, state: Any, stats: dict[int, Any]) -> N
             getattr(scenario, f"decode_{name}")(bytes(getattr(state, name)))
         except (ValueError, KeyError, struct.error) as exc:
             raise BlobError(f"scenario.{name}", f"cannot be restored: {exc}") from None
-
-
-@dataclass
-class FileCheck:
-    """What a lean read with every check found in a blob: validate's verdict, and a
-    streamed restore's first pass."""
-
-    problems: Problems
-    version: str
-    channels: int
-    packets: int
-    decoded: int  # bytes of chunks (headers and data) the body decodes to
-    scenario: Any  # the scenario chunk as a lean read keeps it (no guest packets)
-
-
-def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
-               reads: tuple[int, int] = READS) -> FileCheck:
-    """Grammar, checksums, version, signature and semantic invariants of one blob, in
-    bounded memory: each channel's parts are checked as they stream past and dropped.
-
-    Problems of the blob's content are listed; a blob that cannot be read on (framing,
-    checksums, digest, caps) raises its BlobError."""
-    with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True,
-                    defer_seal=True) as reader:
-        return check_reader(reader)
-
-
-def check_reader(reader: BlobReader) -> FileCheck:
-    """`check_file` on a reader opened for it (lean, with checks)."""
-    problems, offers, packets = Problems(), [], 0
-    for saved, _chunks in reader.channels():
-        problems.extend(saved.problems or [])
-        offers.append(config_from(saved.context).offer_key)
-        packets += saved.packet_count
-        del saved  # nothing of a checked channel outlives the next one
-    problems.extend(check_scenario(reader.scenario, offers))
-    return FileCheck(problems, reader.version, len(offers), packets, reader.tally.bytes,
-                     reader.scenario)
 
 
 # A body that decodes to at most this is restored in one read. A PACKET chunk is at
@@ -432,7 +262,7 @@ def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: 
                 raise BlobError(f"{where}.packets[txid={packet.transaction_id}]",
                                 f"unknown completion routine {packet.completion_routine_name!r}")
             packet.completion_routine = routine
-        if packet.type != 0xB:
+        if packet.type != PacketType.COMPLETION:
             client.packets[packet.transaction_id] = packet
         if packet.state == PacketState.BACKLOG:
             client.backlog.append(packet)
