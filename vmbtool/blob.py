@@ -31,7 +31,7 @@ import google_crc32c
 import zstandard
 from construct import Container, Struct
 
-from vmbtool import __version__, codec, fastpath, inputs, lean, sniff
+from vmbtool import __version__, codec, inputs, lean, sniff
 from vmbtool.chunks import (
     CHUNK_HEADER_SIZE,
     REGISTRY,
@@ -61,6 +61,7 @@ from vmbtool.frame import (
     skip_frames,
     zstd_frame_end,
 )
+from vmbtool.generated.chunk import CHUNK_HEADER_LAYOUT
 from vmbtool.invariants import ChannelCheck
 from vmbtool.keys import SIGNED_NEEDS_KEY, UNSIGNED_REFUSED, accepts_unsigned
 from vmbtool.kmcl.limits import MAX_GPADLS_PER_CHANNEL, MAX_GUESTS, MAX_PACKETS_PER_CHANNEL
@@ -522,7 +523,7 @@ class PromptSwitching:
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
 STREAM_BLOCK = 256 << 10  # in blocks of this size
-CHUNK_HEADER = fastpath.record_struct(ChunkHeader)  # the grammar's layout, as a struct
+CHUNK_HEADER = CHUNK_HEADER_LAYOUT  # the grammar's layout, as a struct (generated)
 
 
 def parse_chunk_header(head: bytes, offset: int) -> Any:
