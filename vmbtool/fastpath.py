@@ -43,7 +43,7 @@ class TooManyElements(Exception):
 ELEMENT_BUDGET = 48 << 20
 ELEMENTS = [ELEMENT_BUDGET]
 
-MISSING = object()  # generated builds: a field the object does not have
+_MISSING = object()
 
 
 class FieldContainer(Container):
@@ -56,7 +56,7 @@ class FieldContainer(Container):
 
     __slots__ = ()
 
-    def __getattribute__(self, name: str, _get=dict.get, _missing=MISSING) -> Any:
+    def __getattribute__(self, name: str, _get=dict.get, _missing=_MISSING) -> Any:
         value = _get(self, name, _missing)
         return object.__getattribute__(self, name) if value is _missing else value
 

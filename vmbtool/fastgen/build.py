@@ -1,9 +1,10 @@
 """Writing the body of a generated build: the grammar tree walked once, as straight code.
 
 The object comes from the caller and may be anything: every input it does not take is
-checked for and refused by an explicit `raise _R` (Refuse), or ends in one of the two
-errors the caller turns into it: `struct.error` (a number out of its field's range, or
-no number) and `UnicodeEncodeError` (a string its encoding cannot write). Builds take
+checked for and refused by an explicit `raise _R` (Refuse), or ends in one of the
+errors the caller turns into it: `KeyError` (a field the object lacks: the only
+subscripts written are of the object), `struct.error` (a number out of its field's
+range, or no number) and `UnicodeEncodeError` (a string its encoding cannot write). Builds take
 only the types whose handling they copy from construct; anything else (a mapping that
 is not a dict, a memoryview for bytes, a bool for a length) is refused and so left to
 the plain grammar, which gives the answer or the error.
@@ -301,8 +302,7 @@ class BuildWriter(Writer):
             if sc.flagbuildnone:
                 self.emit(f"{field} = {value}.get({sc.name!r}, None)")
             else:
-                self.emit(f"{field} = {value}.get({sc.name!r}, _M)")
-                self.emit(f"if {field} is _M: raise _R")
+                self.emit(f"{field} = {value}[{sc.name!r}]")  # KeyError: refused
             result = self.node(sc, field, scope)
             if sc.name:
                 if result is not None and referenceable(sc):

@@ -44,7 +44,7 @@ PRELUDE = {
     "_LC": ("construct", "ListContainer"), "_EI": ("construct.core", "EnumInteger"),
     "_BUDGET": ("vmbtool.fastpath", "ELEMENT_BUDGET"), "_E": ("vmbtool.fastpath", "ELEMENTS"),
     "_gb": ("vmbtool.fastpath", "GUID_BYTES"), "_gt": ("vmbtool.fastpath", "GUID_TEXT"),
-    "_C": ("vmbtool.fastpath", "FieldContainer"), "_M": ("vmbtool.fastpath", "MISSING"),
+    "_C": ("vmbtool.fastpath", "FieldContainer"),
     "_R": ("vmbtool.fastpath", "Refuse"), "_TME": ("vmbtool.fastpath", "TooManyElements"),
     "_as_view": ("vmbtool.fastpath", "as_view"),
     "_guid_bytes": ("vmbtool.fastpath", "guid_bytes"),
@@ -100,7 +100,7 @@ def grammar_functions(ns: Namespace, name: str, grammar) -> list[str]:
             tail = f"        return b''.join(({', '.join(exprs)}{',' if exprs else ''}))"
         body = [*writer.lines, tail]
     source += [f"def build_{name}(obj):", "    try:", *body,
-               "    except (_struct_error, UnicodeEncodeError):",
+               "    except (KeyError, _struct_error, UnicodeEncodeError):",
                "        raise _R from None"]
     return source
 

@@ -9,7 +9,6 @@ from struct import Struct as _Struct, error as _struct_error
 from vmbtool.fastpath import (
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     as_view as _as_view,
@@ -76,50 +75,32 @@ def parse_ChannelContext(data):
 def build_ChannelContext(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('role', _M)
-        if f1 is _M: raise _R
+        f1 = obj['role']
         v2 = f1 if isinstance(f1, int) else _em3.get(f1) if isinstance(f1, str) else None
         if v2 is None: raise _R
-        f3 = obj.get('state', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('interface_type', _M)
-        if f4 is _M: raise _R
+        f3 = obj['state']
+        f4 = obj['interface_type']
         v5 = (_gb.get(f4) if f4.__class__ is str else None) or _guid_bytes(f4)
-        f6 = obj.get('interface_instance', _M)
-        if f6 is _M: raise _R
+        f6 = obj['interface_instance']
         v7 = (_gb.get(f6) if f6.__class__ is str else None) or _guid_bytes(f6)
-        f8 = obj.get('subchannel_index', _M)
-        if f8 is _M: raise _R
-        f9 = obj.get('flags', _M)
-        if f9 is _M: raise _R
-        f10 = obj.get('max_packet_size', _M)
-        if f10 is _M: raise _R
-        f11 = obj.get('max_external_data_size', _M)
-        if f11 is _M: raise _R
-        f12 = obj.get('max_chain_length', _M)
-        if f12 is _M: raise _R
-        f13 = obj.get('client_context_size', _M)
-        if f13 is _M: raise _R
-        f14 = obj.get('mmio_megabytes', _M)
-        if f14 is _M: raise _R
-        f15 = obj.get('mmio_megabytes_optional', _M)
-        if f15 is _M: raise _R
-        f16 = obj.get('incoming_ring_pages', _M)
-        if f16 is _M: raise _R
-        f17 = obj.get('outgoing_ring_pages', _M)
-        if f17 is _M: raise _R
-        f18 = obj.get('friendly_name', _M)
-        if f18 is _M: raise _R
+        f8 = obj['subchannel_index']
+        f9 = obj['flags']
+        f10 = obj['max_packet_size']
+        f11 = obj['max_external_data_size']
+        f12 = obj['max_chain_length']
+        f13 = obj['client_context_size']
+        f14 = obj['mmio_megabytes']
+        f15 = obj['mmio_megabytes_optional']
+        f16 = obj['incoming_ring_pages']
+        f17 = obj['outgoing_ring_pages']
+        f18 = obj['friendly_name']
         if not isinstance(f18, str): raise _R
         s19 = b'' if f18 == '' else f18.encode('utf8')
-        f20 = obj.get('next_transaction_id', _M)
-        if f20 is _M: raise _R
-        f21 = obj.get('next_incoming_number', _M)
-        if f21 is _M: raise _R
-        f22 = obj.get('next_gpadl_handle', _M)
-        if f22 is _M: raise _R
+        f20 = obj['next_transaction_id']
+        f21 = obj['next_incoming_number']
+        f22 = obj['next_gpadl_handle']
         return b''.join((_P4(v2, f3, v5, v7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, len(s19)), s19, _P5(f20, f21, f22),))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

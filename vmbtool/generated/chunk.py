@@ -6,7 +6,7 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import MISSING as _M, FieldContainer as _C, Refuse as _R, as_view as _as_view
+from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
 from vmbtool.formats.chunk import ChunkHeader
 
 
@@ -43,18 +43,14 @@ def parse_ChunkHeader(data):
 def build_ChunkHeader(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('type', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('flags', _M)
-        if f2 is _M: raise _R
+        f1 = obj['type']
+        f2 = obj['flags']
         f3 = obj.get('reserved', None)
         if f3 not in (None, 0,): raise _R
-        f4 = obj.get('length', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('crc32c', _M)
-        if f5 is _M: raise _R
+        f4 = obj['length']
+        f5 = obj['crc32c']
         return _P1(f1, f2, 0, f4, f5)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

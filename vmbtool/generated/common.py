@@ -18,7 +18,6 @@ from vmbtool.fastpath import (
     ELEMENT_BUDGET as _BUDGET,
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     TooManyElements as _TME,
@@ -77,7 +76,7 @@ def build_Guid(obj):
     try:
         v1 = (_gb.get(obj) if obj.__class__ is str else None) or _guid_bytes(obj)
         return _P1(v1)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -111,7 +110,7 @@ def build_StrictFlag(obj):
     try:
         v1 = 1 if obj else 0
         return _P4(v1)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -146,7 +145,7 @@ def build_ExternalKind(obj):
         v1 = obj if isinstance(obj, int) else _em7.get(obj) if isinstance(obj, str) else None
         if v1 is None: raise _R
         return _P8(v1)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -188,16 +187,13 @@ def parse_GpaRange(data):
 def build_GpaRange(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('byte_count', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('byte_offset', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('pfns', _M)
-        if f3 is _M: raise _R
+        f1 = obj['byte_count']
+        f2 = obj['byte_offset']
+        f3 = obj['pfns']
         if not isinstance(f3, (list, tuple)): raise _R
         d4 = _pack('<%dQ' % len(f3), *f3)
         return b''.join((_P10(f1, f2, len(f3)), d4,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -228,12 +224,10 @@ def parse_ByteRange(data):
 def build_ByteRange(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('byte_count', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('byte_offset', _M)
-        if f2 is _M: raise _R
+        f1 = obj['byte_count']
+        f2 = obj['byte_offset']
         return _P12(f1, f2)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -385,12 +379,10 @@ def build_ExternalData(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('kind', _M)
-        if f1 is _M: raise _R
+        f1 = obj['kind']
         v2 = f1 if isinstance(f1, int) else _em7.get(f1) if isinstance(f1, str) else None
         if v2 is None: raise _R
-        f3 = obj.get('body', _M)
-        if f3 is _M: raise _R
+        f3 = obj['body']
         ap(_P8(v2))
         try:
             b4 = _sw13.get(f1, -1)
@@ -400,18 +392,14 @@ def build_ExternalData(obj):
             pass
         elif b4 == 1:
             if not isinstance(f3, dict): raise _R
-            f5 = f3.get('ranges', _M)
-            if f5 is _M: raise _R
+            f5 = f3['ranges']
             if not isinstance(f5, (list, tuple)): raise _R
             ap(_P16(len(f5)))
             for e6 in f5:
                 if not isinstance(e6, dict): raise _R
-                f7 = e6.get('byte_count', _M)
-                if f7 is _M: raise _R
-                f8 = e6.get('byte_offset', _M)
-                if f8 is _M: raise _R
-                f9 = e6.get('pfns', _M)
-                if f9 is _M: raise _R
+                f7 = e6['byte_count']
+                f8 = e6['byte_offset']
+                f9 = e6['pfns']
                 if not isinstance(f9, (list, tuple)): raise _R
                 d10 = _pack('<%dQ' % len(f9), *f9)
                 ap(_P10(f7, f8, len(f9)))
@@ -420,41 +408,31 @@ def build_ExternalData(obj):
             pass
         elif b4 == 2:
             if not isinstance(f3, dict): raise _R
-            f11 = f3.get('handle', _M)
-            if f11 is _M: raise _R
-            f12 = f3.get('sender_owns_set', _M)
-            if f12 is _M: raise _R
+            f11 = f3['handle']
+            f12 = f3['sender_owns_set']
             v13 = 1 if f12 else 0
-            f14 = f3.get('ranges', _M)
-            if f14 is _M: raise _R
+            f14 = f3['ranges']
             if not isinstance(f14, (list, tuple)): raise _R
             ap(_P17(f11, v13, len(f14)))
             for e15 in f14:
                 if not isinstance(e15, dict): raise _R
-                f16 = e15.get('byte_count', _M)
-                if f16 is _M: raise _R
-                f17 = e15.get('byte_offset', _M)
-                if f17 is _M: raise _R
+                f16 = e15['byte_count']
+                f17 = e15['byte_offset']
                 ap(_P12(f16, f17))
                 pass
             pass
         elif b4 == 3:
             if not isinstance(f3, dict): raise _R
-            f18 = f3.get('handle', _M)
-            if f18 is _M: raise _R
-            f19 = f3.get('sender_owns_set', _M)
-            if f19 is _M: raise _R
+            f18 = f3['handle']
+            f19 = f3['sender_owns_set']
             v20 = 1 if f19 else 0
-            f21 = f3.get('ranges', _M)
-            if f21 is _M: raise _R
+            f21 = f3['ranges']
             if not isinstance(f21, (list, tuple)): raise _R
             ap(_P17(f18, v20, len(f21)))
             for e22 in f21:
                 if not isinstance(e22, dict): raise _R
-                f23 = e22.get('byte_count', _M)
-                if f23 is _M: raise _R
-                f24 = e22.get('byte_offset', _M)
-                if f24 is _M: raise _R
+                f23 = e22['byte_count']
+                f24 = e22['byte_offset']
                 ap(_P12(f23, f24))
                 pass
             pass
@@ -462,7 +440,7 @@ def build_ExternalData(obj):
             raise _R
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -6,7 +6,7 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import MISSING as _M, FieldContainer as _C, Refuse as _R, as_view as _as_view
+from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
 from vmbtool.formats.end import BlobEnd, ChannelEnd
 
 
@@ -43,14 +43,11 @@ def parse_ChannelEnd(data):
 def build_ChannelEnd(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('gpadl_count', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('packet_count', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('incoming_count', _M)
-        if f3 is _M: raise _R
+        f1 = obj['gpadl_count']
+        f2 = obj['packet_count']
+        f3 = obj['incoming_count']
         return _P1(f1, f2, f3)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -81,19 +78,15 @@ def parse_BlobEnd(data):
 def build_BlobEnd(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('channel_count', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('chunk_count', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('packet_count', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('digest', _M)
-        if f4 is _M: raise _R
+        f1 = obj['channel_count']
+        f2 = obj['chunk_count']
+        f3 = obj['packet_count']
+        f4 = obj['digest']
         d5 = f4 if f4.__class__ is bytes else bytes(f4) if f4.__class__ is bytearray else None
         if d5 is None: raise _R
         if len(d5) != 32: raise _R
         return _P3(f1, f2, f3, d5)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

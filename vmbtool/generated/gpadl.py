@@ -16,7 +16,6 @@ from construct import ListContainer as _LC
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     TooManyElements as _TME,
@@ -78,24 +77,18 @@ def parse_Gpadl(data):
 def build_Gpadl(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('handle', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('read_only', _M)
-        if f2 is _M: raise _R
+        f1 = obj['handle']
+        f2 = obj['read_only']
         v3 = 1 if f2 else 0
-        f4 = obj.get('mapped', _M)
-        if f4 is _M: raise _R
+        f4 = obj['mapped']
         v5 = 1 if f4 else 0
-        f6 = obj.get('byte_offset', _M)
-        if f6 is _M: raise _R
-        f7 = obj.get('byte_length', _M)
-        if f7 is _M: raise _R
-        f8 = obj.get('pfns', _M)
-        if f8 is _M: raise _R
+        f6 = obj['byte_offset']
+        f7 = obj['byte_length']
+        f8 = obj['pfns']
         if not isinstance(f8, (list, tuple)): raise _R
         d9 = _pack('<%dQ' % len(f8), *f8)
         return b''.join((_P2(f1, v3, v5, f6, f7, len(f8)), d9,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -161,33 +154,26 @@ def build_GpadlTable(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('gpadls', _M)
-        if f1 is _M: raise _R
+        f1 = obj['gpadls']
         if not isinstance(f1, (list, tuple)): raise _R
         ap(_P4(len(f1)))
         for e2 in f1:
             if not isinstance(e2, dict): raise _R
-            f3 = e2.get('handle', _M)
-            if f3 is _M: raise _R
-            f4 = e2.get('read_only', _M)
-            if f4 is _M: raise _R
+            f3 = e2['handle']
+            f4 = e2['read_only']
             v5 = 1 if f4 else 0
-            f6 = e2.get('mapped', _M)
-            if f6 is _M: raise _R
+            f6 = e2['mapped']
             v7 = 1 if f6 else 0
-            f8 = e2.get('byte_offset', _M)
-            if f8 is _M: raise _R
-            f9 = e2.get('byte_length', _M)
-            if f9 is _M: raise _R
-            f10 = e2.get('pfns', _M)
-            if f10 is _M: raise _R
+            f8 = e2['byte_offset']
+            f9 = e2['byte_length']
+            f10 = e2['pfns']
             if not isinstance(f10, (list, tuple)): raise _R
             d11 = _pack('<%dQ' % len(f10), *f10)
             ap(_P2(f3, v5, v7, f8, f9, len(f10)))
             ap(d11)
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

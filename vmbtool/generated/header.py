@@ -6,7 +6,7 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import MISSING as _M, FieldContainer as _C, Refuse as _R, as_view as _as_view
+from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
 from vmbtool.formats.header import FileHeader, HeaderPrefix
 
 
@@ -49,14 +49,11 @@ def build_HeaderPrefix(obj):
         if not isinstance(obj, dict): raise _R
         f1 = obj.get('magic', None)
         if f1 not in (None, b'VMBSAVE\x00',): raise _R
-        f2 = obj.get('format_major', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('format_minor', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('header_size', _M)
-        if f4 is _M: raise _R
+        f2 = obj['format_major']
+        f3 = obj['format_minor']
+        f4 = obj['header_size']
         return _P1(b'VMBSAVE\x00', f2, f3, f4)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -99,33 +96,24 @@ def build_FileHeader(obj):
         if not isinstance(obj, dict): raise _R
         f1 = obj.get('magic', None)
         if f1 not in (None, b'VMBSAVE\x00',): raise _R
-        f2 = obj.get('format_major', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('format_minor', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('header_size', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('flags', _M)
-        if f5 is _M: raise _R
-        f6 = obj.get('compression', _M)
-        if f6 is _M: raise _R
+        f2 = obj['format_major']
+        f3 = obj['format_minor']
+        f4 = obj['header_size']
+        f5 = obj['flags']
+        f6 = obj['compression']
         v7 = f6 if isinstance(f6, int) else _em4.get(f6) if isinstance(f6, str) else None
         if v7 is None: raise _R
-        f8 = obj.get('level', _M)
-        if f8 is _M: raise _R
+        f8 = obj['level']
         f9 = obj.get('reserved', None)
         if f9 not in (None, 0,): raise _R
-        f10 = obj.get('writer_version', _M)
-        if f10 is _M: raise _R
+        f10 = obj['writer_version']
         if not isinstance(f10, str): raise _R
         s11 = b'' if f10 == '' else f10.encode('ascii')
         if len(s11) > 16: raise _R
-        f12 = obj.get('created_ns', _M)
-        if f12 is _M: raise _R
-        f13 = obj.get('channel_count', _M)
-        if f13 is _M: raise _R
+        f12 = obj['created_ns']
+        f13 = obj['channel_count']
         return _P5(b'VMBSAVE\x00', f2, f3, f4, f5, v7, f8, 0, s11, f12, f13)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -16,7 +16,6 @@ from construct import ListContainer as _LC
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     TooManyElements as _TME,
@@ -213,29 +212,21 @@ def build_Incoming(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('number', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('transaction_id', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('type', _M)
-        if f3 is _M: raise _R
+        f1 = obj['number']
+        f2 = obj['transaction_id']
+        f3 = obj['type']
         v4 = f3 if isinstance(f3, int) else _em10.get(f3) if isinstance(f3, str) else None
         if v4 is None: raise _R
-        f5 = obj.get('flags', _M)
-        if f5 is _M: raise _R
-        f6 = obj.get('payload', _M)
-        if f6 is _M: raise _R
+        f5 = obj['flags']
+        f6 = obj['payload']
         d7 = f6 if f6.__class__ is bytes else bytes(f6) if f6.__class__ is bytearray else None
         if d7 is None: raise _R
-        f8 = obj.get('external', _M)
-        if f8 is _M: raise _R
+        f8 = obj['external']
         if not isinstance(f8, dict): raise _R
-        f9 = f8.get('kind', _M)
-        if f9 is _M: raise _R
+        f9 = f8['kind']
         v10 = f9 if isinstance(f9, int) else _em11.get(f9) if isinstance(f9, str) else None
         if v10 is None: raise _R
-        f11 = f8.get('body', _M)
-        if f11 is _M: raise _R
+        f11 = f8['body']
         ap(_P12(f1, f2, v4, f5, len(d7)))
         ap(d7)
         ap(_P13(v10))
@@ -247,18 +238,14 @@ def build_Incoming(obj):
             pass
         elif b12 == 1:
             if not isinstance(f11, dict): raise _R
-            f13 = f11.get('ranges', _M)
-            if f13 is _M: raise _R
+            f13 = f11['ranges']
             if not isinstance(f13, (list, tuple)): raise _R
             ap(_P14(len(f13)))
             for e14 in f13:
                 if not isinstance(e14, dict): raise _R
-                f15 = e14.get('byte_count', _M)
-                if f15 is _M: raise _R
-                f16 = e14.get('byte_offset', _M)
-                if f16 is _M: raise _R
-                f17 = e14.get('pfns', _M)
-                if f17 is _M: raise _R
+                f15 = e14['byte_count']
+                f16 = e14['byte_offset']
+                f17 = e14['pfns']
                 if not isinstance(f17, (list, tuple)): raise _R
                 d18 = _pack('<%dQ' % len(f17), *f17)
                 ap(_P15(f15, f16, len(f17)))
@@ -267,41 +254,31 @@ def build_Incoming(obj):
             pass
         elif b12 == 2:
             if not isinstance(f11, dict): raise _R
-            f19 = f11.get('handle', _M)
-            if f19 is _M: raise _R
-            f20 = f11.get('sender_owns_set', _M)
-            if f20 is _M: raise _R
+            f19 = f11['handle']
+            f20 = f11['sender_owns_set']
             v21 = 1 if f20 else 0
-            f22 = f11.get('ranges', _M)
-            if f22 is _M: raise _R
+            f22 = f11['ranges']
             if not isinstance(f22, (list, tuple)): raise _R
             ap(_P16(f19, v21, len(f22)))
             for e23 in f22:
                 if not isinstance(e23, dict): raise _R
-                f24 = e23.get('byte_count', _M)
-                if f24 is _M: raise _R
-                f25 = e23.get('byte_offset', _M)
-                if f25 is _M: raise _R
+                f24 = e23['byte_count']
+                f25 = e23['byte_offset']
                 ap(_P17(f24, f25))
                 pass
             pass
         elif b12 == 3:
             if not isinstance(f11, dict): raise _R
-            f26 = f11.get('handle', _M)
-            if f26 is _M: raise _R
-            f27 = f11.get('sender_owns_set', _M)
-            if f27 is _M: raise _R
+            f26 = f11['handle']
+            f27 = f11['sender_owns_set']
             v28 = 1 if f27 else 0
-            f29 = f11.get('ranges', _M)
-            if f29 is _M: raise _R
+            f29 = f11['ranges']
             if not isinstance(f29, (list, tuple)): raise _R
             ap(_P16(f26, v28, len(f29)))
             for e30 in f29:
                 if not isinstance(e30, dict): raise _R
-                f31 = e30.get('byte_count', _M)
-                if f31 is _M: raise _R
-                f32 = e30.get('byte_offset', _M)
-                if f32 is _M: raise _R
+                f31 = e30['byte_count']
+                f32 = e30['byte_offset']
                 ap(_P17(f31, f32))
                 pass
             pass
@@ -309,7 +286,7 @@ def build_Incoming(obj):
             raise _R
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -493,35 +470,26 @@ def build_PendingIncoming(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('packets', _M)
-        if f1 is _M: raise _R
+        f1 = obj['packets']
         if not isinstance(f1, (list, tuple)): raise _R
         ap(_P14(len(f1)))
         for e2 in f1:
             if not isinstance(e2, dict): raise _R
-            f3 = e2.get('number', _M)
-            if f3 is _M: raise _R
-            f4 = e2.get('transaction_id', _M)
-            if f4 is _M: raise _R
-            f5 = e2.get('type', _M)
-            if f5 is _M: raise _R
+            f3 = e2['number']
+            f4 = e2['transaction_id']
+            f5 = e2['type']
             v6 = f5 if isinstance(f5, int) else _em10.get(f5) if isinstance(f5, str) else None
             if v6 is None: raise _R
-            f7 = e2.get('flags', _M)
-            if f7 is _M: raise _R
-            f8 = e2.get('payload', _M)
-            if f8 is _M: raise _R
+            f7 = e2['flags']
+            f8 = e2['payload']
             d9 = f8 if f8.__class__ is bytes else bytes(f8) if f8.__class__ is bytearray else None
             if d9 is None: raise _R
-            f10 = e2.get('external', _M)
-            if f10 is _M: raise _R
+            f10 = e2['external']
             if not isinstance(f10, dict): raise _R
-            f11 = f10.get('kind', _M)
-            if f11 is _M: raise _R
+            f11 = f10['kind']
             v12 = f11 if isinstance(f11, int) else _em11.get(f11) if isinstance(f11, str) else None
             if v12 is None: raise _R
-            f13 = f10.get('body', _M)
-            if f13 is _M: raise _R
+            f13 = f10['body']
             ap(_P12(f3, f4, v6, f7, len(d9)))
             ap(d9)
             ap(_P13(v12))
@@ -533,18 +501,14 @@ def build_PendingIncoming(obj):
                 pass
             elif b14 == 1:
                 if not isinstance(f13, dict): raise _R
-                f15 = f13.get('ranges', _M)
-                if f15 is _M: raise _R
+                f15 = f13['ranges']
                 if not isinstance(f15, (list, tuple)): raise _R
                 ap(_P14(len(f15)))
                 for e16 in f15:
                     if not isinstance(e16, dict): raise _R
-                    f17 = e16.get('byte_count', _M)
-                    if f17 is _M: raise _R
-                    f18 = e16.get('byte_offset', _M)
-                    if f18 is _M: raise _R
-                    f19 = e16.get('pfns', _M)
-                    if f19 is _M: raise _R
+                    f17 = e16['byte_count']
+                    f18 = e16['byte_offset']
+                    f19 = e16['pfns']
                     if not isinstance(f19, (list, tuple)): raise _R
                     d20 = _pack('<%dQ' % len(f19), *f19)
                     ap(_P15(f17, f18, len(f19)))
@@ -553,41 +517,31 @@ def build_PendingIncoming(obj):
                 pass
             elif b14 == 2:
                 if not isinstance(f13, dict): raise _R
-                f21 = f13.get('handle', _M)
-                if f21 is _M: raise _R
-                f22 = f13.get('sender_owns_set', _M)
-                if f22 is _M: raise _R
+                f21 = f13['handle']
+                f22 = f13['sender_owns_set']
                 v23 = 1 if f22 else 0
-                f24 = f13.get('ranges', _M)
-                if f24 is _M: raise _R
+                f24 = f13['ranges']
                 if not isinstance(f24, (list, tuple)): raise _R
                 ap(_P16(f21, v23, len(f24)))
                 for e25 in f24:
                     if not isinstance(e25, dict): raise _R
-                    f26 = e25.get('byte_count', _M)
-                    if f26 is _M: raise _R
-                    f27 = e25.get('byte_offset', _M)
-                    if f27 is _M: raise _R
+                    f26 = e25['byte_count']
+                    f27 = e25['byte_offset']
                     ap(_P17(f26, f27))
                     pass
                 pass
             elif b14 == 3:
                 if not isinstance(f13, dict): raise _R
-                f28 = f13.get('handle', _M)
-                if f28 is _M: raise _R
-                f29 = f13.get('sender_owns_set', _M)
-                if f29 is _M: raise _R
+                f28 = f13['handle']
+                f29 = f13['sender_owns_set']
                 v30 = 1 if f29 else 0
-                f31 = f13.get('ranges', _M)
-                if f31 is _M: raise _R
+                f31 = f13['ranges']
                 if not isinstance(f31, (list, tuple)): raise _R
                 ap(_P16(f28, v30, len(f31)))
                 for e32 in f31:
                     if not isinstance(e32, dict): raise _R
-                    f33 = e32.get('byte_count', _M)
-                    if f33 is _M: raise _R
-                    f34 = e32.get('byte_offset', _M)
-                    if f34 is _M: raise _R
+                    f33 = e32['byte_count']
+                    f34 = e32['byte_offset']
                     ap(_P17(f33, f34))
                     pass
                 pass
@@ -596,7 +550,7 @@ def build_PendingIncoming(obj):
                 pass
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -16,7 +16,6 @@ from construct import ListContainer as _LC
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     TooManyElements as _TME,
@@ -82,7 +81,7 @@ def build_PacketState(obj):
         v1 = obj if isinstance(obj, int) else _em2.get(obj) if isinstance(obj, str) else None
         if v1 is None: raise _R
         return _P3(v1)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -117,7 +116,7 @@ def build_PacketType(obj):
         v1 = obj if isinstance(obj, int) else _em6.get(obj) if isinstance(obj, str) else None
         if v1 is None: raise _R
         return _P7(v1)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -303,39 +302,28 @@ def build_PacketContext(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('transaction_id', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('state', _M)
-        if f2 is _M: raise _R
+        f1 = obj['transaction_id']
+        f2 = obj['state']
         v3 = f2 if isinstance(f2, int) else _em2.get(f2) if isinstance(f2, str) else None
         if v3 is None: raise _R
-        f4 = obj.get('type', _M)
-        if f4 is _M: raise _R
+        f4 = obj['type']
         v5 = f4 if isinstance(f4, int) else _em6.get(f4) if isinstance(f4, str) else None
         if v5 is None: raise _R
-        f6 = obj.get('send_flags', _M)
-        if f6 is _M: raise _R
-        f7 = obj.get('ring_offset', _M)
-        if f7 is _M: raise _R
-        f8 = obj.get('pointer', _M)
-        if f8 is _M: raise _R
-        f9 = obj.get('completion_routine', _M)
-        if f9 is _M: raise _R
+        f6 = obj['send_flags']
+        f7 = obj['ring_offset']
+        f8 = obj['pointer']
+        f9 = obj['completion_routine']
         if not isinstance(f9, str): raise _R
         s10 = b'' if f9 == '' else f9.encode('ascii')
-        f11 = obj.get('payload', _M)
-        if f11 is _M: raise _R
+        f11 = obj['payload']
         d12 = f11 if f11.__class__ is bytes else bytes(f11) if f11.__class__ is bytearray else None
         if d12 is None: raise _R
-        f13 = obj.get('external', _M)
-        if f13 is _M: raise _R
+        f13 = obj['external']
         if not isinstance(f13, dict): raise _R
-        f14 = f13.get('kind', _M)
-        if f14 is _M: raise _R
+        f14 = f13['kind']
         v15 = f14 if isinstance(f14, int) else _em16.get(f14) if isinstance(f14, str) else None
         if v15 is None: raise _R
-        f16 = f13.get('body', _M)
-        if f16 is _M: raise _R
+        f16 = f13['body']
         ap(_P17(f1, v3, v5, f6, f7, f8, len(s10)))
         ap(s10)
         ap(_P18(len(d12)))
@@ -349,18 +337,14 @@ def build_PacketContext(obj):
             pass
         elif b17 == 1:
             if not isinstance(f16, dict): raise _R
-            f18 = f16.get('ranges', _M)
-            if f18 is _M: raise _R
+            f18 = f16['ranges']
             if not isinstance(f18, (list, tuple)): raise _R
             ap(_P18(len(f18)))
             for e19 in f18:
                 if not isinstance(e19, dict): raise _R
-                f20 = e19.get('byte_count', _M)
-                if f20 is _M: raise _R
-                f21 = e19.get('byte_offset', _M)
-                if f21 is _M: raise _R
-                f22 = e19.get('pfns', _M)
-                if f22 is _M: raise _R
+                f20 = e19['byte_count']
+                f21 = e19['byte_offset']
+                f22 = e19['pfns']
                 if not isinstance(f22, (list, tuple)): raise _R
                 d23 = _pack('<%dQ' % len(f22), *f22)
                 ap(_P19(f20, f21, len(f22)))
@@ -369,41 +353,31 @@ def build_PacketContext(obj):
             pass
         elif b17 == 2:
             if not isinstance(f16, dict): raise _R
-            f24 = f16.get('handle', _M)
-            if f24 is _M: raise _R
-            f25 = f16.get('sender_owns_set', _M)
-            if f25 is _M: raise _R
+            f24 = f16['handle']
+            f25 = f16['sender_owns_set']
             v26 = 1 if f25 else 0
-            f27 = f16.get('ranges', _M)
-            if f27 is _M: raise _R
+            f27 = f16['ranges']
             if not isinstance(f27, (list, tuple)): raise _R
             ap(_P20(f24, v26, len(f27)))
             for e28 in f27:
                 if not isinstance(e28, dict): raise _R
-                f29 = e28.get('byte_count', _M)
-                if f29 is _M: raise _R
-                f30 = e28.get('byte_offset', _M)
-                if f30 is _M: raise _R
+                f29 = e28['byte_count']
+                f30 = e28['byte_offset']
                 ap(_P21(f29, f30))
                 pass
             pass
         elif b17 == 3:
             if not isinstance(f16, dict): raise _R
-            f31 = f16.get('handle', _M)
-            if f31 is _M: raise _R
-            f32 = f16.get('sender_owns_set', _M)
-            if f32 is _M: raise _R
+            f31 = f16['handle']
+            f32 = f16['sender_owns_set']
             v33 = 1 if f32 else 0
-            f34 = f16.get('ranges', _M)
-            if f34 is _M: raise _R
+            f34 = f16['ranges']
             if not isinstance(f34, (list, tuple)): raise _R
             ap(_P20(f31, v33, len(f34)))
             for e35 in f34:
                 if not isinstance(e35, dict): raise _R
-                f36 = e35.get('byte_count', _M)
-                if f36 is _M: raise _R
-                f37 = e35.get('byte_offset', _M)
-                if f37 is _M: raise _R
+                f36 = e35['byte_count']
+                f37 = e35['byte_offset']
                 ap(_P21(f36, f37))
                 pass
             pass
@@ -411,7 +385,7 @@ def build_PacketContext(obj):
             raise _R
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -617,43 +591,31 @@ def parse_PacketRecord(data):
 def build_PacketRecord(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('lib_buf', _M)
-        if f1 is _M: raise _R
+        f1 = obj['lib_buf']
         o2 = []
         if not isinstance(f1, dict): raise _R
-        f4 = f1.get('transaction_id', _M)
-        if f4 is _M: raise _R
-        f5 = f1.get('state', _M)
-        if f5 is _M: raise _R
+        f4 = f1['transaction_id']
+        f5 = f1['state']
         v6 = f5 if isinstance(f5, int) else _em2.get(f5) if isinstance(f5, str) else None
         if v6 is None: raise _R
-        f7 = f1.get('type', _M)
-        if f7 is _M: raise _R
+        f7 = f1['type']
         v8 = f7 if isinstance(f7, int) else _em6.get(f7) if isinstance(f7, str) else None
         if v8 is None: raise _R
-        f9 = f1.get('send_flags', _M)
-        if f9 is _M: raise _R
-        f10 = f1.get('ring_offset', _M)
-        if f10 is _M: raise _R
-        f11 = f1.get('pointer', _M)
-        if f11 is _M: raise _R
-        f12 = f1.get('completion_routine', _M)
-        if f12 is _M: raise _R
+        f9 = f1['send_flags']
+        f10 = f1['ring_offset']
+        f11 = f1['pointer']
+        f12 = f1['completion_routine']
         if not isinstance(f12, str): raise _R
         s13 = b'' if f12 == '' else f12.encode('ascii')
-        f14 = f1.get('payload', _M)
-        if f14 is _M: raise _R
+        f14 = f1['payload']
         d15 = f14 if f14.__class__ is bytes else bytes(f14) if f14.__class__ is bytearray else None
         if d15 is None: raise _R
-        f16 = f1.get('external', _M)
-        if f16 is _M: raise _R
+        f16 = f1['external']
         if not isinstance(f16, dict): raise _R
-        f17 = f16.get('kind', _M)
-        if f17 is _M: raise _R
+        f17 = f16['kind']
         v18 = f17 if isinstance(f17, int) else _em16.get(f17) if isinstance(f17, str) else None
         if v18 is None: raise _R
-        f19 = f16.get('body', _M)
-        if f19 is _M: raise _R
+        f19 = f16['body']
         o2.append(_P17(f4, v6, v8, f9, f10, f11, len(s13)))
         o2.append(s13)
         o2.append(_P18(len(d15)))
@@ -667,18 +629,14 @@ def build_PacketRecord(obj):
             pass
         elif b20 == 1:
             if not isinstance(f19, dict): raise _R
-            f21 = f19.get('ranges', _M)
-            if f21 is _M: raise _R
+            f21 = f19['ranges']
             if not isinstance(f21, (list, tuple)): raise _R
             o2.append(_P18(len(f21)))
             for e22 in f21:
                 if not isinstance(e22, dict): raise _R
-                f23 = e22.get('byte_count', _M)
-                if f23 is _M: raise _R
-                f24 = e22.get('byte_offset', _M)
-                if f24 is _M: raise _R
-                f25 = e22.get('pfns', _M)
-                if f25 is _M: raise _R
+                f23 = e22['byte_count']
+                f24 = e22['byte_offset']
+                f25 = e22['pfns']
                 if not isinstance(f25, (list, tuple)): raise _R
                 d26 = _pack('<%dQ' % len(f25), *f25)
                 o2.append(_P19(f23, f24, len(f25)))
@@ -687,41 +645,31 @@ def build_PacketRecord(obj):
             pass
         elif b20 == 2:
             if not isinstance(f19, dict): raise _R
-            f27 = f19.get('handle', _M)
-            if f27 is _M: raise _R
-            f28 = f19.get('sender_owns_set', _M)
-            if f28 is _M: raise _R
+            f27 = f19['handle']
+            f28 = f19['sender_owns_set']
             v29 = 1 if f28 else 0
-            f30 = f19.get('ranges', _M)
-            if f30 is _M: raise _R
+            f30 = f19['ranges']
             if not isinstance(f30, (list, tuple)): raise _R
             o2.append(_P20(f27, v29, len(f30)))
             for e31 in f30:
                 if not isinstance(e31, dict): raise _R
-                f32 = e31.get('byte_count', _M)
-                if f32 is _M: raise _R
-                f33 = e31.get('byte_offset', _M)
-                if f33 is _M: raise _R
+                f32 = e31['byte_count']
+                f33 = e31['byte_offset']
                 o2.append(_P21(f32, f33))
                 pass
             pass
         elif b20 == 3:
             if not isinstance(f19, dict): raise _R
-            f34 = f19.get('handle', _M)
-            if f34 is _M: raise _R
-            f35 = f19.get('sender_owns_set', _M)
-            if f35 is _M: raise _R
+            f34 = f19['handle']
+            f35 = f19['sender_owns_set']
             v36 = 1 if f35 else 0
-            f37 = f19.get('ranges', _M)
-            if f37 is _M: raise _R
+            f37 = f19['ranges']
             if not isinstance(f37, (list, tuple)): raise _R
             o2.append(_P20(f34, v36, len(f37)))
             for e38 in f37:
                 if not isinstance(e38, dict): raise _R
-                f39 = e38.get('byte_count', _M)
-                if f39 is _M: raise _R
-                f40 = e38.get('byte_offset', _M)
-                if f40 is _M: raise _R
+                f39 = e38['byte_count']
+                f40 = e38['byte_offset']
                 o2.append(_P21(f39, f40))
                 pass
             pass
@@ -729,12 +677,11 @@ def build_PacketRecord(obj):
             raise _R
             pass
         d3 = b''.join(o2)
-        f41 = obj.get('save_buf', _M)
-        if f41 is _M: raise _R
+        f41 = obj['save_buf']
         d42 = f41 if f41.__class__ is bytes else bytes(f41) if f41.__class__ is bytearray else None
         if d42 is None: raise _R
         return b''.join((_P18(len(d3)), d3, _P18(len(d42)), d42,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -6,7 +6,7 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import MISSING as _M, FieldContainer as _C, Refuse as _R, as_view as _as_view
+from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
 from vmbtool.formats.ring import RingState
 
 
@@ -57,30 +57,22 @@ def parse_RingState(data):
 def build_RingState(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('direction', _M)
-        if f1 is _M: raise _R
+        f1 = obj['direction']
         v2 = f1 if isinstance(f1, int) else _em2.get(f1) if isinstance(f1, str) else None
         if v2 is None: raise _R
-        f3 = obj.get('write_index', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('read_index', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('interrupt_mask', _M)
-        if f5 is _M: raise _R
-        f6 = obj.get('pending_send_size', _M)
-        if f6 is _M: raise _R
-        f7 = obj.get('feature_bits', _M)
-        if f7 is _M: raise _R
-        f8 = obj.get('data_pages', _M)
-        if f8 is _M: raise _R
-        f9 = obj.get('data', _M)
-        if f9 is _M: raise _R
+        f3 = obj['write_index']
+        f4 = obj['read_index']
+        f5 = obj['interrupt_mask']
+        f6 = obj['pending_send_size']
+        f7 = obj['feature_bits']
+        f8 = obj['data_pages']
+        f9 = obj['data']
         if f8.__class__ is not int: raise _R
         d10 = f9 if f9.__class__ is bytes else bytes(f9) if f9.__class__ is bytearray else None
         if d10 is None: raise _R
         if len(d10) != (f8 * 4096): raise _R
         return b''.join((_P3(v2, f3, f4, f5, f6, f7, f8), d10,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -115,24 +107,17 @@ def parse_RingControl(data):
 def build_RingControl(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('direction', _M)
-        if f1 is _M: raise _R
+        f1 = obj['direction']
         v2 = f1 if isinstance(f1, int) else _em2.get(f1) if isinstance(f1, str) else None
         if v2 is None: raise _R
-        f3 = obj.get('write_index', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('read_index', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('interrupt_mask', _M)
-        if f5 is _M: raise _R
-        f6 = obj.get('pending_send_size', _M)
-        if f6 is _M: raise _R
-        f7 = obj.get('feature_bits', _M)
-        if f7 is _M: raise _R
-        f8 = obj.get('data_pages', _M)
-        if f8 is _M: raise _R
+        f3 = obj['write_index']
+        f4 = obj['read_index']
+        f5 = obj['interrupt_mask']
+        f6 = obj['pending_send_size']
+        f7 = obj['feature_bits']
+        f8 = obj['data_pages']
         return _P3(v2, f3, f4, f5, f6, f7, f8)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -18,7 +18,6 @@ from vmbtool.fastpath import (
     ELEMENT_BUDGET as _BUDGET,
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
-    MISSING as _M,
     FieldContainer as _C,
     Refuse as _R,
     TooManyElements as _TME,
@@ -472,96 +471,64 @@ def build_GuestChannel(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('context', _M)
-        if f1 is _M: raise _R
+        f1 = obj['context']
         if not isinstance(f1, dict): raise _R
-        f2 = f1.get('role', _M)
-        if f2 is _M: raise _R
+        f2 = f1['role']
         v3 = f2 if isinstance(f2, int) else _em15.get(f2) if isinstance(f2, str) else None
         if v3 is None: raise _R
-        f4 = f1.get('state', _M)
-        if f4 is _M: raise _R
-        f5 = f1.get('interface_type', _M)
-        if f5 is _M: raise _R
+        f4 = f1['state']
+        f5 = f1['interface_type']
         v6 = (_gb.get(f5) if f5.__class__ is str else None) or _guid_bytes(f5)
-        f7 = f1.get('interface_instance', _M)
-        if f7 is _M: raise _R
+        f7 = f1['interface_instance']
         v8 = (_gb.get(f7) if f7.__class__ is str else None) or _guid_bytes(f7)
-        f9 = f1.get('subchannel_index', _M)
-        if f9 is _M: raise _R
-        f10 = f1.get('flags', _M)
-        if f10 is _M: raise _R
-        f11 = f1.get('max_packet_size', _M)
-        if f11 is _M: raise _R
-        f12 = f1.get('max_external_data_size', _M)
-        if f12 is _M: raise _R
-        f13 = f1.get('max_chain_length', _M)
-        if f13 is _M: raise _R
-        f14 = f1.get('client_context_size', _M)
-        if f14 is _M: raise _R
-        f15 = f1.get('mmio_megabytes', _M)
-        if f15 is _M: raise _R
-        f16 = f1.get('mmio_megabytes_optional', _M)
-        if f16 is _M: raise _R
-        f17 = f1.get('incoming_ring_pages', _M)
-        if f17 is _M: raise _R
-        f18 = f1.get('outgoing_ring_pages', _M)
-        if f18 is _M: raise _R
-        f19 = f1.get('friendly_name', _M)
-        if f19 is _M: raise _R
+        f9 = f1['subchannel_index']
+        f10 = f1['flags']
+        f11 = f1['max_packet_size']
+        f12 = f1['max_external_data_size']
+        f13 = f1['max_chain_length']
+        f14 = f1['client_context_size']
+        f15 = f1['mmio_megabytes']
+        f16 = f1['mmio_megabytes_optional']
+        f17 = f1['incoming_ring_pages']
+        f18 = f1['outgoing_ring_pages']
+        f19 = f1['friendly_name']
         if not isinstance(f19, str): raise _R
         s20 = b'' if f19 == '' else f19.encode('utf8')
-        f21 = f1.get('next_transaction_id', _M)
-        if f21 is _M: raise _R
-        f22 = f1.get('next_incoming_number', _M)
-        if f22 is _M: raise _R
-        f23 = f1.get('next_gpadl_handle', _M)
-        if f23 is _M: raise _R
-        f24 = obj.get('packets', _M)
-        if f24 is _M: raise _R
+        f21 = f1['next_transaction_id']
+        f22 = f1['next_incoming_number']
+        f23 = f1['next_gpadl_handle']
+        f24 = obj['packets']
         if not isinstance(f24, (list, tuple)): raise _R
         ap(_P16(94 + len(s20), v3, f4, v6, v8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, len(s20)))
         ap(s20)
         ap(_P17(f21, f22, f23, len(f24)))
         for e25 in f24:
             if not isinstance(e25, dict): raise _R
-            f26 = e25.get('lib_buf', _M)
-            if f26 is _M: raise _R
+            f26 = e25['lib_buf']
             o27 = []
             if not isinstance(f26, dict): raise _R
-            f29 = f26.get('transaction_id', _M)
-            if f29 is _M: raise _R
-            f30 = f26.get('state', _M)
-            if f30 is _M: raise _R
+            f29 = f26['transaction_id']
+            f30 = f26['state']
             v31 = f30 if isinstance(f30, int) else _em18.get(f30) if isinstance(f30, str) else None
             if v31 is None: raise _R
-            f32 = f26.get('type', _M)
-            if f32 is _M: raise _R
+            f32 = f26['type']
             v33 = f32 if isinstance(f32, int) else _em19.get(f32) if isinstance(f32, str) else None
             if v33 is None: raise _R
-            f34 = f26.get('send_flags', _M)
-            if f34 is _M: raise _R
-            f35 = f26.get('ring_offset', _M)
-            if f35 is _M: raise _R
-            f36 = f26.get('pointer', _M)
-            if f36 is _M: raise _R
-            f37 = f26.get('completion_routine', _M)
-            if f37 is _M: raise _R
+            f34 = f26['send_flags']
+            f35 = f26['ring_offset']
+            f36 = f26['pointer']
+            f37 = f26['completion_routine']
             if not isinstance(f37, str): raise _R
             s38 = b'' if f37 == '' else f37.encode('ascii')
-            f39 = f26.get('payload', _M)
-            if f39 is _M: raise _R
+            f39 = f26['payload']
             d40 = f39 if f39.__class__ is bytes else bytes(f39) if f39.__class__ is bytearray else None
             if d40 is None: raise _R
-            f41 = f26.get('external', _M)
-            if f41 is _M: raise _R
+            f41 = f26['external']
             if not isinstance(f41, dict): raise _R
-            f42 = f41.get('kind', _M)
-            if f42 is _M: raise _R
+            f42 = f41['kind']
             v43 = f42 if isinstance(f42, int) else _em20.get(f42) if isinstance(f42, str) else None
             if v43 is None: raise _R
-            f44 = f41.get('body', _M)
-            if f44 is _M: raise _R
+            f44 = f41['body']
             o27.append(_P21(f29, v31, v33, f34, f35, f36, len(s38)))
             o27.append(s38)
             o27.append(_P22(len(d40)))
@@ -575,18 +542,14 @@ def build_GuestChannel(obj):
                 pass
             elif b45 == 1:
                 if not isinstance(f44, dict): raise _R
-                f46 = f44.get('ranges', _M)
-                if f46 is _M: raise _R
+                f46 = f44['ranges']
                 if not isinstance(f46, (list, tuple)): raise _R
                 o27.append(_P22(len(f46)))
                 for e47 in f46:
                     if not isinstance(e47, dict): raise _R
-                    f48 = e47.get('byte_count', _M)
-                    if f48 is _M: raise _R
-                    f49 = e47.get('byte_offset', _M)
-                    if f49 is _M: raise _R
-                    f50 = e47.get('pfns', _M)
-                    if f50 is _M: raise _R
+                    f48 = e47['byte_count']
+                    f49 = e47['byte_offset']
+                    f50 = e47['pfns']
                     if not isinstance(f50, (list, tuple)): raise _R
                     d51 = _pack('<%dQ' % len(f50), *f50)
                     o27.append(_P24(f48, f49, len(f50)))
@@ -595,41 +558,31 @@ def build_GuestChannel(obj):
                 pass
             elif b45 == 2:
                 if not isinstance(f44, dict): raise _R
-                f52 = f44.get('handle', _M)
-                if f52 is _M: raise _R
-                f53 = f44.get('sender_owns_set', _M)
-                if f53 is _M: raise _R
+                f52 = f44['handle']
+                f53 = f44['sender_owns_set']
                 v54 = 1 if f53 else 0
-                f55 = f44.get('ranges', _M)
-                if f55 is _M: raise _R
+                f55 = f44['ranges']
                 if not isinstance(f55, (list, tuple)): raise _R
                 o27.append(_P25(f52, v54, len(f55)))
                 for e56 in f55:
                     if not isinstance(e56, dict): raise _R
-                    f57 = e56.get('byte_count', _M)
-                    if f57 is _M: raise _R
-                    f58 = e56.get('byte_offset', _M)
-                    if f58 is _M: raise _R
+                    f57 = e56['byte_count']
+                    f58 = e56['byte_offset']
                     o27.append(_P26(f57, f58))
                     pass
                 pass
             elif b45 == 3:
                 if not isinstance(f44, dict): raise _R
-                f59 = f44.get('handle', _M)
-                if f59 is _M: raise _R
-                f60 = f44.get('sender_owns_set', _M)
-                if f60 is _M: raise _R
+                f59 = f44['handle']
+                f60 = f44['sender_owns_set']
                 v61 = 1 if f60 else 0
-                f62 = f44.get('ranges', _M)
-                if f62 is _M: raise _R
+                f62 = f44['ranges']
                 if not isinstance(f62, (list, tuple)): raise _R
                 o27.append(_P25(f59, v61, len(f62)))
                 for e63 in f62:
                     if not isinstance(e63, dict): raise _R
-                    f64 = e63.get('byte_count', _M)
-                    if f64 is _M: raise _R
-                    f65 = e63.get('byte_offset', _M)
-                    if f65 is _M: raise _R
+                    f64 = e63['byte_count']
+                    f65 = e63['byte_offset']
                     o27.append(_P26(f64, f65))
                     pass
                 pass
@@ -637,8 +590,7 @@ def build_GuestChannel(obj):
                 raise _R
                 pass
             d28 = b''.join(o27)
-            f66 = e25.get('save_buf', _M)
-            if f66 is _M: raise _R
+            f66 = e25['save_buf']
             d67 = f66 if f66.__class__ is bytes else bytes(f66) if f66.__class__ is bytearray else None
             if d67 is None: raise _R
             ap(_P22(len(d28)))
@@ -646,38 +598,28 @@ def build_GuestChannel(obj):
             ap(_P22(len(d67)))
             ap(d67)
             pass
-        f68 = obj.get('pending_incoming', _M)
-        if f68 is _M: raise _R
+        f68 = obj['pending_incoming']
         if not isinstance(f68, dict): raise _R
-        f69 = f68.get('packets', _M)
-        if f69 is _M: raise _R
+        f69 = f68['packets']
         if not isinstance(f69, (list, tuple)): raise _R
         ap(_P22(len(f69)))
         for e70 in f69:
             if not isinstance(e70, dict): raise _R
-            f71 = e70.get('number', _M)
-            if f71 is _M: raise _R
-            f72 = e70.get('transaction_id', _M)
-            if f72 is _M: raise _R
-            f73 = e70.get('type', _M)
-            if f73 is _M: raise _R
+            f71 = e70['number']
+            f72 = e70['transaction_id']
+            f73 = e70['type']
             v74 = f73 if isinstance(f73, int) else _em19.get(f73) if isinstance(f73, str) else None
             if v74 is None: raise _R
-            f75 = e70.get('flags', _M)
-            if f75 is _M: raise _R
-            f76 = e70.get('payload', _M)
-            if f76 is _M: raise _R
+            f75 = e70['flags']
+            f76 = e70['payload']
             d77 = f76 if f76.__class__ is bytes else bytes(f76) if f76.__class__ is bytearray else None
             if d77 is None: raise _R
-            f78 = e70.get('external', _M)
-            if f78 is _M: raise _R
+            f78 = e70['external']
             if not isinstance(f78, dict): raise _R
-            f79 = f78.get('kind', _M)
-            if f79 is _M: raise _R
+            f79 = f78['kind']
             v80 = f79 if isinstance(f79, int) else _em20.get(f79) if isinstance(f79, str) else None
             if v80 is None: raise _R
-            f81 = f78.get('body', _M)
-            if f81 is _M: raise _R
+            f81 = f78['body']
             ap(_P27(f71, f72, v74, f75, len(d77)))
             ap(d77)
             ap(_P23(v80))
@@ -689,18 +631,14 @@ def build_GuestChannel(obj):
                 pass
             elif b82 == 1:
                 if not isinstance(f81, dict): raise _R
-                f83 = f81.get('ranges', _M)
-                if f83 is _M: raise _R
+                f83 = f81['ranges']
                 if not isinstance(f83, (list, tuple)): raise _R
                 ap(_P22(len(f83)))
                 for e84 in f83:
                     if not isinstance(e84, dict): raise _R
-                    f85 = e84.get('byte_count', _M)
-                    if f85 is _M: raise _R
-                    f86 = e84.get('byte_offset', _M)
-                    if f86 is _M: raise _R
-                    f87 = e84.get('pfns', _M)
-                    if f87 is _M: raise _R
+                    f85 = e84['byte_count']
+                    f86 = e84['byte_offset']
+                    f87 = e84['pfns']
                     if not isinstance(f87, (list, tuple)): raise _R
                     d88 = _pack('<%dQ' % len(f87), *f87)
                     ap(_P24(f85, f86, len(f87)))
@@ -709,41 +647,31 @@ def build_GuestChannel(obj):
                 pass
             elif b82 == 2:
                 if not isinstance(f81, dict): raise _R
-                f89 = f81.get('handle', _M)
-                if f89 is _M: raise _R
-                f90 = f81.get('sender_owns_set', _M)
-                if f90 is _M: raise _R
+                f89 = f81['handle']
+                f90 = f81['sender_owns_set']
                 v91 = 1 if f90 else 0
-                f92 = f81.get('ranges', _M)
-                if f92 is _M: raise _R
+                f92 = f81['ranges']
                 if not isinstance(f92, (list, tuple)): raise _R
                 ap(_P25(f89, v91, len(f92)))
                 for e93 in f92:
                     if not isinstance(e93, dict): raise _R
-                    f94 = e93.get('byte_count', _M)
-                    if f94 is _M: raise _R
-                    f95 = e93.get('byte_offset', _M)
-                    if f95 is _M: raise _R
+                    f94 = e93['byte_count']
+                    f95 = e93['byte_offset']
                     ap(_P26(f94, f95))
                     pass
                 pass
             elif b82 == 3:
                 if not isinstance(f81, dict): raise _R
-                f96 = f81.get('handle', _M)
-                if f96 is _M: raise _R
-                f97 = f81.get('sender_owns_set', _M)
-                if f97 is _M: raise _R
+                f96 = f81['handle']
+                f97 = f81['sender_owns_set']
                 v98 = 1 if f97 else 0
-                f99 = f81.get('ranges', _M)
-                if f99 is _M: raise _R
+                f99 = f81['ranges']
                 if not isinstance(f99, (list, tuple)): raise _R
                 ap(_P25(f96, v98, len(f99)))
                 for e100 in f99:
                     if not isinstance(e100, dict): raise _R
-                    f101 = e100.get('byte_count', _M)
-                    if f101 is _M: raise _R
-                    f102 = e100.get('byte_offset', _M)
-                    if f102 is _M: raise _R
+                    f101 = e100['byte_count']
+                    f102 = e100['byte_offset']
                     ap(_P26(f101, f102))
                     pass
                 pass
@@ -752,7 +680,7 @@ def build_GuestChannel(obj):
                 pass
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -1216,24 +1144,18 @@ def build_ScenarioState(obj):
         out = []
         ap = out.append
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('scenario', _M)
-        if f1 is _M: raise _R
+        f1 = obj['scenario']
         if not isinstance(f1, str): raise _R
         s2 = b'' if f1 == '' else f1.encode('ascii')
-        f3 = obj.get('seed', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('steps_taken', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('vsp_state', _M)
-        if f5 is _M: raise _R
+        f3 = obj['seed']
+        f4 = obj['steps_taken']
+        f5 = obj['vsp_state']
         d6 = f5 if f5.__class__ is bytes else bytes(f5) if f5.__class__ is bytearray else None
         if d6 is None: raise _R
-        f7 = obj.get('vsc_state', _M)
-        if f7 is _M: raise _R
+        f7 = obj['vsc_state']
         d8 = f7 if f7.__class__ is bytes else bytes(f7) if f7.__class__ is bytearray else None
         if d8 is None: raise _R
-        f9 = obj.get('guests', _M)
-        if f9 is _M: raise _R
+        f9 = obj['guests']
         if not isinstance(f9, (list, tuple)): raise _R
         ap(_P30(len(s2)))
         ap(s2)
@@ -1244,96 +1166,64 @@ def build_ScenarioState(obj):
         ap(_P22(len(f9)))
         for e10 in f9:
             if not isinstance(e10, dict): raise _R
-            f11 = e10.get('context', _M)
-            if f11 is _M: raise _R
+            f11 = e10['context']
             if not isinstance(f11, dict): raise _R
-            f12 = f11.get('role', _M)
-            if f12 is _M: raise _R
+            f12 = f11['role']
             v13 = f12 if isinstance(f12, int) else _em15.get(f12) if isinstance(f12, str) else None
             if v13 is None: raise _R
-            f14 = f11.get('state', _M)
-            if f14 is _M: raise _R
-            f15 = f11.get('interface_type', _M)
-            if f15 is _M: raise _R
+            f14 = f11['state']
+            f15 = f11['interface_type']
             v16 = (_gb.get(f15) if f15.__class__ is str else None) or _guid_bytes(f15)
-            f17 = f11.get('interface_instance', _M)
-            if f17 is _M: raise _R
+            f17 = f11['interface_instance']
             v18 = (_gb.get(f17) if f17.__class__ is str else None) or _guid_bytes(f17)
-            f19 = f11.get('subchannel_index', _M)
-            if f19 is _M: raise _R
-            f20 = f11.get('flags', _M)
-            if f20 is _M: raise _R
-            f21 = f11.get('max_packet_size', _M)
-            if f21 is _M: raise _R
-            f22 = f11.get('max_external_data_size', _M)
-            if f22 is _M: raise _R
-            f23 = f11.get('max_chain_length', _M)
-            if f23 is _M: raise _R
-            f24 = f11.get('client_context_size', _M)
-            if f24 is _M: raise _R
-            f25 = f11.get('mmio_megabytes', _M)
-            if f25 is _M: raise _R
-            f26 = f11.get('mmio_megabytes_optional', _M)
-            if f26 is _M: raise _R
-            f27 = f11.get('incoming_ring_pages', _M)
-            if f27 is _M: raise _R
-            f28 = f11.get('outgoing_ring_pages', _M)
-            if f28 is _M: raise _R
-            f29 = f11.get('friendly_name', _M)
-            if f29 is _M: raise _R
+            f19 = f11['subchannel_index']
+            f20 = f11['flags']
+            f21 = f11['max_packet_size']
+            f22 = f11['max_external_data_size']
+            f23 = f11['max_chain_length']
+            f24 = f11['client_context_size']
+            f25 = f11['mmio_megabytes']
+            f26 = f11['mmio_megabytes_optional']
+            f27 = f11['incoming_ring_pages']
+            f28 = f11['outgoing_ring_pages']
+            f29 = f11['friendly_name']
             if not isinstance(f29, str): raise _R
             s30 = b'' if f29 == '' else f29.encode('utf8')
-            f31 = f11.get('next_transaction_id', _M)
-            if f31 is _M: raise _R
-            f32 = f11.get('next_incoming_number', _M)
-            if f32 is _M: raise _R
-            f33 = f11.get('next_gpadl_handle', _M)
-            if f33 is _M: raise _R
-            f34 = e10.get('packets', _M)
-            if f34 is _M: raise _R
+            f31 = f11['next_transaction_id']
+            f32 = f11['next_incoming_number']
+            f33 = f11['next_gpadl_handle']
+            f34 = e10['packets']
             if not isinstance(f34, (list, tuple)): raise _R
             ap(_P16(94 + len(s30), v13, f14, v16, v18, f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, len(s30)))
             ap(s30)
             ap(_P17(f31, f32, f33, len(f34)))
             for e35 in f34:
                 if not isinstance(e35, dict): raise _R
-                f36 = e35.get('lib_buf', _M)
-                if f36 is _M: raise _R
+                f36 = e35['lib_buf']
                 o37 = []
                 if not isinstance(f36, dict): raise _R
-                f39 = f36.get('transaction_id', _M)
-                if f39 is _M: raise _R
-                f40 = f36.get('state', _M)
-                if f40 is _M: raise _R
+                f39 = f36['transaction_id']
+                f40 = f36['state']
                 v41 = f40 if isinstance(f40, int) else _em18.get(f40) if isinstance(f40, str) else None
                 if v41 is None: raise _R
-                f42 = f36.get('type', _M)
-                if f42 is _M: raise _R
+                f42 = f36['type']
                 v43 = f42 if isinstance(f42, int) else _em19.get(f42) if isinstance(f42, str) else None
                 if v43 is None: raise _R
-                f44 = f36.get('send_flags', _M)
-                if f44 is _M: raise _R
-                f45 = f36.get('ring_offset', _M)
-                if f45 is _M: raise _R
-                f46 = f36.get('pointer', _M)
-                if f46 is _M: raise _R
-                f47 = f36.get('completion_routine', _M)
-                if f47 is _M: raise _R
+                f44 = f36['send_flags']
+                f45 = f36['ring_offset']
+                f46 = f36['pointer']
+                f47 = f36['completion_routine']
                 if not isinstance(f47, str): raise _R
                 s48 = b'' if f47 == '' else f47.encode('ascii')
-                f49 = f36.get('payload', _M)
-                if f49 is _M: raise _R
+                f49 = f36['payload']
                 d50 = f49 if f49.__class__ is bytes else bytes(f49) if f49.__class__ is bytearray else None
                 if d50 is None: raise _R
-                f51 = f36.get('external', _M)
-                if f51 is _M: raise _R
+                f51 = f36['external']
                 if not isinstance(f51, dict): raise _R
-                f52 = f51.get('kind', _M)
-                if f52 is _M: raise _R
+                f52 = f51['kind']
                 v53 = f52 if isinstance(f52, int) else _em20.get(f52) if isinstance(f52, str) else None
                 if v53 is None: raise _R
-                f54 = f51.get('body', _M)
-                if f54 is _M: raise _R
+                f54 = f51['body']
                 o37.append(_P21(f39, v41, v43, f44, f45, f46, len(s48)))
                 o37.append(s48)
                 o37.append(_P22(len(d50)))
@@ -1347,18 +1237,14 @@ def build_ScenarioState(obj):
                     pass
                 elif b55 == 1:
                     if not isinstance(f54, dict): raise _R
-                    f56 = f54.get('ranges', _M)
-                    if f56 is _M: raise _R
+                    f56 = f54['ranges']
                     if not isinstance(f56, (list, tuple)): raise _R
                     o37.append(_P22(len(f56)))
                     for e57 in f56:
                         if not isinstance(e57, dict): raise _R
-                        f58 = e57.get('byte_count', _M)
-                        if f58 is _M: raise _R
-                        f59 = e57.get('byte_offset', _M)
-                        if f59 is _M: raise _R
-                        f60 = e57.get('pfns', _M)
-                        if f60 is _M: raise _R
+                        f58 = e57['byte_count']
+                        f59 = e57['byte_offset']
+                        f60 = e57['pfns']
                         if not isinstance(f60, (list, tuple)): raise _R
                         d61 = _pack('<%dQ' % len(f60), *f60)
                         o37.append(_P24(f58, f59, len(f60)))
@@ -1367,41 +1253,31 @@ def build_ScenarioState(obj):
                     pass
                 elif b55 == 2:
                     if not isinstance(f54, dict): raise _R
-                    f62 = f54.get('handle', _M)
-                    if f62 is _M: raise _R
-                    f63 = f54.get('sender_owns_set', _M)
-                    if f63 is _M: raise _R
+                    f62 = f54['handle']
+                    f63 = f54['sender_owns_set']
                     v64 = 1 if f63 else 0
-                    f65 = f54.get('ranges', _M)
-                    if f65 is _M: raise _R
+                    f65 = f54['ranges']
                     if not isinstance(f65, (list, tuple)): raise _R
                     o37.append(_P25(f62, v64, len(f65)))
                     for e66 in f65:
                         if not isinstance(e66, dict): raise _R
-                        f67 = e66.get('byte_count', _M)
-                        if f67 is _M: raise _R
-                        f68 = e66.get('byte_offset', _M)
-                        if f68 is _M: raise _R
+                        f67 = e66['byte_count']
+                        f68 = e66['byte_offset']
                         o37.append(_P26(f67, f68))
                         pass
                     pass
                 elif b55 == 3:
                     if not isinstance(f54, dict): raise _R
-                    f69 = f54.get('handle', _M)
-                    if f69 is _M: raise _R
-                    f70 = f54.get('sender_owns_set', _M)
-                    if f70 is _M: raise _R
+                    f69 = f54['handle']
+                    f70 = f54['sender_owns_set']
                     v71 = 1 if f70 else 0
-                    f72 = f54.get('ranges', _M)
-                    if f72 is _M: raise _R
+                    f72 = f54['ranges']
                     if not isinstance(f72, (list, tuple)): raise _R
                     o37.append(_P25(f69, v71, len(f72)))
                     for e73 in f72:
                         if not isinstance(e73, dict): raise _R
-                        f74 = e73.get('byte_count', _M)
-                        if f74 is _M: raise _R
-                        f75 = e73.get('byte_offset', _M)
-                        if f75 is _M: raise _R
+                        f74 = e73['byte_count']
+                        f75 = e73['byte_offset']
                         o37.append(_P26(f74, f75))
                         pass
                     pass
@@ -1409,8 +1285,7 @@ def build_ScenarioState(obj):
                     raise _R
                     pass
                 d38 = b''.join(o37)
-                f76 = e35.get('save_buf', _M)
-                if f76 is _M: raise _R
+                f76 = e35['save_buf']
                 d77 = f76 if f76.__class__ is bytes else bytes(f76) if f76.__class__ is bytearray else None
                 if d77 is None: raise _R
                 ap(_P22(len(d38)))
@@ -1418,38 +1293,28 @@ def build_ScenarioState(obj):
                 ap(_P22(len(d77)))
                 ap(d77)
                 pass
-            f78 = e10.get('pending_incoming', _M)
-            if f78 is _M: raise _R
+            f78 = e10['pending_incoming']
             if not isinstance(f78, dict): raise _R
-            f79 = f78.get('packets', _M)
-            if f79 is _M: raise _R
+            f79 = f78['packets']
             if not isinstance(f79, (list, tuple)): raise _R
             ap(_P22(len(f79)))
             for e80 in f79:
                 if not isinstance(e80, dict): raise _R
-                f81 = e80.get('number', _M)
-                if f81 is _M: raise _R
-                f82 = e80.get('transaction_id', _M)
-                if f82 is _M: raise _R
-                f83 = e80.get('type', _M)
-                if f83 is _M: raise _R
+                f81 = e80['number']
+                f82 = e80['transaction_id']
+                f83 = e80['type']
                 v84 = f83 if isinstance(f83, int) else _em19.get(f83) if isinstance(f83, str) else None
                 if v84 is None: raise _R
-                f85 = e80.get('flags', _M)
-                if f85 is _M: raise _R
-                f86 = e80.get('payload', _M)
-                if f86 is _M: raise _R
+                f85 = e80['flags']
+                f86 = e80['payload']
                 d87 = f86 if f86.__class__ is bytes else bytes(f86) if f86.__class__ is bytearray else None
                 if d87 is None: raise _R
-                f88 = e80.get('external', _M)
-                if f88 is _M: raise _R
+                f88 = e80['external']
                 if not isinstance(f88, dict): raise _R
-                f89 = f88.get('kind', _M)
-                if f89 is _M: raise _R
+                f89 = f88['kind']
                 v90 = f89 if isinstance(f89, int) else _em20.get(f89) if isinstance(f89, str) else None
                 if v90 is None: raise _R
-                f91 = f88.get('body', _M)
-                if f91 is _M: raise _R
+                f91 = f88['body']
                 ap(_P27(f81, f82, v84, f85, len(d87)))
                 ap(d87)
                 ap(_P23(v90))
@@ -1461,18 +1326,14 @@ def build_ScenarioState(obj):
                     pass
                 elif b92 == 1:
                     if not isinstance(f91, dict): raise _R
-                    f93 = f91.get('ranges', _M)
-                    if f93 is _M: raise _R
+                    f93 = f91['ranges']
                     if not isinstance(f93, (list, tuple)): raise _R
                     ap(_P22(len(f93)))
                     for e94 in f93:
                         if not isinstance(e94, dict): raise _R
-                        f95 = e94.get('byte_count', _M)
-                        if f95 is _M: raise _R
-                        f96 = e94.get('byte_offset', _M)
-                        if f96 is _M: raise _R
-                        f97 = e94.get('pfns', _M)
-                        if f97 is _M: raise _R
+                        f95 = e94['byte_count']
+                        f96 = e94['byte_offset']
+                        f97 = e94['pfns']
                         if not isinstance(f97, (list, tuple)): raise _R
                         d98 = _pack('<%dQ' % len(f97), *f97)
                         ap(_P24(f95, f96, len(f97)))
@@ -1481,41 +1342,31 @@ def build_ScenarioState(obj):
                     pass
                 elif b92 == 2:
                     if not isinstance(f91, dict): raise _R
-                    f99 = f91.get('handle', _M)
-                    if f99 is _M: raise _R
-                    f100 = f91.get('sender_owns_set', _M)
-                    if f100 is _M: raise _R
+                    f99 = f91['handle']
+                    f100 = f91['sender_owns_set']
                     v101 = 1 if f100 else 0
-                    f102 = f91.get('ranges', _M)
-                    if f102 is _M: raise _R
+                    f102 = f91['ranges']
                     if not isinstance(f102, (list, tuple)): raise _R
                     ap(_P25(f99, v101, len(f102)))
                     for e103 in f102:
                         if not isinstance(e103, dict): raise _R
-                        f104 = e103.get('byte_count', _M)
-                        if f104 is _M: raise _R
-                        f105 = e103.get('byte_offset', _M)
-                        if f105 is _M: raise _R
+                        f104 = e103['byte_count']
+                        f105 = e103['byte_offset']
                         ap(_P26(f104, f105))
                         pass
                     pass
                 elif b92 == 3:
                     if not isinstance(f91, dict): raise _R
-                    f106 = f91.get('handle', _M)
-                    if f106 is _M: raise _R
-                    f107 = f91.get('sender_owns_set', _M)
-                    if f107 is _M: raise _R
+                    f106 = f91['handle']
+                    f107 = f91['sender_owns_set']
                     v108 = 1 if f107 else 0
-                    f109 = f91.get('ranges', _M)
-                    if f109 is _M: raise _R
+                    f109 = f91['ranges']
                     if not isinstance(f109, (list, tuple)): raise _R
                     ap(_P25(f106, v108, len(f109)))
                     for e110 in f109:
                         if not isinstance(e110, dict): raise _R
-                        f111 = e110.get('byte_count', _M)
-                        if f111 is _M: raise _R
-                        f112 = e110.get('byte_offset', _M)
-                        if f112 is _M: raise _R
+                        f111 = e110['byte_count']
+                        f112 = e110['byte_offset']
                         ap(_P26(f111, f112))
                         pass
                     pass
@@ -1525,7 +1376,7 @@ def build_ScenarioState(obj):
                 pass
             pass
         return b''.join(out)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -1590,24 +1441,19 @@ def parse_ScenarioHead(data):
 def build_ScenarioHead(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('scenario', _M)
-        if f1 is _M: raise _R
+        f1 = obj['scenario']
         if not isinstance(f1, str): raise _R
         s2 = b'' if f1 == '' else f1.encode('ascii')
-        f3 = obj.get('seed', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('steps_taken', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('vsp_state', _M)
-        if f5 is _M: raise _R
+        f3 = obj['seed']
+        f4 = obj['steps_taken']
+        f5 = obj['vsp_state']
         d6 = f5 if f5.__class__ is bytes else bytes(f5) if f5.__class__ is bytearray else None
         if d6 is None: raise _R
-        f7 = obj.get('vsc_state', _M)
-        if f7 is _M: raise _R
+        f7 = obj['vsc_state']
         d8 = f7 if f7.__class__ is bytes else bytes(f7) if f7.__class__ is bytearray else None
         if d8 is None: raise _R
         return b''.join((_P30(len(s2)), s2, _P31(f3, f4, len(d6)), d6, _P22(len(d8)), d8,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -1668,50 +1514,32 @@ def parse_GuestChannel_context(data):
 def build_GuestChannel_context(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('role', _M)
-        if f1 is _M: raise _R
+        f1 = obj['role']
         v2 = f1 if isinstance(f1, int) else _em15.get(f1) if isinstance(f1, str) else None
         if v2 is None: raise _R
-        f3 = obj.get('state', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('interface_type', _M)
-        if f4 is _M: raise _R
+        f3 = obj['state']
+        f4 = obj['interface_type']
         v5 = (_gb.get(f4) if f4.__class__ is str else None) or _guid_bytes(f4)
-        f6 = obj.get('interface_instance', _M)
-        if f6 is _M: raise _R
+        f6 = obj['interface_instance']
         v7 = (_gb.get(f6) if f6.__class__ is str else None) or _guid_bytes(f6)
-        f8 = obj.get('subchannel_index', _M)
-        if f8 is _M: raise _R
-        f9 = obj.get('flags', _M)
-        if f9 is _M: raise _R
-        f10 = obj.get('max_packet_size', _M)
-        if f10 is _M: raise _R
-        f11 = obj.get('max_external_data_size', _M)
-        if f11 is _M: raise _R
-        f12 = obj.get('max_chain_length', _M)
-        if f12 is _M: raise _R
-        f13 = obj.get('client_context_size', _M)
-        if f13 is _M: raise _R
-        f14 = obj.get('mmio_megabytes', _M)
-        if f14 is _M: raise _R
-        f15 = obj.get('mmio_megabytes_optional', _M)
-        if f15 is _M: raise _R
-        f16 = obj.get('incoming_ring_pages', _M)
-        if f16 is _M: raise _R
-        f17 = obj.get('outgoing_ring_pages', _M)
-        if f17 is _M: raise _R
-        f18 = obj.get('friendly_name', _M)
-        if f18 is _M: raise _R
+        f8 = obj['subchannel_index']
+        f9 = obj['flags']
+        f10 = obj['max_packet_size']
+        f11 = obj['max_external_data_size']
+        f12 = obj['max_chain_length']
+        f13 = obj['client_context_size']
+        f14 = obj['mmio_megabytes']
+        f15 = obj['mmio_megabytes_optional']
+        f16 = obj['incoming_ring_pages']
+        f17 = obj['outgoing_ring_pages']
+        f18 = obj['friendly_name']
         if not isinstance(f18, str): raise _R
         s19 = b'' if f18 == '' else f18.encode('utf8')
-        f20 = obj.get('next_transaction_id', _M)
-        if f20 is _M: raise _R
-        f21 = obj.get('next_incoming_number', _M)
-        if f21 is _M: raise _R
-        f22 = obj.get('next_gpadl_handle', _M)
-        if f22 is _M: raise _R
+        f20 = obj['next_transaction_id']
+        f21 = obj['next_incoming_number']
+        f22 = obj['next_gpadl_handle']
         return b''.join((_P16(94 + len(s19), v2, f3, v5, v7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, len(s19)), s19, _P31(f20, f21, f22),))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

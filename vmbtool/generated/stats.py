@@ -6,7 +6,7 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import MISSING as _M, FieldContainer as _C, Refuse as _R, as_view as _as_view
+from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
 from vmbtool.formats.stats import Annotation, ChannelStats
 
 
@@ -43,20 +43,14 @@ def parse_ChannelStats(data):
 def build_ChannelStats(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('channel', _M)
-        if f1 is _M: raise _R
-        f2 = obj.get('packets_sent', _M)
-        if f2 is _M: raise _R
-        f3 = obj.get('packets_completed', _M)
-        if f3 is _M: raise _R
-        f4 = obj.get('bytes_sent', _M)
-        if f4 is _M: raise _R
-        f5 = obj.get('backlog_entries', _M)
-        if f5 is _M: raise _R
-        f6 = obj.get('backlog_packet_steps', _M)
-        if f6 is _M: raise _R
+        f1 = obj['channel']
+        f2 = obj['packets_sent']
+        f3 = obj['packets_completed']
+        f4 = obj['bytes_sent']
+        f5 = obj['backlog_entries']
+        f6 = obj['backlog_packet_steps']
         return _P1(f1, f2, f3, f4, f5, f6)
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
@@ -97,12 +91,11 @@ def parse_Annotation(data):
 def build_Annotation(obj):
     try:
         if not isinstance(obj, dict): raise _R
-        f1 = obj.get('text', _M)
-        if f1 is _M: raise _R
+        f1 = obj['text']
         if not isinstance(f1, str): raise _R
         s2 = b'' if f1 == '' else f1.encode('utf8')
         return b''.join((_P3(len(s2)), s2,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 

@@ -51,7 +51,7 @@ def build_VspState(obj):
         d1 = obj if obj.__class__ is bytes else bytes(obj) if obj.__class__ is bytearray else None
         if d1 is None: raise _R
         return b''.join((_P1(len(d1)), d1,))
-    except (_struct_error, UnicodeEncodeError):
+    except (KeyError, _struct_error, UnicodeEncodeError):
         raise _R from None
 
 
