@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from construct import Renamed, Switch
+from construct import Renamed, Struct, Switch
 
 from vmbtool.fastgen.tree import Unsupported
 
@@ -55,7 +55,10 @@ class Roots:
     @staticmethod
     def _children(expr: str, node) -> Iterable[tuple[str, Any]]:
         for i, sub in enumerate(getattr(node, "subcons", None) or ()):
-            yield f"{expr}.subcons[{i}]", sub
+            name = getattr(sub, "name", None)
+            by_name = type(node) is Struct and isinstance(name, str) and name.isidentifier() \
+                and getattr(node, name, None) is sub  # (a field not named like a method)
+            yield (f"{expr}.{name}" if by_name else f"{expr}.subcons[{i}]"), sub
         for attr in ("subcon", "lengthfield"):
             sub = getattr(node, attr, None)
             if sub is not None and hasattr(sub, "_parse"):

@@ -18,10 +18,10 @@ from vmbtool.fastpath import (
 from vmbtool.formats.channel import ChannelContext
 
 
-_dm0 = ChannelContext.subcons[0].subcon.decmapping
+_dm0 = ChannelContext.role.subcon.decmapping
 _S1 = _Struct('<BB16s16sHLLLLLLLLLH').unpack_from
 _S2 = _Struct('<QQL').unpack_from
-_em3 = ChannelContext.subcons[0].subcon.encmapping
+_em3 = ChannelContext.role.subcon.encmapping
 _P4 = _Struct('<BB16s16sHLLLLLLLLLH').pack
 _P5 = _Struct('<QQL').pack
 

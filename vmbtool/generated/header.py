@@ -12,9 +12,9 @@ from vmbtool.formats.header import FileHeader, HeaderPrefix
 
 _S0 = _Struct('<8sHHL').unpack_from
 _P1 = _Struct('<8sHHL').pack
-_dm2 = FileHeader.subcons[5].subcon.decmapping
+_dm2 = FileHeader.compression.subcon.decmapping
 _S3 = _Struct('<8sHHLLBbH16sQL').unpack_from
-_em4 = FileHeader.subcons[5].subcon.encmapping
+_em4 = FileHeader.compression.subcon.encmapping
 _P5 = _Struct('<8sHHLLBbH16sQL').pack
 
 

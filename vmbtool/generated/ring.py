@@ -10,9 +10,9 @@ from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_
 from vmbtool.formats.ring import RingState
 
 
-_dm0 = RingState.subcons[0].subcon.decmapping
+_dm0 = RingState.direction.subcon.decmapping
 _S1 = _Struct('<BLLLLLL').unpack_from
-_em2 = RingState.subcons[0].subcon.encmapping
+_em2 = RingState.direction.subcon.encmapping
 _P3 = _Struct('<BLLLLLL').pack
 
 

@@ -31,7 +31,7 @@ from vmbtool.formats.packet import PacketState, PacketType
 from vmbtool.formats.scenario import GuestChannel, ScenarioState
 
 
-_dm0 = ChannelContext.subcons[0].subcon.decmapping
+_dm0 = ChannelContext.role.subcon.decmapping
 _S1 = _Struct('<LBB16s16sHLLLLLLLLLH').unpack_from
 _S2 = _Struct('<QQLL').unpack_from
 _dm3 = PacketState.decmapping
@@ -46,7 +46,7 @@ _flag11 = {0: False, 1: True}
 _S12 = _Struct('<LBL').unpack_from
 _S13 = _Struct('<LL').unpack_from
 _S14 = _Struct('<QQHHL').unpack_from
-_em15 = ChannelContext.subcons[0].subcon.encmapping
+_em15 = ChannelContext.role.subcon.encmapping
 _P16 = _Struct('<LBB16s16sHLLLLLLLLLH').pack
 _P17 = _Struct('<QQLL').pack
 _em18 = PacketState.encmapping
