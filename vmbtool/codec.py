@@ -20,37 +20,41 @@ from typing import Any
 
 from construct import Construct, ConstructError, StreamError, Struct
 
-from vmbtool import fastpath, generated, plainwords
+from vmbtool import fastpath, plainwords
 from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
 
 _enabled = os.environ.get("VMBTOOL_PLAIN_GRAMMARS", "") in ("", "0")
 
 
-def _generated() -> tuple[dict[int, fastpath.CompiledGrammar],
-                          dict[tuple[int, ...], fastpath.CompiledGrammar]]:
-    """The generated pairs by id of their grammar (a grammar of vmbtool.formats, alive as
-    long as the process), and those of Structs by the ids of their fields: a Struct made
-    elsewhere of the very same fields (blob.RingControl, lean.ScenarioHead) parses and
-    builds as the one generated."""
-    by_id, by_fields = {}, {}
-    for module in generated.MODULES:
-        for grammar, parse_from, build in module.GRAMMARS:
-            pair = fastpath.CompiledGrammar(grammar, parse_from, build)
-            by_id[id(grammar)] = pair
-            if type(grammar) is Struct:
-                by_fields[tuple(map(id, grammar.subcons))] = pair
-        for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
-            by_fields[tuple(map(id, fields))] = fastpath.CompiledGrammar(
-                Struct(*fields), parse_from, build)
-    return by_id, by_fields
-
-
-_BY_ID, _BY_FIELDS = _generated()
+# the generated pairs by id of their grammar (a grammar of vmbtool.formats, alive as long
+# as the process), and those of Structs by the ids of their fields (`_load`)
+_BY_ID: dict[int, fastpath.CompiledGrammar] = {}
+_BY_FIELDS: dict[tuple[int, ...], fastpath.CompiledGrammar] = {}
+_loaded = False
 # id(grammar) -> (grammar, its pair or None) for the grammars met that are not of the
 # formats; the grammar is kept so its id is not reused while the entry lives
 _found: dict[int, tuple[Construct, fastpath.CompiledGrammar | None]] = {}
 _FOUND_LIMIT = 512
+
+
+def _load() -> None:
+    """Index the generated code, imported with the first grammar asked for (importing
+    the codec stays light). A Struct made elsewhere of the very same fields as a
+    generated one (blob.RingControl, lean.ScenarioHead) parses and builds as that one."""
+    global _loaded
+    from vmbtool import generated
+
+    for module in generated.MODULES:
+        for grammar, parse_from, build in module.GRAMMARS:
+            pair = fastpath.CompiledGrammar(grammar, parse_from, build)
+            _BY_ID[id(grammar)] = pair
+            if type(grammar) is Struct:
+                _BY_FIELDS[tuple(map(id, grammar.subcons))] = pair
+        for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
+            _BY_FIELDS[tuple(map(id, fields))] = fastpath.CompiledGrammar(
+                Struct(*fields), parse_from, build)
+    _loaded = True
 
 
 def use_fast_path(enabled: bool = True) -> bool:
@@ -69,6 +73,9 @@ def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
     fast = _BY_ID.get(id(grammar))
     if fast is not None:
         return fast
+    if not _loaded:
+        _load()
+        return compiled(grammar)
     entry = _found.get(id(grammar))
     if entry is not None and entry[0] is grammar:
         return entry[1]
