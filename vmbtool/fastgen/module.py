@@ -174,16 +174,19 @@ def module_text(module: str, roots: Roots) -> str:
         value = eval(expr, vars(loaded))  # noqa: S307 - the constant expressions above
         targets.append((name, Struct(*value) if kind == "fields" else value, kind, expr))
     for name, grammar, kind, expr in targets:
-        ns.imports.add((module, expr.split(".")[0]) if kind != "name" else (module, name))
+        saved = (len(ns.definitions), dict(ns.by_key), set(ns.imports))
         try:
             code = grammar_functions(ns, name, grammar)
-        except Unsupported as exc:
+        except Unsupported as exc:  # construct alone for it; nothing of it is kept
+            del ns.definitions[saved[0]:]
+            ns.by_key, ns.imports = saved[1], saved[2]
             skipped.append(f"# {name}: not generated ({exc})")
             continue
+        ns.imports.add((module, expr.split(".")[0]))
         functions += [*code, "", ""]
-        row = f"    ({expr}, parse_{name}, build_{name}),"
+        key = f"tuple({expr})" if kind == "fields" else expr
         (fields_rows if kind == "fields" else rows).append(
-            row.replace(f"({expr},", f"(tuple({expr}),") if kind == "fields" else row)
+            f"    ({key}, parse_{name}, build_{name}),")
         if kind == "name" and type(grammar) is Struct:
             with contextlib.suppress(Unsupported):
                 layout = record_struct(grammar).format
