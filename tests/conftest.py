@@ -1,6 +1,4 @@
-"""Shared test set-up: the fast path's compiled-code cache goes to a fresh temporary
-directory for the whole run (never the user's ~/.cache/vmbtool; subprocesses inherit
-the environment variable). It does not exist yet, as on a fresh CI machine.
+"""Shared test set-up.
 
 The helpers every test module shares live here, once: `ROOT`, `FIXTURE_DIR`, the
 fixtures' key, `EXE` (the console script), `cli` (the CLI in-process) and
@@ -15,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +20,6 @@ import wording
 from wording import no_library_wording  # noqa: F401 - an autouse fixture for every test
 
 pytest_plugins = ["pytester"]  # (test_library_wording runs the guard in a session)
-
-_CACHE_PARENT = tempfile.mkdtemp(prefix="vmbtool-test-cache-")
-os.environ["VMBTOOL_CACHE_DIR"] = os.path.join(_CACHE_PARENT, "fastpath")
-
-
-def pytest_unconfigure(config) -> None:
-    shutil.rmtree(_CACHE_PARENT, ignore_errors=True)
-
 
 wording.install()
 

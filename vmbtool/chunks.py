@@ -14,7 +14,7 @@ from typing import Any
 
 import google_crc32c
 
-from vmbtool import codec, fastpath
+from vmbtool import codec
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import (
@@ -25,6 +25,7 @@ from vmbtool.formats.chunk import (
     ChunkHeader,
     ChunkType,
 )
+from vmbtool.generated.chunk import CHUNK_HEADER_LAYOUT
 from vmbtool.status import NtStatus
 
 
@@ -102,7 +103,7 @@ def check_chunk_crc(header: Any, data: bytes, offset: int) -> None:
         raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
 
 
-CHUNK_HEADER = fastpath.record_struct(ChunkHeader)  # the grammar's layout, as a struct
+CHUNK_HEADER = CHUNK_HEADER_LAYOUT  # the grammar's layout, as a struct (generated)
 STREAM_BLOCK = 256 << 10  # a streamed chunk's data comes in blocks of this size
 
 

@@ -3,10 +3,12 @@
 ConstructError becomes BlobError naming the field path and the byte offset; no other
 module catches construct's errors.
 
-Parse and build first try the grammar's fast path (`vmbtool.fastpath`, generated from
-the grammar, same answers); whatever it does not accept goes to the plain grammar, which
-gives the answer or the precise error. `use_fast_path(False)` or the environment
-variable VMBTOOL_PLAIN_GRAMMARS=1 turns the fast path off.
+Parse and build first try the grammar's fast path (`vmbtool.generated`, written from the
+grammars ahead of time, same answers; see `vmbtool.fastpath`); what it refuses
+(`fastpath.Refuse`) goes to the plain grammar, which gives the answer or the precise
+error. Any other exception of the fast path is a bug and is not hidden. A grammar with
+no generated code goes to construct. `use_fast_path(False)` or the environment variable
+VMBTOOL_PLAIN_GRAMMARS=1 turns the fast path off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from construct import (
     Prefixed,
     Renamed,
     StreamError,
+    Struct,
     Subconstruct,
 )
 
@@ -33,10 +36,36 @@ from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
 
 _enabled = os.environ.get("VMBTOOL_PLAIN_GRAMMARS", "") in ("", "0")
-# id(grammar) -> (grammar, its CompiledGrammar or None when it does not compile); the
-# grammar is kept so its id is not reused while the entry lives
-_compiled: dict[int, tuple[Construct, fastpath.CompiledGrammar | None]] = {}
-_CACHE_LIMIT = 512
+
+
+# the generated pairs by id of their grammar (a grammar of vmbtool.formats, alive as long
+# as the process), and those of Structs by the ids of their fields (`_load`)
+_BY_ID: dict[int, fastpath.CompiledGrammar] = {}
+_BY_FIELDS: dict[tuple[int, ...], fastpath.CompiledGrammar] = {}
+_loaded = False
+# id(grammar) -> (grammar, its pair or None) for the grammars met that are not of the
+# formats; the grammar is kept so its id is not reused while the entry lives
+_found: dict[int, tuple[Construct, fastpath.CompiledGrammar | None]] = {}
+_FOUND_LIMIT = 512
+
+
+def _load() -> None:
+    """Index the generated code, imported with the first grammar asked for (importing
+    the codec stays light). A Struct made elsewhere of the very same fields as a
+    generated one (blob.RingControl, lean.ScenarioHead) parses and builds as that one."""
+    global _loaded
+    from vmbtool import generated
+
+    for module in generated.MODULES:
+        for grammar, parse_from, build in module.GRAMMARS:
+            pair = fastpath.CompiledGrammar(grammar, parse_from, build)
+            _BY_ID[id(grammar)] = pair
+            if type(grammar) is Struct:
+                _BY_FIELDS[tuple(map(id, grammar.subcons))] = pair
+        for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
+            _BY_FIELDS[tuple(map(id, fields))] = fastpath.CompiledGrammar(
+                Struct(*fields), parse_from, build)
+    _loaded = True
 
 
 def use_fast_path(enabled: bool = True) -> bool:
@@ -51,18 +80,23 @@ def fast_path_enabled() -> bool:
 
 
 def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
-    """The grammar's fast path (compiled once), or None when it does not compile."""
-    entry = _compiled.get(id(grammar))
+    """The grammar's generated fast path, or None when it has none."""
+    fast = _BY_ID.get(id(grammar))
+    if fast is not None:
+        return fast
+    if not _loaded:
+        _load()
+        return compiled(grammar)
+    entry = _found.get(id(grammar))
     if entry is not None and entry[0] is grammar:
         return entry[1]
-    try:
-        fast = fastpath.compile_grammar(grammar)
-    except Exception:  # Unsupported, or a bug of the compiler: the plain grammar works
-        fast = None
-    if len(_compiled) >= _CACHE_LIMIT:
-        _compiled.clear()
-    _compiled[id(grammar)] = (grammar, fast)
+    if type(grammar) is Struct and getattr(grammar, "parsed", None) is None:
+        fast = _BY_FIELDS.get(tuple(map(id, grammar.subcons)))
+    if len(_found) >= _FOUND_LIMIT:
+        _found.clear()
+    _found[id(grammar)] = (grammar, fast)
     return fast
+
 
 _PATH = re.compile(r"\(parsing\)|\(building\)|\(sizeof\)")
 
@@ -129,7 +163,7 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
                 obj, used = fast.parse_from(memoryview(data)[pos:] if pos else data)
             except fastpath.TooManyElements:
                 raise too_many_elements(whole or where, offset) from None
-            except Exception:  # refused or not understood: the plain grammar says why
+            except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
             else:
                 return obj, pos + used
@@ -149,7 +183,7 @@ def build(grammar: Construct, obj: Any, where: str) -> bytes:
         if fast is not None:
             try:
                 return fast.build(obj)
-            except Exception:  # refused or not understood: the plain grammar says why
+            except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
     try:
         return grammar.build(obj)
