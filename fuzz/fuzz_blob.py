@@ -48,9 +48,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from vmbtool import blob as blob_module
 from vmbtool import codec, jsonview, report, tools
 from vmbtool.blob import FLAG_SIGNED, load_blob, seal_body, sign
+from vmbtool.blob import channels as blob_channels
+from vmbtool.blob import pipe as blob_pipe
 from vmbtool.chunks import crc32c, frame_bytes
 from vmbtool.diff import diff as semantic_diff
 from vmbtool.errors import VmbtoolError
@@ -495,21 +496,21 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
 
     Lean reads stream every ring in blocks here, not only those of 1 MiB or more: the
     fuzzer's blobs are small, and the streamed walk must say what the whole one says."""
-    streamed_min, blob_module.STREAMED_MIN = blob_module.STREAMED_MIN, 0
+    streamed_min, blob_channels.STREAMED_MIN = blob_channels.STREAMED_MIN, 0
     try:
         return feed(data, keyed, steps, buffer_size)
     finally:
-        blob_module.STREAMED_MIN = streamed_min
+        blob_channels.STREAMED_MIN = streamed_min
 
 
 def threaded_verdict(data: bytes, key: bytes | None) -> tools.Verdict:
     """validate_file with every body read through `blob.BodyPipe` (decompressed and
     digested on threads), as bodies of 1 MiB or more are: the fuzzer's are smaller."""
-    pipe_min, blob_module.PIPE_MIN = blob_module.PIPE_MIN, 0
+    pipe_min, blob_pipe.PIPE_MIN = blob_pipe.PIPE_MIN, 0
     try:
         return tools.validate_file(data, key)
     finally:
-        blob_module.PIPE_MIN = pipe_min
+        blob_pipe.PIPE_MIN = pipe_min
 
 
 def restore_outcome(restore) -> tuple:

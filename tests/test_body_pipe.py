@@ -16,8 +16,9 @@ import pytest
 import zstandard
 from conftest import FIXTURE_DIR, FIXTURE_KEY
 
-from vmbtool import blob as blob_module
 from vmbtool.blob import BlobReader, encode_blob, load_blob
+from vmbtool.blob import envelope as blob_envelope
+from vmbtool.blob import pipe as blob_pipe
 from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.tools import validate_file
@@ -69,11 +70,11 @@ def outcome(data: bytes) -> tuple:
 
 def piped_and_direct(data: bytes, monkeypatch, block: int) -> tuple[tuple, tuple]:
     with monkeypatch.context() as m:
-        m.setattr(blob_module, "PIPE_MIN", 1 << 40)
+        m.setattr(blob_pipe, "PIPE_MIN", 1 << 40)
         direct = outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(blob_module, "PIPE_MIN", 0)
-        m.setattr(blob_module, "PIPE_BLOCK", block)
+        m.setattr(blob_pipe, "PIPE_MIN", 0)
+        m.setattr(blob_pipe, "PIPE_BLOCK", block)
         piped = outcome(data)
     assert not pipe_threads()
     return piped, direct
@@ -92,8 +93,8 @@ def test_the_big_blob_is_valid_and_spans_several_zstd_blocks(big, monkeypatch):
 def test_a_fixture_loads_the_same_through_the_pipe(path, monkeypatch):
     key = FIXTURE_KEY if path.stem.endswith("-signed") else None
     whole = load_blob(str(path), key)
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "PIPE_BLOCK", 4096)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 4096)
     piped = load_blob(str(path), key)
     assert [raw.framed for raw in piped.chunks] == [raw.framed for raw in whole.chunks]
     assert piped.end == whole.end
@@ -167,7 +168,7 @@ def test_a_wrong_end_digest_is_found_through_the_pipe(big, monkeypatch):
 def test_a_failing_thread_hands_over_to_a_direct_read(big, monkeypatch):
     """Whatever fails on the thread is read again here: a failure of the thread's own
     stream (not of the blob) is no problem at all."""
-    real = blob_module.body_stream
+    real = blob_envelope.body_stream
     reads = []
 
     def failing(f, header, start, end, read_size=1 << 16, owns_f=False):
@@ -183,9 +184,9 @@ def test_a_failing_thread_hands_over_to_a_direct_read(big, monkeypatch):
                 return stream.read(n)
         return Failing()
 
-    monkeypatch.setattr(blob_module, "body_stream", failing)
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "PIPE_BLOCK", 4096)
+    monkeypatch.setattr(blob_envelope, "body_stream", failing)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 4096)
     assert outcome(big)[0] is True
     assert len(reads) > 3
     assert not pipe_threads()
@@ -196,8 +197,8 @@ def test_an_early_error_stops_the_threads(big, monkeypatch):
     chunks = [raw.framed for raw in blob.chunks if raw.type != 0xFF]
     chunks[0] = chunks[0][:2] + b"\x02" + chunks[0][3:]  # unknown flag bits
     damaged = encode_blob(chunks, blob.header.channel_count, level=3, created_ns=0)
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "PIPE_BLOCK", 997)  # the thread is far from done
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 997)  # the thread is far from done
     with pytest.raises(BlobError, match="unknown flag bits"):
         load_blob(damaged)
     assert not pipe_threads()
@@ -205,15 +206,15 @@ def test_an_early_error_stops_the_threads(big, monkeypatch):
 
 @pytest.mark.parametrize("how", ["reader.close", "generator.close", "break"])
 def test_a_read_left_early_stops_the_threads(big, monkeypatch, how):
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "PIPE_BLOCK", 997)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 997)
     interval = sys.getswitchinterval()
     reader = BlobReader(big, keep_chunks=False, lean=True)
     channels = reader.channels()
     if how == "break":
         for _saved in channels:
             assert len(pipe_threads()) == 2
-            assert sys.getswitchinterval() == blob_module.SWITCH_INTERVAL
+            assert sys.getswitchinterval() == blob_pipe.SWITCH_INTERVAL
             break
         del channels  # as when a loop over reader.channels() is left
     else:
@@ -227,9 +228,9 @@ def test_a_read_left_early_stops_the_threads(big, monkeypatch, how):
 
 def test_a_small_body_is_read_without_threads(monkeypatch):
     """A thread costs more than reading a small body (validate of many small blobs)."""
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 1 << 20)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 1 << 20)
     started = []
-    monkeypatch.setattr(blob_module.BodyPipe, "__init__",
+    monkeypatch.setattr(blob_pipe.BodyPipe, "__init__",
                         lambda *a: started.append(a) or pytest.fail("a thread for 4 KB"))
     assert validate_file(str(FIXTURE_DIR / "v1.1" / "storage.vmb")).valid
     assert not started
@@ -286,8 +287,8 @@ def test_the_end_digest_is_right_wherever_the_end_chunk_falls(big, monkeypatch):
     straddles = [size for size in range(900, 3000) if end_at % size > size - 56][:3]
     starts = [size for size in range(900, 20000) if end_at % size == 0][:2]
     assert straddles and starts
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
     for size in [*straddles, *starts, 1 << 16]:
-        monkeypatch.setattr(blob_module, "PIPE_BLOCK", size)
+        monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", size)
         with BlobReader(big, keep_chunks=False, lean=True) as reader:
             assert len(list(reader.channels())) == 3  # the END digest matched

@@ -60,7 +60,6 @@ from construct import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import vmbtool.blob as blob_module
 from vmbtool import chunks as chunks_module
 from vmbtool import codec, fastgen, fastpath, lean
 from vmbtool.blob import load_blob
@@ -750,7 +749,9 @@ def test_the_codec_finds_the_generated_pair_of_each_grammar():
     # the grammars the runtime makes of the formats' parts have theirs too: a Struct of
     # the very same fields, and a field of a Struct
     ring_control = Struct(*RingState.subcons[:-1])
-    assert codec.compiled(ring_control) is codec.compiled(blob_module.RingControl) is not None
+    from vmbtool.formats.ring import RingControl
+
+    assert codec.compiled(ring_control) is codec.compiled(RingControl) is not None
     assert codec.compiled(lean.ScenarioHead) is not None
     assert codec.compiled(GuestChannel.subcons[0]) is not None
     assert codec.compiled(Struct(*RingState.subcons[:-2])) is None

@@ -80,7 +80,9 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     # blob file I/O: the seal and signature frames of a file
     ("frames", False, ("vmbtool.frame",)),
     # blob file I/O: the blob reader and writer
-    ("blob", False, ("vmbtool.blob",)),
+    ("blob", True, ("vmbtool.blob", "vmbtool.blob.envelope", "vmbtool.blob.source",
+                    "vmbtool.blob.pipe", "vmbtool.blob.channels", "vmbtool.blob.reader",
+                    "vmbtool.blob.load", "vmbtool.blob.writer")),
     # snapshot: scenario <-> file use cases (save, load, restore)
     ("snapshot", True, ("vmbtool.snapshot", "vmbtool.snapshot.save", "vmbtool.snapshot.check",
                         "vmbtool.snapshot.restore")),
@@ -311,7 +313,6 @@ MAX_MODULE_LINES = 420
 # Modules other branches are shrinking right now, each with why. The second test fails
 # when one of them fits, so the list cannot rot: drop it then.
 OVERSIZED_FOR_NOW = {
-    "vmbtool/blob.py",  # the blob reader and writer: being split on its own branch
     "vmbtool/schema.py",  # the format description and its text: being split on its own branch
 }
 # Generated modules, whatever their size (written by `python3 -m vmbtool.fastgen`).

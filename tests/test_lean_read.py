@@ -19,6 +19,8 @@ from test_semantic_lies import LIES, build_lies
 from vmbtool import blob as blob_module
 from vmbtool import invariants, tools
 from vmbtool.blob import BlobReader, load_blob
+from vmbtool.blob import channels as blob_channels
+from vmbtool.blob import load as blob_load
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
@@ -44,7 +46,7 @@ def lean_problems(source, key=None) -> list:
 @pytest.fixture
 def stream_every_ring(monkeypatch):
     """Every RING chunk streamed in blocks, however small (fixture rings are < 1 MiB)."""
-    monkeypatch.setattr(blob_module, "STREAMED_MIN", 0)
+    monkeypatch.setattr(blob_channels, "STREAMED_MIN", 0)
 
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -201,8 +203,8 @@ def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatc
             readers.append(kw.get("lean", False))
             super().__init__(*args, **kw)
 
-    monkeypatch.setattr(blob_module, "BlobReader", Counting)
-    monkeypatch.setattr(blob_module, "LOAD_BUDGET", 0)
+    monkeypatch.setattr(blob_load, "BlobReader", Counting)
+    monkeypatch.setattr(blob_load, "LOAD_BUDGET", 0)
     twice = load_blob(str(path), key_for(path))
     assert readers == [False, True, False]
     monkeypatch.undo()
@@ -210,7 +212,7 @@ def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatc
 
 
 def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
-    monkeypatch.setattr(blob_module, "LOAD_BUDGET", 0)
+    monkeypatch.setattr(blob_load, "LOAD_BUDGET", 0)
     data = (FIXTURE_DIR / "v1.1" / "network.vmb").read_bytes()
     result = CliRunner().invoke(main, ["inspect", "-", "--json"], input=data)
     assert result.exit_code == 0, result.output

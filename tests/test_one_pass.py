@@ -23,6 +23,9 @@ from conftest import ROOT
 
 from vmbtool import blob, chunks, codec, frame, tools
 from vmbtool.blob import BlobReader
+from vmbtool.blob import envelope as blob_envelope
+from vmbtool.blob import pipe as blob_pipe
+from vmbtool.blob import reader as blob_reader
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.snapshot import ONE_PASS_MAX, SAVE_BUFFER_SIZE, restore_file, save_blob
@@ -102,7 +105,7 @@ def counted(monkeypatch):
             tally.crc += len(data)
             return google_crc32c.extend(crc, data)
 
-    real_stream, real_parse_at = blob.body_stream, codec.parse_at
+    real_stream, real_parse_at = blob_envelope.body_stream, codec.parse_at
 
     def body_stream(*args: Any, **kwargs: Any) -> Any:
         return CountingStream(tally, real_stream(*args, **kwargs))
@@ -112,10 +115,11 @@ def counted(monkeypatch):
         tally.parses[(id(grammar), offset, pos)] += 1
         return real_parse_at(grammar, data, pos, where, offset, whole)
 
-    monkeypatch.setattr(blob, "hashlib", Hashlib)
+    monkeypatch.setattr(blob_reader, "hashlib", Hashlib)
+    monkeypatch.setattr(blob_pipe, "hashlib", Hashlib)
     monkeypatch.setattr(chunks, "google_crc32c", Crc)
     monkeypatch.setattr(frame, "google_crc32c", Crc)
-    monkeypatch.setattr(blob, "body_stream", body_stream)
+    monkeypatch.setattr(blob_envelope, "body_stream", body_stream)
     monkeypatch.setattr(codec, "parse_at", parse_at)
     return tally
 
@@ -202,7 +206,7 @@ def test_validate_reads_every_byte_once(kind, blobs, counted, monkeypatch, tmp_p
     path = tmp_path / "blob.vmb"
     path.write_bytes(data)
     opened = []
-    real_open = blob.open_source
+    real_open = blob_reader.open_source
 
     def open_source(source: Any) -> Any:
         f, size = real_open(source)
@@ -210,7 +214,7 @@ def test_validate_reads_every_byte_once(kind, blobs, counted, monkeypatch, tmp_p
         with f:
             return CountingFile(f.read(), counted), size
 
-    monkeypatch.setattr(blob, "open_source", open_source)
+    monkeypatch.setattr(blob_reader, "open_source", open_source)
     counted.__init__()
     verdict = tools.validate_file(str(path))
     assert verdict.valid, verdict.problems

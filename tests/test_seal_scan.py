@@ -15,9 +15,10 @@ import pytest
 import zstandard
 from conftest import FIXTURE_DIR
 
-from vmbtool import blob as blob_module
 from vmbtool import frame
 from vmbtool.blob import encode_blob, load_blob
+from vmbtool.blob import pipe as blob_pipe
+from vmbtool.blob import reader as blob_reader
 from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.snapshot import check_file
@@ -59,11 +60,11 @@ def check_outcome(data: bytes) -> tuple:
 
 def scanned_and_up_front(data: bytes, monkeypatch) -> tuple[tuple, tuple]:
     with monkeypatch.context() as m:
-        m.setattr(blob_module, "PIPE_MIN", 1 << 40)  # no pipe: the seal checked up front
+        m.setattr(blob_pipe, "PIPE_MIN", 1 << 40)  # no pipe: the seal checked up front
         up_front = check_outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(blob_module, "PIPE_MIN", 0)
-        m.setattr(blob_module, "PIPE_BLOCK", 4096)
+        m.setattr(blob_pipe, "PIPE_MIN", 0)
+        m.setattr(blob_pipe, "PIPE_BLOCK", 4096)
         scanned = check_outcome(data)
     return scanned, up_front
 
@@ -98,9 +99,9 @@ def test_a_sound_large_body_is_not_read_twice(big, monkeypatch):
     def no(*_args):
         raise AssertionError("the compressed bytes were read up front")
 
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "check_seal", no)
-    monkeypatch.setattr(blob_module, "zstd_frame_end", no)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "check_seal", no)
+    monkeypatch.setattr(blob_reader, "zstd_frame_end", no)
     found = check_file(big)
     assert not found.problems and found.channels == 3
 
@@ -153,8 +154,8 @@ def test_a_body_that_reads_differently_the_second_time_is_refused(big, monkeypat
             super().drain()
             self.crc ^= 1
 
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "SealScan", Changing)
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "SealScan", Changing)
     with pytest.raises(BlobError, match="the blob changed while it was read"):
         check_file(big)
 
@@ -168,9 +169,9 @@ def test_a_scan_that_never_finished_leaves_the_verdict_to_the_up_front_checks(
             pass  # as if the thread had ended before reading on to the seal
 
     calls = []
-    real = blob_module.check_seal
-    monkeypatch.setattr(blob_module, "PIPE_MIN", 0)
-    monkeypatch.setattr(blob_module, "SealScan", Stopped)
-    monkeypatch.setattr(blob_module, "check_seal", lambda *a: calls.append(a) or real(*a))
+    real = blob_reader.check_seal
+    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "SealScan", Stopped)
+    monkeypatch.setattr(blob_reader, "check_seal", lambda *a: calls.append(a) or real(*a))
     found = check_file(big)
     assert not found.problems and calls

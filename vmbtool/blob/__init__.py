@@ -1,0 +1,35 @@
+"""Blob files: header, zstd-compressed chunk stream, optional HMAC signature frame.
+
+    BLOB ::= FILE_HEADER BODY [SIGNATURE_FRAME]
+    BODY ::= one zstd frame of CHUNK... END_CHUNK, [SEAL_FRAME]  (or the raw chunks)
+
+The layouts are formats/'s (header, frames, chunk); this package reads and writes them:
+`source` (where the bytes come from), `envelope` (header, signature, decompression),
+`pipe` (a large body on threads), `reader` (one blob as a stream, channel by channel),
+`channels` (sorting the chunks into channels), `load` (a blob read whole), `writer`.
+Reading streams with bounded memory: declared lengths are capped before allocating.
+"""
+
+from vmbtool.blob.channels import HoldBudgetExceeded
+from vmbtool.blob.envelope import (
+    HEADER_PREFIX_SIZE,
+    body_stream,
+    read_header,
+    read_stream_header,
+    verify_signature,
+)
+from vmbtool.blob.load import Blob, load_blob
+from vmbtool.blob.pipe import PIPE_MIN, BodyPipe
+from vmbtool.blob.reader import BlobReader, BlobTally
+from vmbtool.blob.source import open_source, rereadable
+from vmbtool.blob.writer import DEFAULT_LEVEL, encode_blob, seal_body, sign, write_atomic
+from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS
+from vmbtool.formats.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAGS
+
+__all__ = [
+    "DEFAULT_LEVEL", "FLAG_SIGNED", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_PREFIX_SIZE",
+    "HEADER_SIZE", "KNOWN_HEADER_FLAGS", "PIPE_MIN", "READS", "Blob", "BlobReader",
+    "BlobTally", "BodyPipe", "HoldBudgetExceeded", "body_stream", "encode_blob",
+    "load_blob", "open_source", "read_header", "read_stream_header", "rereadable",
+    "seal_body", "sign", "verify_signature", "write_atomic",
+]
