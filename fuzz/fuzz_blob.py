@@ -50,7 +50,7 @@ from hypothesis import strategies as st
 
 from vmbtool import codec, jsonview, report, tools
 from vmbtool.blob import FLAG_SIGNED, load_blob, seal_body, sign
-from vmbtool.blob import channels as blob_channels
+from vmbtool.blob import consumers as blob_consumers
 from vmbtool.blob import pipe as blob_pipe
 from vmbtool.chunks import crc32c, frame_bytes
 from vmbtool.diff import diff as semantic_diff
@@ -496,11 +496,11 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
 
     Lean reads stream every ring in blocks here, not only those of 1 MiB or more: the
     fuzzer's blobs are small, and the streamed walk must say what the whole one says."""
-    streamed_min, blob_channels.STREAMED_MIN = blob_channels.STREAMED_MIN, 0
+    streamed_min, blob_consumers.STREAMED_MIN = blob_consumers.STREAMED_MIN, 0
     try:
         return feed(data, keyed, steps, buffer_size)
     finally:
-        blob_channels.STREAMED_MIN = streamed_min
+        blob_consumers.STREAMED_MIN = streamed_min
 
 
 def threaded_verdict(data: bytes, key: bytes | None) -> tools.Verdict:

@@ -19,6 +19,7 @@ from conftest import FIXTURE_DIR, FIXTURE_KEY
 from vmbtool.blob import BlobReader, encode_blob, load_blob
 from vmbtool.blob import envelope as blob_envelope
 from vmbtool.blob import pipe as blob_pipe
+from vmbtool.blob.consumers import Check
 from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.tools import validate_file
@@ -60,7 +61,7 @@ def outcome(data: bytes) -> tuple:
     error with its offset)."""
     verdict = validate_file(data)
     try:
-        with BlobReader(data, keep_chunks=False, lean=True) as reader:
+        with BlobReader(data, consumer=Check()) as reader:
             lean = [(saved.packet_count, saved.problems) for saved, _ in reader.channels()]
             lean.append(reader.tally)
     except VmbtoolError as exc:
@@ -209,7 +210,7 @@ def test_a_read_left_early_stops_the_threads(big, monkeypatch, how):
     monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 997)
     interval = sys.getswitchinterval()
-    reader = BlobReader(big, keep_chunks=False, lean=True)
+    reader = BlobReader(big, consumer=Check())
     channels = reader.channels()
     if how == "break":
         for _saved in channels:
@@ -290,5 +291,5 @@ def test_the_end_digest_is_right_wherever_the_end_chunk_falls(big, monkeypatch):
     monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
     for size in [*straddles, *starts, 1 << 16]:
         monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", size)
-        with BlobReader(big, keep_chunks=False, lean=True) as reader:
+        with BlobReader(big, consumer=Check()) as reader:
             assert len(list(reader.channels())) == 3  # the END digest matched

@@ -82,7 +82,7 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     # blob file I/O: the blob reader and writer
     ("blob", True, ("vmbtool.blob", "vmbtool.blob.envelope", "vmbtool.blob.source",
                     "vmbtool.blob.pipe", "vmbtool.blob.channels", "vmbtool.blob.reader",
-                    "vmbtool.blob.load", "vmbtool.blob.writer")),
+                    "vmbtool.blob.consumers", "vmbtool.blob.load", "vmbtool.blob.writer")),
     # snapshot: scenario <-> file use cases (save, load, restore)
     ("snapshot", True, ("vmbtool.snapshot", "vmbtool.snapshot.save", "vmbtool.snapshot.check",
                         "vmbtool.snapshot.restore")),

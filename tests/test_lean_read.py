@@ -19,8 +19,9 @@ from test_semantic_lies import LIES, build_lies
 from vmbtool import blob as blob_module
 from vmbtool import invariants, tools
 from vmbtool.blob import BlobReader, load_blob
-from vmbtool.blob import channels as blob_channels
+from vmbtool.blob import consumers as blob_consumers
 from vmbtool.blob import load as blob_load
+from vmbtool.blob.consumers import Check, Keep
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
@@ -39,21 +40,21 @@ def key_for(path: Path) -> bytes | None:
 
 
 def lean_problems(source, key=None) -> list:
-    with BlobReader(source, key, keep_chunks=False, lean=True) as reader:
+    with BlobReader(source, key, Check()) as reader:
         return [p for saved, _ in reader.channels() for p in saved.problems]
 
 
 @pytest.fixture
 def stream_every_ring(monkeypatch):
     """Every RING chunk streamed in blocks, however small (fixture rings are < 1 MiB)."""
-    monkeypatch.setattr(blob_channels, "STREAMED_MIN", 0)
+    monkeypatch.setattr(blob_consumers, "STREAMED_MIN", 0)
 
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_lean_read_of_a_fixture_finds_no_problem_and_counts_every_packet(
         path, stream_every_ring):
     whole = load_blob(str(path), key_for(path))
-    with BlobReader(str(path), key_for(path), keep_chunks=False, lean=True) as reader:
+    with BlobReader(str(path), key_for(path), Check()) as reader:
         channels = list(reader.channels())
     assert [saved.problems for saved, _ in channels] == [[] for _ in whole.channels]
     assert [saved.packet_count for saved, _ in channels] == \
@@ -172,7 +173,7 @@ def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
     monkeypatch.setattr(limits, "MAX_PACKETS_PER_CHANNEL", 3)
     path = str(FIXTURE_DIR / "v1.1" / "pipe.vmb")
     with pytest.raises(BlobError) as refused:
-        with BlobReader(path, keep_chunks=not lean, lean=lean) as reader:
+        with BlobReader(path, consumer=Check() if lean else Keep()) as reader:
             for _ in reader.channels():
                 pass
     assert refused.value.where.startswith("channels[0].packets (chunk@")
@@ -199,9 +200,9 @@ def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatc
     real = blob_module.BlobReader
 
     class Counting(real):
-        def __init__(self, *args, **kw):
-            readers.append(kw.get("lean", False))
-            super().__init__(*args, **kw)
+        def __init__(self, source, key=None, consumer=None, **kw):
+            readers.append(consumer.lean)
+            super().__init__(source, key, consumer, **kw)
 
     monkeypatch.setattr(blob_load, "BlobReader", Counting)
     monkeypatch.setattr(blob_load, "LOAD_BUDGET", 0)

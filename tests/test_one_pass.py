@@ -26,6 +26,7 @@ from vmbtool.blob import BlobReader
 from vmbtool.blob import envelope as blob_envelope
 from vmbtool.blob import pipe as blob_pipe
 from vmbtool.blob import reader as blob_reader
+from vmbtool.blob.consumers import Keep
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.snapshot import ONE_PASS_MAX, SAVE_BUFFER_SIZE, restore_file, save_blob
@@ -133,7 +134,7 @@ class Expected:
 
 def layout(data: bytes) -> Expected:
     """What reading `data` once takes, worked out apart from the reader."""
-    with BlobReader(data, keep_chunks=True) as reader:
+    with BlobReader(data, consumer=Keep()) as reader:
         for _ in reader.channels():
             pass
         header_size, frame_end = reader.header.header_size, reader.frame_end

@@ -95,6 +95,7 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
     import io
 
     from vmbtool.blob import BlobReader
+    from vmbtool.blob.consumers import Tally
     from vmbtool.jsonview import channel_json, header_json
 
     flt = options.pop("flt", None) or PacketFilter()
@@ -112,8 +113,9 @@ def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) 
         write_channel(index, ch, channels, flt=flt, tally=tally, **options)
 
     channels = io.StringIO()
-    with BlobReader(source, key, keep_chunks=False, lean=not options["hexdump_rings"],
-                    on_packet=on_packet, keep_gpadls=options["gpadls"]) as reader:
+    consumer = Tally(on_packet, keep_gpadls=options["gpadls"],
+                     lean=not options["hexdump_rings"])
+    with BlobReader(source, key, consumer) as reader:
         flt.check_channels(reader.header.channel_count)  # before a channel is read
         last = None  # a channel's statistics follow it: it is written once they came
         for index, (saved, _chunks) in enumerate(reader.channels()):

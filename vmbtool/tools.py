@@ -122,12 +122,12 @@ def validate_file(path: str, key: bytes | None = None) -> Verdict:
     dry run stops at the first); the dry run's own reason is listed when the check
     finds none."""
     from vmbtool.blob import BlobReader, rereadable
+    from vmbtool.blob.consumers import Check
     from vmbtool.invariants import Problems
 
     try:
         with rereadable(path) as source:
-            with BlobReader(source, key, keep_chunks=False, lean=True,
-                            defer_seal=True) as reader:
+            with BlobReader(source, key, Check(), defer_seal=True) as reader:
                 decoded = reader.decoded_size()
                 if not 0 < decoded <= DRY_RUN_BUDGET:
                     found = check_reader(reader)

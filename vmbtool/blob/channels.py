@@ -8,9 +8,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from construct import Container
-
-from vmbtool import codec, lean
+from vmbtool import codec
 from vmbtool.chunks import (
     RawChunk,
     decode_chunk,
@@ -23,13 +21,10 @@ from vmbtool.formats.chunk import (
     FLAG_REQUIRED,
     ChunkType,
 )
-from vmbtool.formats.gpadl import Gpadl
 from vmbtool.formats.ring import RingControl
-from vmbtool.invariants import ChannelCheck
-from vmbtool.kmcl.staging import ORDER, RestoreStaging, stage_chunk
+from vmbtool.kmcl.staging import ORDER, RestoreStaging
 from vmbtool.status import NtStatus
 
-STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
 PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
 ARRAY_HOLD_FACTOR = 40  # and an array of small elements, per byte
 RING_CONTROL_SIZE = RingControl.sizeof()
@@ -52,15 +47,11 @@ class ChannelSorting:
     def add_chunk(self, staging: RestoreStaging | None, raw: RawChunk,
                   channel_chunks: list[RawChunk]) -> RestoreStaging | None:
         index = self.tally.channels
+        consumer = self.consumer
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
-            # a lean read keeps each guest's context and problems; a feed (a restore)
-            # its packets too, read under the same caps (no more than they allow held)
-            self.scenario = lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE,
-                                          limits.MAX_GUESTS, limits.MAX_PACKETS_PER_CHANNEL,
-                                          keep=self.feed is not None) \
-                if self.lean or self.feed is not None else decode_chunk(raw, "scenario")
+            self.scenario = consumer.scenario(raw)
             return None
         if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
             if staging is not None:
@@ -83,27 +74,18 @@ class ChannelSorting:
             if raw.type != ChunkType.CHANNEL and raw.type in CHUNK_TYPES:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
                                 f"{CHUNK_TYPES[raw.type].name} chunk outside a channel")
-            staging = RestoreStaging(
-                check=ChannelCheck(f"channels[{index}]") if self.checks else None,
-                keep_packets=False, keep_gpadls=self.keep_gpadls) \
-                if self.lean else RestoreStaging()
-        if not self.lean and self.feed is None:
+            staging = consumer.staging(index)
+        if consumer.keeps_channel_chunks:
             channel_chunks.append(raw)
         if raw.type not in ORDER and not raw.required:
             self.skip(raw)  # inside a channel: stage_chunk notes it as skipped
-        if self.feed is not None:
-            return self.feed_chunk(staging, raw, index)
         try:
-            where = f"channels[{index}]"
             if raw.blocks is not None:
+                where = f"channels[{index}]"
                 control, rest = split_head(raw.blocks, RING_CONTROL_SIZE)
-                stage_chunk(staging, raw, where, self.ring_control(raw, control, where), rest)
-            elif self.lean and raw.type in (ChunkType.INCOMING, ChunkType.GPADLS):
-                stage_chunk(staging, raw, where, lean_value(raw, where))
+                consumer.take(staging, raw, index, self.ring_control(raw, control, where), rest)
             else:
-                stage_chunk(staging, raw, where)
-            if raw.type == ChunkType.PACKET and self.on_packet is not None:
-                self.on_packet(index, staging.last_record)
+                consumer.take(staging, raw, index)
         except BlobError as exc:
             if exc.status == NtStatus.REVISION_MISMATCH:
                 raise BlobError(exc.where, f"{exc.why} (blob format {self.version}, this "
@@ -111,20 +93,6 @@ class ChannelSorting:
                                 exc.status) from None
             raise
         return staging
-
-    def feed_chunk(self, staging: RestoreStaging, raw: RawChunk, index: int) -> RestoreStaging:
-        """Hand one chunk of a channel on; the staging only counts its packets and notes
-        its end."""
-        self.feed(index, raw)
-        if raw.type == ChunkType.PACKET:
-            staging.saved.packet_count += 1
-        elif raw.type == ChunkType.CHANNEL_END:
-            staging.saved.end = decode_chunk(raw, f"channels[{index}]")
-        return staging
-
-    def streams(self, header: Any) -> bool:
-        """A lean read streams large rings instead of holding their data."""
-        return header["type"] == ChunkType.RING and header["length"] >= STREAMED_MIN
 
     @staticmethod
     def ring_control(raw: RawChunk, control: bytes, where: str) -> Any:
@@ -167,7 +135,7 @@ class ChannelSorting:
                             f"more than {limits.MAX_SKIPPED_CHUNKS} unknown optional chunks or "
                             f"{limits.MAX_SKIPPED_BYTES} bytes of them",
                             NtStatus.INVALID_BUFFER_SIZE)
-        if self.keep_chunks:
+        if self.consumer.keeps_chunks:
             self.extra.append((self.tally.chunks - 1, raw))
 
     def add_annex(self, raw: RawChunk) -> None:
@@ -185,16 +153,6 @@ class ChannelSorting:
                             f"{last} belong" if last >= 0 else
                             "statistics before any channel")
         self.stats[last] = stats
-
-
-def lean_value(raw: RawChunk, where: str) -> Container:
-    """A PENDING_INCOMING or GPADLS chunk whose array is parsed as it is read."""
-    base = raw.offset + CHUNK_HEADER_SIZE
-    if raw.type == ChunkType.INCOMING:
-        return Container(packets=lean.incoming_entries(raw.data, base, where,
-                                                       limits.MAX_PACKETS_PER_CHANNEL))
-    return Container(gpadls=lean.gpadl_entries(Gpadl, raw.data, base, where,
-                                                limits.MAX_GPADLS_PER_CHANNEL))
 
 
 class HoldBudgetExceeded(Exception):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from vmbtool.blob.channels import HoldBudgetExceeded
+from vmbtool.blob.consumers import Guard, Keep
 from vmbtool.blob.reader import BlobReader
 from vmbtool.blob.source import rereadable
 from vmbtool.chunks import (
@@ -58,8 +59,7 @@ def load_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
             pass  # (outside the handler: its traceback would keep the first read alive)
         # the guard: framing, checksums, digest, caps, repeated packets; the semantic
         # checks are for whoever uses the blob (restore checks each channel it takes)
-        with BlobReader(src, key, keep_chunks=False, reads=reads, lean=True,
-                        checks=False) as reader:
+        with BlobReader(src, key, Guard(), reads=reads) as reader:
             for _channel in reader.channels():
                 pass
         return read_whole(src, key, reads, None)
@@ -67,7 +67,7 @@ def load_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
 
 def read_whole(source: str | bytes | IO[bytes], key: bytes | None, reads: tuple[int, int],
                budget: int | None) -> Blob:
-    with BlobReader(source, key, reads=reads, hold_budget=budget) as reader:
+    with BlobReader(source, key, Keep(), reads=reads, hold_budget=budget) as reader:
         if budget is not None and reader.decoded_size() * DECODED_HOLD_FACTOR > budget:
             raise HoldBudgetExceeded(reader.decoded_size())  # known at once: no wasted read
         blob = Blob(reader.header, reader.header_bytes, reader.chunks, signed=reader.signed,

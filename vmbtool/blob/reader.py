@@ -13,6 +13,7 @@ import zstandard
 
 from vmbtool.blob import envelope, pipe
 from vmbtool.blob.channels import ChannelSorting
+from vmbtool.blob.consumers import Consumer, Keep
 from vmbtool.blob.envelope import read_header, verify_signature
 from vmbtool.blob.pipe import BodyPipe
 from vmbtool.blob.source import open_source
@@ -73,25 +74,21 @@ class BlobTally:
 class BlobReader(ChannelSorting):
     """One blob read as a stream: header, signature, body extent, then channel by channel.
 
-    `channels()` yields each channel as soon as its CHANNEL_END is read. A `lean` read
-    keeps no chunks and no packets: each part of a channel is checked as it arrives
-    (`SavedChannel.problems`, `invariants.ChannelCheck`), large rings stream through in
-    blocks and only their control fields stay, so any blob is read in bounded memory."""
+    `channels()` yields each channel as soon as its CHANNEL_END is read, as its
+    `consumer` made it (`consumers`: kept whole, checked as it streamed past and dropped,
+    counted, or handed on to RestoreFromBuffer)."""
 
     def __init__(self, source: str | bytes | IO[bytes], key: bytes | None = None,
-                 keep_chunks: bool = True, reads: tuple[int, int] = READS,
-                 lean: bool = False,
-                 on_packet: Callable[[int, Any], None] | None = None,
-                 hold_budget: int | None = None, keep_gpadls: bool = False,
-                 checks: bool = True, defer_seal: bool = False) -> None:
+                 consumer: Consumer | None = None, reads: tuple[int, int] = READS,
+                 hold_budget: int | None = None, defer_seal: bool = False) -> None:
         self.f, self.size = open_source(source)
         self.owns_file = not hasattr(source, "read")
-        self.keep_chunks, self.reads, self.lean = keep_chunks, reads, lean
-        self.on_packet = on_packet  # called with (channel index, PacketRecord) as each comes
+        self.reads = reads
+        # what becomes of each channel's chunks (consumers.py); may be set until the
+        # channels are read (validate and restore choose once they know the body's size)
+        self.consumer: Consumer = consumer if consumer is not None else Keep()
         self.hold_budget = hold_budget  # HoldBudgetExceeded past this estimate of held state
         self.held = 0  # estimated bytes of parsed state so far (with a hold budget)
-        self.keep_gpadls = keep_gpadls  # a lean read that still keeps each channel's GPADLs
-        self.checks = checks  # False: a lean read without the semantic checks (a guard)
         self.known = known_to(reads)
         self.workers: list[Any] = []  # a large body's BodyPipe while it is read
         # a large sealed body's seal CRC and frame walk, made as the body is decompressed
@@ -117,9 +114,6 @@ class BlobReader(ChannelSorting):
         self.end: Any = None
         self.tally = BlobTally()
         self.skipped_chunks = self.skipped_bytes = 0
-        # set by a streamed restore's second pass: each chunk of channel i is handed to
-        # feed(i, raw) as it comes, neither parsed nor kept (its first pass checked them)
-        self.feed: Callable[[int, RawChunk], None] | None = None
 
     @property
     def version(self) -> str:
@@ -245,13 +239,13 @@ class BlobReader(ChannelSorting):
         channel_chunks: list[RawChunk] = []
         offset = 0
         tally = self.tally
-        stream_if = self.streams if self.lean else None
+        stream_if = self.consumer.streams
         on_block = digest.update if digest is not None else None
         for raw in body_chunks(stream, self.admit, stream_if, on_block):
             offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
-            if self.keep_chunks:
+            if self.consumer.keeps_chunks:
                 self.chunks.append(raw)
             if raw.type == ChunkType.END:
                 self.end = decode_chunk(raw, "blob")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from vmbtool.blob import Blob, BlobReader
+from vmbtool.blob.consumers import Check
 from vmbtool.formats import READS
 from vmbtool.invariants import Problems, check_channel, check_guest
 from vmbtool.scenarios import SCENARIOS
@@ -83,8 +84,7 @@ def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
 
     Problems of the blob's content are listed; a blob that cannot be read on (framing,
     checksums, digest, caps) raises its BlobError."""
-    with BlobReader(source, key, keep_chunks=False, reads=reads, lean=True,
-                    defer_seal=True) as reader:
+    with BlobReader(source, key, Check(), reads=reads, defer_seal=True) as reader:
         return check_reader(reader)
 
 

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from vmbtool import kmcl
 from vmbtool.blob import Blob, BlobReader, rereadable
+from vmbtool.blob.consumers import Feed, Whole
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats import READS
@@ -85,7 +86,7 @@ def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
     validate's check, whose first problem, if any, is named before the restore's own
     reason. A larger body is checked first (`check_file`), then restored."""
     with rereadable(source) as src:
-        with BlobReader(src, key, keep_chunks=False, reads=reads,
+        with BlobReader(src, key, Whole(), reads=reads,
                         defer_seal=True) as reader:
             if 0 < reader.decoded_size() <= ONE_PASS_MAX:
                 try:
@@ -123,15 +124,14 @@ def restore_once(source: str | bytes | IO[bytes], key: bytes | None = None,
     guest put back at the end. Nothing restored is handed out before the END digest and
     the seal are settled. A problem with the blob's state raises RestoreFailed; one with
     its framing, the reader's BlobError."""
-    with BlobReader(source, key, keep_chunks=False, reads=reads, defer_seal=True) as reader:
+    with BlobReader(source, key, Whole(), reads=reads, defer_seal=True) as reader:
         return restore_reader(reader, buffer_size)
 
 
 def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
     """`restore_once` on a reader opened for it: its chunks go to the channels."""
     feed = ChannelFeed(buffer_size)
-    reader.lean = False
-    reader.feed = feed.take
+    reader.consumer = Feed(feed.take)
     for _channel in reader.channels():
         pass  # each channel was restored as its chunks came
     state, stats = reader.scenario, reader.stats

@@ -1,0 +1,149 @@
+"""What a read does with a blob's channels: the one reader (`BlobReader`) checks the
+envelope, frames the chunks, checks their CRCs, the END digest and counts, and sorts the
+chunks into channels; a consumer decides what each channel's chunks become.
+
+    Whole   each channel staged whole (decode, diff): parsed state, chunks not kept
+    Keep    Whole, and every chunk kept in order (`load_blob`: upgrade, the tests)
+    Check   each part checked as it streams past and dropped (validate): bounded memory
+    Tally   Check, and each packet record handed to a callback (inspect's summary)
+    Guard   Check without the semantic checks (a whole load's first, bounded read)
+    Feed    each chunk handed on as it comes (a restore's RestoreFromBuffer), not parsed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from vmbtool import lean
+from vmbtool.chunks import RawChunk, decode_chunk
+from vmbtool.formats import limits
+from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.invariants import ChannelCheck
+from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
+
+STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
+
+
+class Consumer:
+    """Stages each chunk of a channel as RestoreFromBuffer would, whole (the default)."""
+
+    lean = False  # large rings stream through in blocks; arrays are walked element-wise
+    keeps_chunks = False  # every chunk of the blob kept, in order (`BlobReader.chunks`)
+    keeps_channel_chunks = True  # each channel's chunks yielded with it
+
+    def staging(self, index: int) -> RestoreStaging:
+        """A fresh staging for channel `index`."""
+        return RestoreStaging()
+
+    def streams(self, header: dict[str, int]) -> bool:
+        """Whether the chunk comes with its data in blocks instead of whole."""
+        return self.lean and header["type"] == ChunkType.RING and \
+            header["length"] >= STREAMED_MIN
+
+    def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
+             blocks: Iterable[bytes] | None = None) -> None:
+        """One chunk of channel `index` (the reader has decoded a streamed ring's control
+        fields into `value`; its data follow in `blocks`)."""
+        stage_chunk(staging, raw, f"channels[{index}]", value, blocks)
+
+    def scenario(self, raw: RawChunk) -> Any:
+        """The scenario chunk, as this read needs it."""
+        return decode_chunk(raw, "scenario")
+
+
+class Whole(Consumer):
+    """Each channel parsed whole, its chunks yielded with it (not kept)."""
+
+
+class Keep(Whole):
+    """Whole, and every chunk of the blob kept in order (a blob read whole)."""
+
+    keeps_chunks = True
+
+
+class Check(Consumer):
+    """Each part of a channel checked as it arrives (`SavedChannel.problems`,
+    `invariants.ChannelCheck`) and dropped; large rings stream through in blocks and only
+    their control fields stay; arrays are walked element by element: any blob is read in
+    bounded memory."""
+
+    lean = True
+    keeps_channel_chunks = False
+    checks = True
+    keep_gpadls = False
+
+    def staging(self, index: int) -> RestoreStaging:
+        check = ChannelCheck(f"channels[{index}]") if self.checks else None
+        return RestoreStaging(check=check, keep_packets=False, keep_gpadls=self.keep_gpadls)
+
+    def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
+             blocks: Iterable[bytes] | None = None) -> None:
+        where = f"channels[{index}]"
+        if value is None and raw.type in (ChunkType.INCOMING, ChunkType.GPADLS):
+            value = lean_value(raw, where)
+        stage_chunk(staging, raw, where, value, blocks)
+
+    def scenario(self, raw: RawChunk) -> Any:
+        return lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, limits.MAX_GUESTS,
+                             limits.MAX_PACKETS_PER_CHANNEL)
+
+
+class Guard(Check):
+    """Check without the semantic checks: framing, checksums, digest, caps, repeated
+    packets, in bounded memory (a whole load's first read of a large blob)."""
+
+    checks = False
+
+
+class Tally(Check):
+    """Check, each packet record handed to `on_packet(index, record)` as it comes; the
+    GPADLs kept when `keep_gpadls`; rings held whole (not streamed) unless `lean`."""
+
+    def __init__(self, on_packet: Callable[[int, Any], None], keep_gpadls: bool = False,
+                 lean: bool = True) -> None:
+        self.on_packet, self.keep_gpadls, self.lean = on_packet, keep_gpadls, lean
+
+    def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
+             blocks: Iterable[bytes] | None = None) -> None:
+        super().take(staging, raw, index, value, blocks)
+        if raw.type == ChunkType.PACKET:
+            self.on_packet(index, staging.last_record)
+
+
+class Feed(Consumer):
+    """Each chunk of channel i handed to `feed(i, raw)` as it comes, neither parsed nor
+    kept here (RestoreFromBuffer parses and checks it); the staging only counts the
+    packets and notes the channel's end. The scenario chunk is read under the lean
+    caps, its guests' packets kept (a restore puts them back)."""
+
+    keeps_channel_chunks = False
+
+    def __init__(self, feed: Callable[[int, RawChunk], None]) -> None:
+        self.feed = feed
+
+    def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
+             blocks: Iterable[bytes] | None = None) -> None:
+        self.feed(index, raw)
+        if raw.type == ChunkType.PACKET:
+            staging.saved.packet_count += 1
+        elif raw.type == ChunkType.CHANNEL_END:
+            staging.saved.end = decode_chunk(raw, f"channels[{index}]")
+
+    def scenario(self, raw: RawChunk) -> Any:
+        return lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, limits.MAX_GUESTS,
+                             limits.MAX_PACKETS_PER_CHANNEL, keep=True)
+
+
+def lean_value(raw: RawChunk, where: str) -> Any:
+    """A PENDING_INCOMING or GPADLS chunk whose array is parsed as it is read."""
+    from construct import Container
+
+    from vmbtool.formats.gpadl import Gpadl
+
+    base = raw.offset + CHUNK_HEADER_SIZE
+    if raw.type == ChunkType.INCOMING:
+        return Container(packets=lean.incoming_entries(raw.data, base, where,
+                                                       limits.MAX_PACKETS_PER_CHANNEL))
+    return Container(gpadls=lean.gpadl_entries(Gpadl, raw.data, base, where,
+                                                limits.MAX_GPADLS_PER_CHANNEL))
