@@ -158,3 +158,23 @@ def test_vmb_packet_restore_parses_only_bytes_it_was_not_handed_parsed(monkeypat
                         lambda packet, lib_buf: handed_a_copy(packet, bytes(bytearray(lib_buf))))
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert sum(parsed) > 10
+
+
+# -- found by the fuzzer (session 7): the one-pass restore met a blob whose state lies -----
+REGRESSIONS = ROOT / "tests" / "regressions"
+
+
+@pytest.mark.parametrize("name", ["no-scenario-chunk.vmb", "state-before-channel.keyed.vmb"])
+def test_fuzzer_finds_are_refused_as_validate_refuses_them(name):
+    """A blob without its scenario chunk, and one whose channel state starts with another
+    chunk than CHANNEL: restore refuses them with validate's first problem (they crashed
+    the one-pass restore with an AttributeError before)."""
+    from vmbtool.tools import validate_file
+
+    path = REGRESSIONS / name
+    key = FIXTURE_KEY if ".keyed." in name else None
+    verdict = validate_file(str(path), key)
+    assert not verdict.valid
+    refused = outcome(lambda: restore_file(str(path), key))
+    assert refused[0] == "refused"
+    assert refused[1:3] == verdict.problems[0]

