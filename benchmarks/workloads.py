@@ -12,7 +12,7 @@ so the state is one the library could really be in:
   state, which the VSP's save-packet callback hands to the library.
 
 The `bench-<pages>p` scenarios are not vmbtool's: `register()` adds them to
-`vmbtool.scenarios.SCENARIOS` in this process so that `restore_blob` (and `validate`,
+`vmbtool.scenarios.SCENARIOS` in this process so that `restore_file` (and `validate`,
 run through `CLI_WRAPPER`) know them.
 
 Blob files are written by `write_blob` only: the one place to switch to a streaming

@@ -10,14 +10,18 @@ signature recomputed, so the grammars and the semantic invariants see them), and
 JSON documents of the golden blobs put back through `jsonview.encode`.
 
 Each input goes through `load_blob`, `tools.validate_file`, `jsonview.decode` (and
-`encode` of the result), `diff` against a golden blob, the `inspect` summary,
-`snapshot.check_blob`, `restore_blob`, the streamed `restore_file` (`vmbtool restore`;
-it must restore what `restore_blob` restores, the same re-saved bytes, and refuse what it
-refuses, with the same first problem) and 3 to 40 steps of the restored scenario. Any
-exception other than `VmbtoolError` (and its subclasses) is a bug, and so is an input
-that validates but does not restore, or that restores while validate calls it invalid;
-so is an input that runs past `--timeout` seconds or, with the address-space limit,
-runs out of memory.
+`encode` of the result), `diff` against a golden blob, the `inspect` summary
+(`report.stream_summary`), validate's lean check `snapshot.check_file`, the restore
+`snapshot.restore_file` (`vmbtool restore`) and 3 to 40 steps of the restored scenario.
+Any exception other than `VmbtoolError` (and its subclasses) is a bug. So is a
+disagreement between those paths: an input that validates but does not restore, or
+that restores while validate or its check calls it invalid; a refusal that names
+another problem than validate's first; a check whose first problem is not validate's;
+a summary or a check counting other channels, packets, GPADLs or pending incoming
+packets than decode holds; a restore in small RestoreFromBuffer buffers giving another
+state than one in the default buffers; a restored state that saves to a blob with
+problems. So is an input that runs past `--timeout` seconds or, with the address-space
+limit, runs out of memory.
 
 Each distinct bug (exception type + the innermost vmbtool frames) is saved once to
 `--crashes` (default fuzz/crashes/) as `<signature>.vmb` with a `.txt` beside it
@@ -33,6 +37,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import resource
 import signal
 import struct
@@ -60,8 +65,7 @@ from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
 from vmbtool.formats.header import FileHeader, HeaderPrefix
 from vmbtool.snapshot import (
     DEFAULT_CHUNK_SIZE,
-    check_blob,
-    restore_blob,
+    check_file,
     restore_file,
     save_blob,
 )
@@ -522,6 +526,13 @@ def restore_outcome(restore) -> tuple:
     return ("restored", save_blob(scenario, created_ns=0))
 
 
+def summary_counts(text: str) -> list[tuple[int, int, int]]:
+    """Each channel's (packets, GPADLs, pending incoming) as the `inspect` summary says."""
+    packets = [int(n) for n in re.findall(r"^  packets: (\d+) ", text, re.M)]
+    others = re.findall(r"^  GPADLs: (\d+); pending incoming: (\d+);", text, re.M)
+    return [(p, int(g), int(i)) for p, (g, i) in zip(packets, others, strict=True)]
+
+
 def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
     key = KEY if keyed else None
     stage = "load_blob"
@@ -552,18 +563,18 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
         stage = "jsonview.decode"
         doc = jsonview.decode(blob)
         json.dumps(doc)
+        held = [(len(ch["packets"]), len(ch["gpadls"]), len(ch["pending_incoming"]))
+                for ch in doc["channels"]]
         stage = "inspect"
-        report.summary(jsonview.decode(blob, with_data=False), io.StringIO(), packets=True,
-                       rings=True, gpadls=True)
-        report.summary(doc, io.StringIO(), rings=True, hexdump_rings=True)
-        stage = "inspect (streamed)"
         options = {"packets": True, "rings": True, "gpadls": True, "hexdump_rings": False}
-        whole, streamed = io.StringIO(), io.StringIO()
-        report.summary(jsonview.decode(blob, with_data=False), whole, **options)
+        streamed = io.StringIO()
         report.stream_summary(data, key, streamed, flt={}, **options)
-        if streamed.getvalue() != whole.getvalue():
-            raise Bug("the streamed summary differs from the whole one", "",
-                      "inspect:streamed-differs")
+        if summary_counts(streamed.getvalue()) != held:
+            raise Bug(f"the summary counts {summary_counts(streamed.getvalue())} (packets, "
+                      f"GPADLs, pending incoming), decode holds {held}", "",
+                      "inspect:counts-differ-from-decode")
+        report.stream_summary(data, key, io.StringIO(), packets=False, rings=True,
+                              gpadls=False, hexdump_rings=True)
         stage = "diff"
         for change in semantic_diff(doc, SEEDS[len(data) % len(SEEDS)].doc):
             str(change)
@@ -572,31 +583,44 @@ def feed(data: bytes, keyed: bool, steps: int, buffer_size: int | None) -> str:
             jsonview.encode(doc, key)
         except VmbtoolError:
             pass
-        stage = "check_blob"
-        problems = check_blob(blob)
-        if problems and verdict.problems[:1] != problems[:1]:
-            raise Bug(f"validate (lean) says {verdict.problems[:1]}, the whole check "
-                      f"{problems[:1]}", "", "validate:lean-differs")
+        stage = "check_file"
+        found = check_file(data, key)
+        if (found.channels, found.packets) != (len(held), sum(p for p, _, _ in held)):
+            raise Bug(f"validate's check counts {found.channels} channels and "
+                      f"{found.packets} packets, decode {len(held)} and "
+                      f"{sum(p for p, _, _ in held)}", "", "check_file:counts-differ")
+        if found.problems and verdict.problems[:1] != found.problems[:1]:
+            raise Bug(f"validate says {verdict.problems[:1]}, its lean check "
+                      f"{found.problems[:1]}", "", "validate:check-differs")
         stage = "restore_file"
         size = DEFAULT_CHUNK_SIZE if buffer_size is None else buffer_size
-        streamed = restore_outcome(lambda: restore_file(data, key, size))
-        stage = "restore_blob"
-        if streamed != restore_outcome(lambda: restore_blob(blob, size)):
-            raise Bug(f"the streamed restore gave {streamed[:3]}, restore_blob did not", "",
-                      "restore_file:differs")
         try:
-            if buffer_size is None:
-                scenario = restore_blob(blob)
-            else:
-                scenario = restore_blob(blob, buffer_size)
+            scenario = restore_file(data, key, size)
         except VmbtoolError as exc:
             if verdict.valid:
                 raise Bug(f"validate says valid, restore refused: {exc}", "",
                           f"restore:refuses-valid:{exc.where.split('[')[0]}") from None
+            if verdict.problems[:1] != [(exc.where, exc.why)]:
+                raise Bug(f"restore refused with {(exc.where, exc.why)}, validate's first "
+                          f"problem is {verdict.problems[:1]}", "",
+                          "restore:refuses-with-another-problem") from None
             return "invalid"
-        if problems or not verdict.valid:
-            raise Bug(f"restore accepted a blob validate refuses: {verdict.problems[:1]}", "",
-                      "restore:accepts-invalid")
+        if found.problems or not verdict.valid:
+            raise Bug(f"restore accepted a blob validate refuses: {verdict.problems[:1]} "
+                      f"(its check: {found.problems[:1]})", "", "restore:accepts-invalid")
+        if len(scenario.servers) != len(held):
+            raise Bug(f"restore gave {len(scenario.servers)} channels, decode {len(held)}",
+                      "", "restore:channels-differ")
+        stage = "restore_file (buffers)"
+        again = save_blob(scenario, created_ns=0)
+        if buffer_size is not None:  # the same state, whatever the RestoreFromBuffer calls
+            if restore_outcome(lambda: restore_file(data, key)) != ("restored", again):
+                raise Bug(f"restore in buffers of {buffer_size} B and in buffers of "
+                          f"{DEFAULT_CHUNK_SIZE} B differ", "", "restore_file:buffers-differ")
+        stage = "check_file (re-saved)"
+        if check_file(again).problems:
+            raise Bug(f"the restored state saves to a blob with problems: "
+                      f"{check_file(again).problems[:1]}", "", "restore:resaves-invalid")
         stage = "run-after-restore"
         scenario.start()
         scenario.run(steps)

@@ -7,7 +7,7 @@ the CLI uses:
   field path or a byte offset;
 - `tools.validate_file` gives `valid=False` with a located problem;
 - the decode path (`jsonview.decode(load_blob(...))`, what `decode` and `inspect` run);
-- the restore path (`tools.restore_and_run` -> `snapshot.restore_blob`): it raises a
+- the restore path (`tools.restore_and_run` -> `snapshot.restore_file`): it raises a
   VmbtoolError and the fresh server channel whose restore failed is left in its pristine
   allocated state (compared with a never-touched channel built the same way).
 
@@ -325,15 +325,15 @@ def check_deep(fx: Fixture, mutated: bytes, *, structural: bool | None = True) -
     assert WHERE.search(where), verdict.line()
     if error is not None:
         assert where == error.where
-        # decode and inspect read through load_blob
+        # decode reads through load_blob
         with pytest.raises(VmbtoolError) as caught:
             jsonview.decode(load_blob(mutated, fx.key))
         assert caught.value.where == error.where
     else:
         # decode and inspect show a blob that parses, lies included: they must not crash
-        doc = jsonview.decode(load_blob(mutated, fx.key))
-        report.summary(doc, io.StringIO(), packets=True, rings=True, gpadls=True,
-                       hexdump_rings=True)
+        jsonview.decode(load_blob(mutated, fx.key))
+        report.stream_summary(mutated, fx.key, io.StringIO(), packets=True, rings=True,
+                              gpadls=True, hexdump_rings=True)
     restore_refused(mutated, fx.key)
     fx.stats["deep checked"] += 1
     return where
@@ -689,7 +689,7 @@ def test_restore_failure_inside_a_channel_leaves_it_pristine():
         mutated = seal(fx, chunks)
         found = check_deep(fx, mutated, structural=False)
         channel, _, field_path = where.partition(".")
-        # restore_blob names the channel, then RestoreFromBuffer's own path ("channel....")
+        # restore_file names the channel, then RestoreFromBuffer's own path ("channel....")
         assert found.startswith(channel) and field_path in found, (what, found)
         error = restore_refused(mutated, fx.key)
         assert error.where.startswith(channel) and field_path in error.where, (what, error)

@@ -29,7 +29,7 @@ from conftest import EXE, FIXTURE_DIR
 
 from vmbtool import jsonview
 from vmbtool.blob import load_blob
-from vmbtool.snapshot import check_blob, save_blob
+from vmbtool.snapshot import check_file, save_blob
 from vmbtool.tools import run_scenario
 
 pytestmark = pytest.mark.skipif(EXE is None, reason="the vmbtool console script is not on PATH")
@@ -110,9 +110,10 @@ def reference_doc(scenario: tuple[str, int]) -> dict:
 
 def check_complete(path: Path, expected: dict | None) -> None:
     """A complete new blob: it loads (every CRC, the END digest and counts), passes the
-    semantic checks and, when `expected` is given, equals a fresh save."""
+    semantic checks (validate's `check_file`) and, when `expected` is given, equals a
+    fresh save."""
     blob = load_blob(str(path))
-    assert check_blob(blob) == []
+    assert check_file(str(path)).problems == []
     if expected is None:
         return
     doc = jsonview.decode(blob)

@@ -16,7 +16,7 @@ from vmbtool import codec
 from vmbtool.blob import encode_blob, load_blob
 from vmbtool.errors import BlobError
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
-from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_blob, restore_blob, save_chunks
+from vmbtool.snapshot import DEFAULT_CHUNK_SIZE, check_file, restore_file, save_chunks
 from vmbtool.status import NtStatus
 
 VERSIONS = {FIXTURE_DIR / "v1": (1, 0), FIXTURE_DIR / "v1.1": (1, 1)}
@@ -52,10 +52,11 @@ def key_for_header(header) -> bool:
 
 
 def resave(path: Path) -> bytes:
-    """Restore the blob and save the restored scenario with the header's own settings."""
+    """Restore the blob as `vmbtool restore` does (`restore_file`) and save the restored
+    scenario with the header's own settings (and note, as load_blob reads them)."""
     blob = load(path)
     header = blob.header
-    restored = restore_blob(blob)
+    restored = restore_file(str(path), key_for(path))
     level = None if str(header.compression) == "none" else header.level
     return encode_blob(save_chunks(restored, DEFAULT_CHUNK_SIZE, minor=header.format_minor,
                                    note=blob.note),
@@ -90,7 +91,12 @@ def test_fixture_loads_and_is_what_the_recipe_made(path):
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_fixture_has_no_problems(path):
-    assert check_blob(load(path)) == []
+    """Validate's check (`check_file`) finds nothing, and counts what load_blob reads."""
+    found = check_file(str(path), key_for(path))
+    assert found.problems == []
+    blob = load(path)
+    assert (found.channels, found.packets) == (
+        len(blob.channels), sum(len(saved.packets) for saved in blob.channels))
 
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -117,7 +123,7 @@ def test_restored_fixture_re_saves_byte_identical(path):
 
 @pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_restored_fixture_carries_on(path):
-    restored = restore_blob(load(path))
+    restored = restore_file(str(path), key_for(path))
     restored.start()
     restored.run(50)
     assert restored.steps_taken == STEPS + 50

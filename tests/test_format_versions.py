@@ -25,7 +25,7 @@ from vmbtool.formats.chunk import ChunkType
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.packet import PacketState
 from vmbtool.sim.wire import PacketType
-from vmbtool.snapshot import restore_blob, save_blob
+from vmbtool.snapshot import restore_file, save_blob
 from vmbtool.status import NtStatus
 from vmbtool.tools import validate_file
 from vmbtool.upgrade import parse_version, upgrade_blob
@@ -40,9 +40,9 @@ def key_for(path: Path) -> bytes | None:
 
 
 def restored_doc(source: str | bytes, key: bytes | None) -> dict:
-    """Restore into fresh channels, save them again, decode: the restored state."""
-    blob = load_blob(source, key)
-    again = save_blob(restore_blob(blob), created_ns=0, level=None, minor=FORMAT_MINOR)
+    """Restore into fresh channels (`restore_file`, `vmbtool restore`'s path), save them
+    again, decode: the restored state."""
+    again = save_blob(restore_file(source, key), created_ns=0, level=None, minor=FORMAT_MINOR)
     return jsonview.decode(load_blob(again), with_data=True)
 
 
@@ -75,12 +75,13 @@ def test_a_reader_restricted_to_1_0_reads_1_1_and_skips_what_it_does_not_know(pa
     assert jsonview.decode(old)["channels"] == [
         {k: v for k, v in ch.items() if k != "stats"} for ch in jsonview.decode(full)["channels"]]
     # the 1.0 reader restores the same channels; only the statistics are not carried over
-    a, b = restored_doc(str(path), key), restore_from(old)
+    a, b = restored_doc(str(path), key), restored_by_1_0_reader(str(path), key)
     assert [c for c in diff(a, b) if ".stats." not in c.path] == []
 
 
-def restore_from(blob) -> dict:
-    again = save_blob(restore_blob(blob), created_ns=0, level=None)
+def restored_by_1_0_reader(source: str, key: bytes | None) -> dict:
+    """`restore_file` with a reader restricted to format 1.0, saved again, decoded."""
+    again = save_blob(restore_file(source, key, reads=(1, 0)), created_ns=0, level=None)
     return jsonview.decode(load_blob(again), with_data=True)
 
 

@@ -1,6 +1,7 @@
-"""The lean read (validate, inspect's summary, a big load's first pass) checks what the
-whole-blob checks check, in bounded memory: rings streamed in blocks, packets counted
-and never kept, a cap on packet objects per channel, a cap on listed problems."""
+"""The lean read (validate, inspect's summary, a big load's first pass) checks what
+`check_channel` checks in a channel read whole (what RestoreFromBuffer checks), in bounded
+memory: rings streamed in blocks, packets counted and never kept, a cap on packet objects
+per channel, a cap on listed problems."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from vmbtool.blob.consumers import Check, Keep
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.invariants import check_ring
+from vmbtool.invariants import check_channel, check_ring
 from vmbtool.jsonview import decode
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
-from vmbtool.snapshot import check_blob
+from vmbtool.snapshot import check_file
 from vmbtool.state import ring_state
 
 BLOBS = sorted(FIXTURE_DIR.glob("v*/*.vmb"))
@@ -71,7 +72,8 @@ def lies(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("lie", list(LIES))
 def test_lean_read_lists_the_problems_the_whole_check_lists(lie, lies, stream_every_ring):
     """Every semantic lie: the lean read's problems (rings streamed) are exactly, in
-    order, those `check_channel` finds in the channels read whole."""
+    order, those `check_channel` (RestoreFromBuffer's check) finds in the channels
+    load_blob reads whole."""
     try:
         whole = load_blob(str(lies[lie]))
     except BlobError as exc:  # a lie the reader refuses outright: so must the lean read
@@ -79,8 +81,8 @@ def test_lean_read_lists_the_problems_the_whole_check_lists(lie, lies, stream_ev
             lean_problems(str(lies[lie]))
         assert lean.value.where.split(" ")[0] == exc.where.split(" ")[0]
         return
-    expected = [p for p in check_blob(whole)  # the channels' own problems
-                if not p[0].startswith("scenario") and ".context.offer" not in p[0]]
+    expected = [p for index, saved in enumerate(whole.channels)
+                for p in check_channel(saved, f"channels[{index}]")]
     assert lean_problems(str(lies[lie])) == expected
     assert expected
 
@@ -181,9 +183,12 @@ def test_more_packets_than_the_cap_are_refused_as_they_come(lean, monkeypatch):
 
 
 def test_a_channel_lists_its_first_problems_and_counts_the_rest(monkeypatch, lies):
-    monkeypatch.setattr(invariants.problems, "MAX_PROBLEMS", 1)
+    """With one problem a channel listed, validate lists the first of the channels'
+    problems validate's check (`check_file`) lists uncapped, and counts the rest."""
     path = lies["completion for an unknown transaction"]
-    whole = [p for p in check_blob(load_blob(str(path))) if p[0].startswith("channels")]
+    whole = [p for p in check_file(str(path)).problems if p[0].startswith("channels")]
+    assert whole
+    monkeypatch.setattr(invariants.problems, "MAX_PROBLEMS", 1)
     verdict = tools.validate_file(str(path))
     assert len(verdict.problems) == 1 and verdict.problems[0] == whole[0]
     assert verdict.unlisted == len(whole) - 1

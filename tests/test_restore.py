@@ -12,7 +12,6 @@ from collections import deque
 import pytest
 from conftest import fresh_channel
 
-from vmbtool import kmcl
 from vmbtool.blob import load_blob
 from vmbtool.chunks import frame_bytes, split_chunks
 from vmbtool.formats.channel import ChannelContext
@@ -25,7 +24,8 @@ from vmbtool.formats.ring import RingState
 from vmbtool.kmcl import restore_from_buffer, save_channel
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.sim.channel import ServerChannel
-from vmbtool.snapshot import restore_blob, save_blob, split_buffers
+from vmbtool.snapshot import restore as snapshot_restore
+from vmbtool.snapshot import restore_file, save_blob, split_buffers
 from vmbtool.status import NtStatus, nt_success
 
 SUCCESS = NtStatus.SUCCESS
@@ -47,22 +47,26 @@ def restore_sizes(blob) -> dict[str, int]:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_restored_scenario_carries_on_like_the_original(name, steps, size_kind,
                                                         monkeypatch):
+    """`vmbtool restore`'s path (`restore_file`): RestoreFromBuffer's staging gets as
+    many buffers as `split_buffers` makes of each channel of the blob as load_blob reads
+    it, and the restored scenario carries on as the original does."""
     cls = SCENARIOS[name]
     a = cls.create(SEED)
     a.run(steps)
-    blob = load_blob(save_blob(a, created_ns=0))
+    data = save_blob(a, created_ns=0)
+    blob = load_blob(data)
     size = restore_sizes(blob)[size_kind]
 
     calls = []
-    original = kmcl.restore_from_buffer
+    original = snapshot_restore.restore_chunks
 
-    def counting(channel, buffer):
-        status = original(channel, buffer)
+    def counting(channel, chunks):
+        status = original(channel, chunks)
         calls.append(status)
         return status
 
-    monkeypatch.setattr(kmcl, "restore_from_buffer", counting)
-    r = restore_blob(blob, size)
+    monkeypatch.setattr(snapshot_restore, "restore_chunks", counting)
+    r = restore_file(data, buffer_size=size)
     monkeypatch.undo()
     expected_buffers = sum(len(split_buffers([c.framed for c in chunks], size))
                            for chunks in blob.channel_chunks)
@@ -94,7 +98,7 @@ def test_restore_then_save_gives_the_same_blob(name, steps):
     for level, sizes in ((3, (1, HUGE)), (None, (8191,))):
         blob = save_blob(a, created_ns=0, level=level)
         for size in sizes:
-            again = save_blob(restore_blob(load_blob(blob), size), created_ns=0, level=level)
+            again = save_blob(restore_file(blob, buffer_size=size), created_ns=0, level=level)
             assert again == blob
 
 
@@ -545,22 +549,24 @@ def test_restore_into_a_cleaned_up_channel():
         {k: v for k, v in before.items() if k != "restore_error"}
 
 
-def test_restore_blob_names_a_failed_channel_as_validate_would(tmp_path):
-    """A VSP that refuses a packet: `channels[0].packets[...]` (not `channels[0].channel.`),
-    and the callback's status said once."""
+def test_restore_names_a_failed_channel_as_validate_would(tmp_path):
+    """A VSP that refuses a packet: `vmbtool restore`'s path (`restore_file`) names
+    `channels[0].packets[...]` (not `channels[0].channel.`), and the callback's status
+    said once."""
     from vmbtool.errors import BlobError
     from vmbtool.snapshot import restore_failure
     from vmbtool.status import NtStatusError
     from vmbtool.tools import run_scenario
 
-    blob = load_blob(save_blob(run_scenario("storage", 1, 150)))
+    blob = save_blob(run_scenario("storage", 1, 150))
+
     def refuse(self, channel, lib_buf, save_buf):
         return NtStatus.INVALID_PARAMETER
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SCENARIOS["storage"], "restore_packet", refuse)
         with pytest.raises(BlobError) as refused:
-            restore_blob(blob)
+            restore_file(blob)
     where, why = refused.value.where, refused.value.why
     assert where.startswith("channels[0].packets[txid=") and ".channel." not in where
     assert why.count("STATUS_INVALID_PARAMETER") == 1

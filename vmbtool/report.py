@@ -39,18 +39,6 @@ def hexdump(data: bytes, start: int, length: int, out: TextIO, indent: str) -> N
         out.write(f"{indent}{(start + row) % size:08x}  {chunk.hex(' '):<47}  {text}\n")
 
 
-def summary(doc: dict, out: TextIO, *, packets: bool = False, rings: bool = False,
-            gpadls: bool = False, hexdump_rings: bool = False,
-            flt: PacketFilter | None = None) -> None:
-    """The summary of a decoded blob (see `stream_summary` for one read as a stream)."""
-    flt = flt or PacketFilter()
-    flt.check_channels(doc["header"]["channel_count"])
-    write_head(doc, doc.get("scenario"), out)
-    for index, ch in enumerate(doc["channels"]):
-        write_channel(index, ch, out, packets=packets, rings=rings, gpadls=gpadls,
-                      hexdump_rings=hexdump_rings, flt=flt)
-
-
 class PacketTally:
     """What the summary says of a channel's packets, counted as they stream past; with
     `--packets` or a filter, the packets it lists (as JSON) are kept too."""
@@ -73,20 +61,6 @@ class PacketTally:
             p = packet_json(record)
             if self.flt.matches(index, p):
                 self.selected.append(p)
-
-    @classmethod
-    def of(cls, packets: list[dict]) -> PacketTally:
-        tally = cls(False, PacketFilter())
-        tally.count = len(packets)
-        tally.vsp_bytes = sum(len(p["vsp_state"]) // 2 for p in packets)
-        tally.states = Counter(p["state"] for p in packets)
-        return tally
-
-    @classmethod
-    def of_channel(cls, ch: dict) -> PacketTally:
-        tally = cls.of(ch["packets"])
-        tally.gpadls, tally.incoming = len(ch["gpadls"]), len(ch["pending_incoming"])
-        return tally
 
 
 def stream_summary(source: str, key: bytes | None, out: TextIO, **options: Any) -> None:
@@ -151,8 +125,8 @@ def write_head(doc: dict, s: dict | None, out: TextIO) -> None:
 
 def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bool,
                   gpadls: bool, hexdump_rings: bool, flt: PacketFilter,
-                  tally: PacketTally | None = None) -> None:
-    """One channel's lines; `tally` counts its packets when `ch` lists only some."""
+                  tally: PacketTally) -> None:
+    """One channel's lines; `tally` counts its packets (`ch` lists only those selected)."""
     if not flt.selects_channel(index):
         return
     offer = ch["offer"]
@@ -164,7 +138,6 @@ def write_channel(index: int, ch: dict, out: TextIO, *, packets: bool, rings: bo
         ring = ch["rings"].get(direction)
         if ring:
             out.write(f"  {direction:<8} {ring_picture(ring)}\n")
-    tally = tally or PacketTally.of_channel(ch)
     by_state = ", ".join(f"{n} {escape(s)}" for s, n in sorted(tally.states.items())) or "none"
     out.write(f"  packets: {tally.count} ({by_state}); VSP state {tally.vsp_bytes} B\n"
               f"  GPADLs: {tally.gpadls}; pending incoming: "

@@ -4,7 +4,6 @@ the simulated guest through the scenario chunk (`save`), checked as validate che
 
 from vmbtool.snapshot.check import (
     FileCheck,
-    check_blob,
     check_file,
     check_reader,
     check_scenario,
@@ -15,7 +14,6 @@ from vmbtool.snapshot.restore import (
     ChannelFeed,
     RestoreFailed,
     check_config,
-    restore_blob,
     restore_failure,
     restore_file,
     restore_guest,
@@ -34,8 +32,8 @@ from vmbtool.snapshot.save import (
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ONE_PASS_MAX", "SAVE_BUFFER_SIZE", "ChannelFeed", "FileCheck",
-    "RestoreFailed", "check_blob", "check_config", "check_file", "check_reader",
-    "check_scenario", "client_state", "restore_blob", "restore_failure", "restore_file",
-    "restore_guest", "restore_once", "restore_reader", "restore_scenario", "save_blob",
-    "save_chunks", "scenario_state", "split_buffers",
+    "RestoreFailed", "check_config", "check_file", "check_reader", "check_scenario",
+    "client_state", "restore_failure", "restore_file", "restore_guest", "restore_once",
+    "restore_reader", "restore_scenario", "save_blob", "save_chunks", "scenario_state",
+    "split_buffers",
 ]

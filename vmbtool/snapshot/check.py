@@ -6,23 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO, Any
 
-from vmbtool.blob import Blob, BlobReader
+from vmbtool.blob import BlobReader
 from vmbtool.blob.consumers import Check
 from vmbtool.formats import READS
-from vmbtool.invariants import Problems, check_channel, check_guest
+from vmbtool.invariants import Problems, check_guest
 from vmbtool.scenarios import SCENARIOS
 from vmbtool.scenarios.base import instance_guid
 from vmbtool.sim.config import ClientState
 from vmbtool.state import config_from
-
-
-def check_blob(blob: Blob) -> list[tuple[str, str]]:
-    """Every semantic problem in the blob's channels and scenario."""
-    problems = []
-    for index, saved in enumerate(blob.channels):
-        problems.extend(check_channel(saved, f"channels[{index}]"))
-    offers = [config_from(saved.context).offer_key for saved in blob.channels]
-    return problems + check_scenario(blob.scenario, offers)
 
 
 def check_scenario(state: Any, offers: list[tuple]) -> list[tuple[str, str]]:

@@ -8,8 +8,7 @@ import struct
 from collections import deque
 from typing import IO, Any
 
-from vmbtool import kmcl
-from vmbtool.blob import Blob, BlobReader, rereadable
+from vmbtool.blob import BlobReader, rereadable
 from vmbtool.blob.consumers import Feed, Whole
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError, VmbtoolError
@@ -20,34 +19,10 @@ from vmbtool.scenarios import SCENARIOS, Scenario, by_interface
 from vmbtool.sim.channel import ChannelStats, ClientChannel
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.sim.wire import PacketType
-from vmbtool.snapshot.check import check_blob, check_file, check_scenario
+from vmbtool.snapshot.check import check_file, check_scenario
 from vmbtool.snapshot.save import DEFAULT_CHUNK_SIZE, paused_gc
 from vmbtool.state import config_from, fill_packet, incoming_from, set_life_cycle
 from vmbtool.status import NtStatus
-
-
-def restore_blob(blob: Blob, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
-    """Fresh channels, restored chunk by chunk, the guest rebuilt; nothing started.
-
-    Every channel and the scenario are checked first (the first problem named is the
-    one `validate` lists first), so nothing is restored from a blob with a lie in it;
-    each RestoreFromBuffer then checks its own channel again, as the contract says."""
-    problems = check_blob(blob)
-    if problems:
-        where, why = problems[0]
-        raise BlobError(where, why)
-    state = blob.scenario
-    scenario = SCENARIOS[state.scenario](state.seed)
-    scenario.steps_taken = state.steps_taken
-    feed = ChannelFeed(buffer_size, scenario, as_buffers=True)
-    try:
-        for index, raw_chunks in enumerate(blob.channel_chunks):
-            for raw in raw_chunks:
-                feed.take(index, raw)
-    except RestoreFailed as failed:
-        raise failed.error from None
-    restore_scenario(scenario, state, blob.stats)
-    return scenario
 
 
 def restore_scenario(scenario: Scenario, state: Any, stats: dict[int, Any]) -> None:
@@ -164,13 +139,9 @@ class ChannelFeed:
     the device instance the blob's do (the scenario chunk, last in the blob, holds the
     seed that must give it)."""
 
-    def __init__(self, buffer_size: int, scenario: Scenario | None = None,
-                 as_buffers: bool = False) -> None:
+    def __init__(self, buffer_size: int) -> None:
         self.buffer_size = buffer_size
-        self.scenario = scenario  # None: picked by the first channel's offer
-        # True: each group framed into one buffer for the public restore_from_buffer,
-        # which splits and checks it again (the whole-blob restore_blob)
-        self.as_buffers = as_buffers
+        self.scenario: Scenario | None = None  # picked by the first channel's offer
         self.server: Any = None
         self.pending: list[RawChunk] = []
         self.size = 0
@@ -208,10 +179,7 @@ class ChannelFeed:
 
     def restore(self, index: int, final: bool) -> None:
         chunks, self.pending, self.size = self.pending, [], 0
-        if self.as_buffers:
-            status = kmcl.restore_from_buffer(self.server, b"".join(c.framed for c in chunks))
-        else:
-            status = restore_chunks(self.server, chunks)
+        status = restore_chunks(self.server, chunks)
         if status != (NtStatus.SUCCESS if final else NtStatus.MORE_PROCESSING_REQUIRED):
             raise restore_failure(self.server.restore_error, index, NtStatus(status))
 
