@@ -57,7 +57,10 @@ def channel_events(reader: BlobReader, with_data: bool = True) -> Iterator[
         if index >= 0:
             yield STATS, index, stats_json(reader.stats.get(index))
         index += 1
+        chunks.clear()  # the reader keeps no chunks: nothing else holds them
         ch = channel_json(saved, None, with_data)
+        for parts in (saved.rings, saved.gpadls, saved.packets, saved.incoming):
+            parts.clear()  # the channel is ours, and is now its JSON
         del saved, chunks
         yield CHANNEL, index, ch
         del ch
