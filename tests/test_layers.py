@@ -98,6 +98,8 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
         "vmbtool.schema.render")),
     # views on views: JSON decode/encode (on docshape)
     ("views on views", False, ("vmbtool.jsonview",)),
+    # views on views: decode and diff a channel at a time (on jsonview and diff)
+    ("streamed views", False, ("vmbtool.jsonstream",)),
     # views on views: compat (on schema), one unit: the findings, the walk over types,
     # over structures, over a description's top
     ("compat", True, (

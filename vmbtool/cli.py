@@ -187,16 +187,14 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
 def diff(a: str, b: str, as_json: bool, ignore: tuple[str, ...], key_file: str | None) -> None:
     """Semantic diff by field path; exit 0 when equal, 1 when they differ, 2 when A or
     B cannot be read or is not a valid blob."""
-    from vmbtool.diff import DEFAULT_IGNORES, read_side
-    from vmbtool.diff import diff as semantic_diff
+    from vmbtool.diff import DEFAULT_IGNORES
     from vmbtool.inputs import stdin_once
+    from vmbtool.jsonstream import diff_blobs
     from vmbtool.text import escape, plural
 
     stdin_once((a, b))
     key = view_key(key_file, (a, b))
-    doc_a, doc_b = (read_side(side, path, lambda p: load_doc(p, key, True))
-                    for side, path in (("A", a), ("B", b)))
-    changes = semantic_diff(doc_a, doc_b, DEFAULT_IGNORES + tuple(ignore))
+    changes = diff_blobs(a, b, key, DEFAULT_IGNORES + tuple(ignore))
     if as_json:
         emit_json({"equal": not changes, "changes": [
             {"path": c.path, "old": None if c.old is not None and str(c.old) == "(absent)"
@@ -311,11 +309,11 @@ def restore(blob: str, run_steps: int, resave: str | None, level: int, as_json: 
 @key_option
 def decode(blob: str, output: str, key_file: str | None) -> None:
     """The whole blob as JSON."""
-    import json
+    from vmbtool.jsonstream import decode_spooled
 
     out = output_to(output, blob=False)
-    text = json.dumps(load_doc(blob, view_key(key_file, (blob,)), True), indent=1) + "\n"
-    out.write(text.encode())
+    with decode_spooled(blob, view_key(key_file, (blob,)), out.where) as text:
+        out.write(text)
 
 
 @main.command()

@@ -28,8 +28,9 @@ import re
 import signal
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from vmbtool import stop
 from vmbtool.errors import OutputError, UsageError
@@ -43,6 +44,10 @@ WHAT = "cannot write output"
 # Linux's terminals (Documentation/admin-guide/devices.txt): virtual consoles and serial
 # ports (4), /dev/tty and /dev/console (5), pseudo-terminals (136-143)
 TERMINAL_MAJORS = frozenset({4, 5, *range(136, 144)})
+# what an output is written from: bytes, or pieces of bytes and spooled files (each read
+# from its start in blocks: a large output need not be held whole)
+Data = bytes | Sequence[bytes | IO[bytes]]
+BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ class Output:
         except (AttributeError, OSError, ValueError):  # no stdout, or not a real descriptor
             return False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Data) -> None:
         """Write `data` whole, or raise OutputError with the old target intact."""
         current = check_output(self.path, binary=self.binary)  # what is there now
         try:
@@ -205,10 +210,25 @@ def why_unwritable(path: str, st: os.stat_result, owner_bits: int) -> str | None
     return "read-only file system" if read_only else "no write permission"
 
 
-def write_stdout(data: bytes) -> None:
+def blocks(data: Data) -> Iterator[bytes]:
+    """The bytes of `data`, a piece or a block at a time."""
+    if not isinstance(data, (list, tuple)):
+        yield data  # type: ignore[misc]
+        return
+    for part in data:
+        if isinstance(part, (bytes, bytearray)):
+            yield part
+            continue
+        part.seek(0)
+        while block := part.read(BLOCK):
+            yield block
+
+
+def write_stdout(data: Data) -> None:
     stream = sys.stdout.buffer
     try:
-        stream.write(data)
+        for block in blocks(data):
+            stream.write(block)
         stream.flush()
     except OSError:
         silence_stdout()
@@ -227,26 +247,28 @@ def silence_stdout() -> None:
     os.close(null)
 
 
-def write_through(out: Output, data: bytes) -> None:
+def write_through(out: Output, data: Data) -> None:
     """A device, FIFO, socket or descriptor: written in place, never replaced."""
     if stat.S_ISSOCK(os.stat(out.target).st_mode):
         import socket
 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(out.target)
-            sock.sendall(data)
+            for block in blocks(data):
+                sock.sendall(block)
         return
     # O_TRUNC matters only for a regular file behind /dev/fd/N; devices ignore it
     fd = os.open(out.target, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         if out.binary and os.isatty(fd):  # a terminal the device numbers did not show
             raise refuse_terminal(out.path)
-        write_all(fd, data)
+        for block in blocks(data):
+            write_all(fd, block)
     finally:
         os.close(fd)
 
 
-def replace_file(target: str, data: bytes) -> None:
+def replace_file(target: str, data: Data) -> None:
     """Temporary beside the target, fsync, rename: the target is the old file or the
     whole new one, and no temporary stays whatever interrupts the write."""
     directory = os.path.dirname(target)
@@ -266,7 +288,8 @@ def replace_file(target: str, data: bytes) -> None:
             os.fchmod(fd, stat.S_IMODE(old.st_mode))
         else:
             os.fchmod(fd, 0o666 & ~current_umask())
-        write_all(fd, data)
+        for block in blocks(data):
+            write_all(fd, block)
         os.fsync(fd)
         os.close(fd)
         fd = -1
