@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from vmbtool.blob import BlobReader
+from vmbtool.blob.consumers import Whole
 from vmbtool.diff import MISSING, Change, ignored, read_side, walk
 from vmbtool.errors import InputError, OutputError
 from vmbtool.formats.chunk import ChunkType
@@ -30,16 +31,6 @@ from vmbtool.output import WHAT, why_not
 CHANNEL, STATS = "channel", "stats"
 SPOOL_IN_MEMORY = 16 << 20  # decode's text past this goes to a temporary file
 ENCODER = json.JSONEncoder(indent=1)  # as json.dumps(value, indent=1)
-
-
-class StreamReader(BlobReader):
-    """A reader that keeps no chunks but still the optional chunks it skips (bounded by
-    the format's caps on them): decode shows them as `extra_chunks`."""
-
-    def skip(self, raw: Any) -> None:
-        super().skip(raw)
-        if not self.keep_chunks:
-            self.extra.append((self.tally.chunks - 1, raw))
 
 
 def stats_json(stats: Any) -> dict | None:
@@ -151,7 +142,7 @@ def decode_spooled(source: str, key: bytes | None, where: str = "-") -> Iterator
     blob read well. `where`: the output, named by a failing spool."""
     text = Spool(where)
     try:
-        with StreamReader(source, key, keep_chunks=False) as reader:
+        with BlobReader(source, key, Whole(keeps_skipped=True)) as reader:
             write_channels(reader, text)
             head = json.dumps(head_doc(reader), indent=1)[:-2] + ',\n "channels": '
             tail = ",\n" + json.dumps(tail_doc(reader), indent=1)[2:] + "\n"
@@ -179,7 +170,7 @@ class Side:
     def open(self) -> None:
         def start() -> None:
             self.reader = self.stack.enter_context(
-                StreamReader(self.source, self.key, keep_chunks=False))
+                BlobReader(self.source, self.key, Whole(keeps_skipped=True)))
             self.events = channel_events(self.reader)
         self.named(start)
 

@@ -135,7 +135,7 @@ class ChannelSorting:
                             f"more than {limits.MAX_SKIPPED_CHUNKS} unknown optional chunks or "
                             f"{limits.MAX_SKIPPED_BYTES} bytes of them",
                             NtStatus.INVALID_BUFFER_SIZE)
-        if self.consumer.keeps_chunks:
+        if self.consumer.keeps_skipped:
             self.extra.append((self.tally.chunks - 1, raw))
 
     def add_annex(self, raw: RawChunk) -> None:

@@ -30,6 +30,7 @@ class Consumer:
 
     lean = False  # large rings stream through in blocks; arrays are walked element-wise
     keeps_chunks = False  # every chunk of the blob kept, in order (`BlobReader.chunks`)
+    keeps_skipped = False  # the unknown optional chunks skipped kept (`BlobReader.extra`)
     keeps_channel_chunks = True  # each channel's chunks yielded with it
 
     def staging(self, index: int) -> RestoreStaging:
@@ -53,13 +54,21 @@ class Consumer:
 
 
 class Whole(Consumer):
-    """Each channel parsed whole, its chunks yielded with it (not kept)."""
+    """Each channel parsed whole, its chunks yielded with it (not kept); the unknown
+    optional chunks skipped kept when `keeps_skipped` (decode shows them; the format caps
+    them)."""
+
+    def __init__(self, keeps_skipped: bool = False) -> None:
+        self.keeps_skipped = keeps_skipped
 
 
 class Keep(Whole):
     """Whole, and every chunk of the blob kept in order (a blob read whole)."""
 
     keeps_chunks = True
+
+    def __init__(self) -> None:
+        super().__init__(keeps_skipped=True)
 
 
 class Check(Consumer):
