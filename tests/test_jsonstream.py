@@ -270,3 +270,20 @@ def test_a_spool_that_cannot_be_written_is_an_output_error(tmp_path, monkeypatch
     assert result.stderr.startswith(f"Error: cannot write output at {out}: ")
     assert "while spooling it in" in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# -- inspect --json: the document read channel by channel --------------------------------
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_read_doc_is_the_whole_decode_document(with_data):
+    """inspect --json's document (jsonstream.read_doc) equals the whole decode of every
+    fixture, with and without the rings' data."""
+    from vmbtool import jsonview
+    from vmbtool.blob import load_blob
+    from vmbtool.jsonstream import read_doc
+
+    for path in sorted(FIXTURE_DIR.glob("v*/*.vmb")):
+        key = FIXTURE_KEY if path.stem.endswith("-signed") else None
+        whole = jsonview.decode(load_blob(str(path), key), with_data=with_data)
+        assert read_doc(str(path), key, with_data) == whole, path.name

@@ -123,13 +123,6 @@ def save(scenario: str, seed: int, steps: int, pause_at: int | None, chunk_size:
                    f"{escape(output)}", err=True)
 
 
-def load_doc(blob_path: str, key: bytes | None, with_data: bool) -> dict:
-    from vmbtool import jsonview
-    from vmbtool.blob import load_blob
-
-    return jsonview.decode(load_blob(blob_path, key), with_data=with_data)
-
-
 @main.command()
 @click.argument("blob")
 @click.option("--json", "as_json", is_flag=True, help="Machine output (see README schema).")
@@ -148,6 +141,7 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
     from vmbtool import report
     from vmbtool.errors import BlobError
     from vmbtool.formats import FORMAT_MAJOR
+    from vmbtool.jsonstream import read_doc
     from vmbtool.keys import SIGNED_NEEDS_KEY
     from vmbtool.packetfilter import filter_doc, parse_filter
     from vmbtool.tools import header_info, unverified_head
@@ -174,7 +168,7 @@ def inspect(blob: str, as_json: bool, packets: bool, ring: bool, gpadls: bool, h
         report.stream_summary(blob, key, sys.stdout, packets=packets, rings=ring,
                               gpadls=gpadls, hexdump_rings=hexdump, flt=flt)
         return
-    emit_json(filter_doc(load_doc(blob, key, with_data=hexdump), flt))
+    emit_json(filter_doc(read_doc(blob, key, with_data=hexdump), flt))
 
 
 @main.command()

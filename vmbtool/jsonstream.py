@@ -270,3 +270,16 @@ def diff_blobs(source_a: str, source_b: str, key: bytes | None,
         walk(doc_a.get(k, MISSING), doc_b.get(k, MISSING), k, k, found)
         changes.extend(c for c in found if not ignored(c.path, ignore))
     return changes
+
+
+def read_doc(source: str, key: bytes | None, with_data: bool = True) -> dict:
+    """decode's document as a dict (what `inspect --json` prints), read once, channel by
+    channel: what a channel holds while it is read is dropped once it is JSON."""
+    with BlobReader(source, key, Whole(keeps_skipped=True)) as reader:
+        channels: list[dict] = []
+        for kind, index, value in channel_events(reader, with_data):
+            if kind == CHANNEL:
+                channels.append(value)
+            elif value is not None:
+                channels[index]["stats"] = value
+        return {**head_doc(reader), "channels": channels, **tail_doc(reader)}
