@@ -9,10 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vmbtool import codec
-from vmbtool.chunks import (
-    RawChunk,
-    decode_chunk,
-)
+from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import (

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from construct import Container
+
 from vmbtool import lean
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.formats.gpadl import Gpadl
 from vmbtool.invariants import ChannelCheck
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 
@@ -146,10 +149,6 @@ class Feed(Consumer):
 
 def lean_value(raw: RawChunk, where: str) -> Any:
     """A PENDING_INCOMING or GPADLS chunk whose array is parsed as it is read."""
-    from construct import Container
-
-    from vmbtool.formats.gpadl import Gpadl
-
     base = raw.offset + CHUNK_HEADER_SIZE
     if raw.type == ChunkType.INCOMING:
         return Container(packets=lean.incoming_entries(raw.data, base, where,
