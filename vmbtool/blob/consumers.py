@@ -6,7 +6,7 @@ chunks into channels; a consumer decides what each channel's chunks become.
     Keep    Whole, and every chunk kept in order (`load_blob`: upgrade, the tests)
     Check   each part checked as it streams past and dropped (validate): bounded memory
     Tally   Check, and each packet record handed to a callback (inspect's summary)
-    Guard   Check without the semantic checks (a whole load's first, bounded read)
+    Relay   Whole, each chunk kept in order only until the caller takes it (upgrade)
     Feed    each chunk handed on as it comes (a restore's RestoreFromBuffer), not parsed
 """
 
@@ -69,6 +69,16 @@ class Keep(Whole):
 
     def __init__(self) -> None:
         super().__init__(keeps_skipped=True)
+
+
+class Relay(Whole):
+    """Whole (each channel staged and parsed as a whole read does), the chunks of the
+    blob kept in order in `BlobReader.chunks` for the caller to take and clear as each
+    channel is yielded (and once more when the read ends): a blob passes through one
+    channel at a time (upgrade)."""
+
+    keeps_chunks = True
+    keeps_channel_chunks = False
 
 
 class Check(Consumer):
