@@ -108,13 +108,6 @@ class Check(Consumer):
                              limits.MAX_PACKETS_PER_CHANNEL)
 
 
-class Guard(Check):
-    """Check without the semantic checks: framing, checksums, digest, caps, repeated
-    packets, in bounded memory (a whole load's first read of a large blob)."""
-
-    checks = False
-
-
 class Tally(Check):
     """Check, each packet record handed to `on_packet(index, record)` as it comes; the
     GPADLs kept when `keep_gpadls`; rings held whole (not streamed) unless `lean`."""
