@@ -56,11 +56,12 @@ def test_every_fixture_validates_restores_and_upgrades(path):
     assert validate_file(str(path), key).valid
     upgraded = upgrade_blob(str(path), key)
     assert upgraded.target_version == f"1.{FORMAT_MINOR}" and not upgraded.dropped
-    blob = load_blob(upgraded.data, key)
+    data = upgraded.take()
+    blob = load_blob(data, key)
     assert blob.version == f"1.{FORMAT_MINOR}" and blob.signed == (key is not None)
     assert [c.data for c in blob.chunks[:-1]] == \
         [c.data for c in load_blob(str(path), key).chunks[:-1]]
-    assert diff(restored_doc(str(path), key), restored_doc(upgraded.data, key)) == []
+    assert diff(restored_doc(str(path), key), restored_doc(data, key)) == []
 
 
 @pytest.mark.parametrize("path", [p for p in BLOBS if p.parent.name == "v1.1"], ids=ids)
@@ -141,19 +142,20 @@ def test_downgrade_refuses_to_drop_the_note_and_statistics_unless_allowed():
     assert "1 stats chunk, 1 note chunk" in refused.value.why
     down = upgrade_blob(str(path), to=(1, 0), allow_loss=True)
     assert down.dropped == ["1 stats chunk", "1 note chunk"]
-    blob = load_blob(down.data)
+    data = down.take()
+    blob = load_blob(data)
     assert blob.version == "1.0" and blob.note is None and blob.stats == {}
-    assert down.data[-16:-8] != (0x184D2A5B).to_bytes(4, "little") + (8).to_bytes(4, "little")
-    a, b = restored_doc(str(path), None), restored_doc(down.data, None)
+    assert data[-16:-8] != (0x184D2A5B).to_bytes(4, "little") + (8).to_bytes(4, "little")
+    a, b = restored_doc(str(path), None), restored_doc(data, None)
     assert [c.path for c in diff(a, b)] == [] or all(".stats." in c.path for c in diff(a, b))
 
 
 def test_a_1_0_blob_upgrades_and_round_trips_back_without_loss():
     path = FIXTURE_DIR / "v1" / "network.vmb"
     up = upgrade_blob(str(path))
-    back = upgrade_blob(up.data, to=(1, 0))
+    back = upgrade_blob(up.take(), to=(1, 0))
     assert back.dropped == []
-    assert back.data == path.read_bytes()  # same chunks, header, digest: the same bytes
+    assert back.take() == path.read_bytes()  # same chunks, header, digest: the same bytes
 
 
 def test_upgrade_of_a_signed_blob_needs_the_key_and_signs_again():
@@ -161,9 +163,10 @@ def test_upgrade_of_a_signed_blob_needs_the_key_and_signs_again():
     with pytest.raises(VmbtoolError, match="give its key"):
         upgrade_blob(str(path))
     up = upgrade_blob(str(path), FIXTURE_KEY)
-    assert load_blob(up.data, FIXTURE_KEY).signed
+    data = up.take()
+    assert load_blob(data, FIXTURE_KEY).signed
     with pytest.raises(VmbtoolError, match="HMAC"):
-        load_blob(up.data, bytes(32))
+        load_blob(data, bytes(32))
 
 
 @pytest.mark.parametrize("text", ["2.0", "1.9", "0.9", "1", "one.two", "1.-1"])

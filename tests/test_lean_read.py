@@ -1,12 +1,10 @@
-"""The lean read (validate, inspect's summary, a big load's first pass) checks what
+"""The lean read (validate, inspect's summary) checks what
 `check_channel` checks in a channel read whole (what RestoreFromBuffer checks), in bounded
 memory: rings streamed in blocks, packets counted and never kept, a cap on packet objects
 per channel, a cap on listed problems."""
 
 from __future__ import annotations
 
-import io
-import json
 import random
 from pathlib import Path
 
@@ -17,17 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_semantic_lies import LIES, build_lies
 
-from vmbtool import blob as blob_module
 from vmbtool import invariants, tools
 from vmbtool.blob import BlobReader, load_blob
 from vmbtool.blob import consumers as blob_consumers
-from vmbtool.blob import load as blob_load
 from vmbtool.blob.consumers import Check, Keep
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
 from vmbtool.invariants import check_channel, check_ring
-from vmbtool.jsonview import decode
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import check_file
@@ -194,35 +189,6 @@ def test_a_channel_lists_its_first_problems_and_counts_the_rest(monkeypatch, lie
     assert verdict.unlisted == len(whole) - 1
     if len(whole) > 1:
         assert verdict.line().endswith(f"(+{len(whole) - 1} more)")
-
-
-# -- a big load reads lean first ----------------------------------------------------------
-
-
-@pytest.mark.parametrize("path", BLOBS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_a_load_over_budget_reads_lean_first_and_loads_the_same(path, monkeypatch):
-    readers = []
-    real = blob_module.BlobReader
-
-    class Counting(real):
-        def __init__(self, source, key=None, consumer=None, **kw):
-            readers.append(consumer.lean)
-            super().__init__(source, key, consumer, **kw)
-
-    monkeypatch.setattr(blob_load, "BlobReader", Counting)
-    monkeypatch.setattr(blob_load, "LOAD_BUDGET", 0)
-    twice = load_blob(str(path), key_for(path))
-    assert readers == [False, True, False]
-    monkeypatch.undo()
-    assert decode(twice) == decode(load_blob(str(path), key_for(path)))
-
-
-def test_a_load_over_budget_reads_stdin_twice(monkeypatch):
-    monkeypatch.setattr(blob_load, "LOAD_BUDGET", 0)
-    data = (FIXTURE_DIR / "v1.1" / "network.vmb").read_bytes()
-    result = CliRunner().invoke(main, ["inspect", "-", "--json"], input=data)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == decode(load_blob(io.BytesIO(data)), with_data=False)
 
 
 def test_save_refuses_a_channel_past_the_cap(monkeypatch, tmp_path):

@@ -346,10 +346,11 @@ def upgrade(blob: str, output: str, to: str | None, allow_loss: bool,
         raise click.BadParameter(exc.why, param_hint="'--to'") from None
     out = output_to(output)
     result = upgrade_blob(blob, checking_key(key_file, allow_unsigned, (blob,)), target, allow_loss)
-    out.write(result.data)
+    with result.data:
+        out.write([result.data])
     dropped = f"; dropped {', '.join(result.dropped)}" if result.dropped else ""
     click.echo(f"format {result.source_version} -> {result.target_version}: "
-               f"{plural(result.chunks, 'chunk')}, {plural(len(result.data), 'byte')} -> "
+               f"{plural(result.chunks, 'chunk')}, {plural(result.size, 'byte')} -> "
                f"{escape(output)}{dropped}", err=True)
 
 

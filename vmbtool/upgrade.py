@@ -4,14 +4,24 @@ The chunks are carried over as they are (an upgrade never re-interprets state); 
 header, the END chunk, the seal and the signature are written anew for the target
 version. Going down drops the chunk types the target does not know: never a required
 one, and optional ones (statistics, the note) only when the caller allows the loss.
+
+The blob is read once, channel by channel (each channel checked as a whole read checks
+it), and written as it is read to a spooled file: nothing is handed on before the read
+has checked the END chunk's counts and digest, and nothing at all when it refuses.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import IO
 
-from vmbtool.blob import encode_blob, load_blob
+from vmbtool.blob.consumers import Relay
+from vmbtool.blob.reader import BlobReader
+from vmbtool.blob.writer import SPOOL_MAX, BlobWriter, encode_header
+from vmbtool.chunks import RawChunk
 from vmbtool.errors import UsageError, VmbtoolError
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, version_tuple
 from vmbtool.formats.chunk import CHUNK_TYPES, ChunkType, known_to
@@ -20,11 +30,20 @@ from vmbtool.status import NtStatus
 
 @dataclass
 class Upgrade:
-    data: bytes
+    """The rewritten blob: `data`, a spooled file of `size` bytes (an `Output.write`
+    piece), its owner's to close; `take()` reads it whole and closes it."""
+
+    data: IO[bytes]
+    size: int
     source_version: str
     target_version: str
     chunks: int
     dropped: list[str] = field(default_factory=list)
+
+    def take(self) -> bytes:
+        with self.data:
+            self.data.seek(0)
+            return self.data.read()
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -48,29 +67,58 @@ def describe_loss(types: Counter) -> list[str]:
     return out
 
 
-def upgrade_blob(source: str | bytes, key: bytes | None = None,
+def upgrade_blob(source: str | bytes | IO[bytes], key: bytes | None = None,
                  to: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR),
                  allow_loss: bool = False) -> Upgrade:
-    """The blob rewritten as format `to`; refuses to drop required information."""
-    blob = load_blob(source, key)
+    """The blob rewritten as format `to`; refuses to drop required information.
+
+    A required chunk the target has no place for is refused where it is met; the
+    optional ones are counted to the end of the read, then refused (all of them named)
+    unless `allow_loss`."""
     known = known_to(to)
-    body = [raw for raw in blob.chunks if raw.type != ChunkType.END]
-    lost = [raw for raw in body if raw.type not in known]
-    required = Counter(raw.type for raw in lost if raw.required)
-    if required:
-        raise VmbtoolError("cannot downgrade", f"format {to[0]}.{to[1]}",
-                           f"it has no place for {', '.join(describe_loss(required))} "
-                           "that a restore needs", NtStatus.REVISION_MISMATCH)
-    optional = Counter(raw.type for raw in lost)
-    if optional and not allow_loss:
-        raise VmbtoolError("cannot downgrade", f"format {to[0]}.{to[1]}",
-                           f"it would drop {', '.join(describe_loss(optional))}; "
-                           "--allow-loss drops them", NtStatus.REVISION_MISMATCH)
-    kept = [raw.framed for raw in body if raw.type in known]
-    header = blob.header
-    level = None if str(header.compression) == "none" else header.level
-    data = encode_blob(kept, header.channel_count, level=level,
-                       key=key if blob.signed else None, created_ns=header.created_ns,
-                       minor=to[1])
-    return Upgrade(data, blob.version, f"{to[0]}.{to[1]}", len(kept),
-                   describe_loss(optional))
+    lost: Counter = Counter()
+    out = tempfile.SpooledTemporaryFile(SPOOL_MAX)
+    writer: BlobWriter | None = None
+    try:
+        with BlobReader(source, key, Relay()) as reader:
+            header = reader.header
+            level = None if str(header.compression) == "none" else header.level
+            writer = BlobWriter(out, encode_header(
+                header.channel_count, level=level, signed=reader.signed,
+                created_ns=header.created_ns, minor=to[1]), level,
+                key if reader.signed else None)
+
+            def carry(chunks: Iterable[RawChunk]) -> None:
+                for raw in chunks:
+                    if raw.type == ChunkType.END:
+                        continue
+                    if raw.type in known:
+                        writer.add(raw.framed)
+                        continue
+                    if raw.required:
+                        raise VmbtoolError("cannot downgrade", f"format {to[0]}.{to[1]}",
+                                           f"it has no place for "
+                                           f"{', '.join(describe_loss(Counter([raw.type])))} "
+                                           "that a restore needs", NtStatus.REVISION_MISMATCH)
+                    lost[raw.type] += 1
+
+            for _channel in reader.channels():
+                del _channel  # (the channel's parsed state goes before the next one's)
+                carry(reader.chunks)
+                reader.chunks.clear()
+            carry(reader.chunks)
+            reader.chunks.clear()
+            source_version = reader.version
+        if lost and not allow_loss:
+            raise VmbtoolError("cannot downgrade", f"format {to[0]}.{to[1]}",
+                               f"it would drop {', '.join(describe_loss(lost))}; "
+                               "--allow-loss drops them", NtStatus.REVISION_MISMATCH)
+        size = writer.finish()
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        out.close()
+        raise
+    out.seek(0)
+    return Upgrade(out, size, source_version, f"{to[0]}.{to[1]}", writer.chunks,
+                   describe_loss(lost))

@@ -10,7 +10,6 @@ The layouts are formats/'s (header, frames, chunk); this package reads and write
 Reading streams with bounded memory: declared lengths are capped before allocating.
 """
 
-from vmbtool.blob.channels import HoldBudgetExceeded
 from vmbtool.blob.envelope import (
     HEADER_PREFIX_SIZE,
     body_stream,
@@ -29,7 +28,7 @@ from vmbtool.formats.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAGS
 __all__ = [
     "DEFAULT_LEVEL", "FLAG_SIGNED", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_PREFIX_SIZE",
     "HEADER_SIZE", "KNOWN_HEADER_FLAGS", "PIPE_MIN", "READS", "Blob", "BlobReader",
-    "BlobTally", "BodyPipe", "HoldBudgetExceeded", "body_stream", "encode_blob",
+    "BlobTally", "BodyPipe", "body_stream", "encode_blob",
     "load_blob", "open_source", "read_header", "read_stream_header", "rereadable",
     "seal_body", "sign", "verify_signature", "write_atomic",
 ]

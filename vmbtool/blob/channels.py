@@ -22,8 +22,6 @@ from vmbtool.formats.ring import RingControl
 from vmbtool.kmcl.staging import ORDER, RestoreStaging
 from vmbtool.status import NtStatus
 
-PACKET_HOLD_COST = 3000  # what a parsed packet holds beyond its bytes, about
-ARRAY_HOLD_FACTOR = 40  # and an array of small elements, per byte
 RING_CONTROL_SIZE = RingControl.sizeof()
 
 
@@ -109,14 +107,6 @@ class ChannelSorting:
         return value
 
     def admit(self, header: Any, offset: int) -> None:
-        if self.hold_budget is not None:
-            # what the chunk will hold parsed: arrays of small elements cost ~40 times
-            # their bytes as containers, a packet ~3 KB beyond its bytes
-            self.held += header["length"] * (ARRAY_HOLD_FACTOR if header["type"] in (
-                ChunkType.INCOMING, ChunkType.GPADLS, ChunkType.SCENARIO) else 1)
-            self.held += PACKET_HOLD_COST if header["type"] == ChunkType.PACKET else 0
-            if self.held > self.hold_budget:
-                raise HoldBudgetExceeded(self.held)
         if header["type"] not in self.known and not header["flags"] & FLAG_REQUIRED and \
                 self.skipped_bytes + header["length"] > limits.MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {limits.MAX_SKIPPED_BYTES} bytes "
@@ -150,7 +140,3 @@ class ChannelSorting:
                             f"{last} belong" if last >= 0 else
                             "statistics before any channel")
         self.stats[last] = stats
-
-
-class HoldBudgetExceeded(Exception):
-    """A full read passed its budget of held state (not a problem with the blob)."""

@@ -6,7 +6,7 @@ chunks into channels; a consumer decides what each channel's chunks become.
     Keep    Whole, and every chunk kept in order (`load_blob`: upgrade, the tests)
     Check   each part checked as it streams past and dropped (validate): bounded memory
     Tally   Check, and each packet record handed to a callback (inspect's summary)
-    Guard   Check without the semantic checks (a whole load's first, bounded read)
+    Relay   Whole, each chunk kept in order only until the caller takes it (upgrade)
     Feed    each chunk handed on as it comes (a restore's RestoreFromBuffer), not parsed
 """
 
@@ -74,6 +74,16 @@ class Keep(Whole):
         super().__init__(keeps_skipped=True)
 
 
+class Relay(Whole):
+    """Whole (each channel staged and parsed as a whole read does), the chunks of the
+    blob kept in order in `BlobReader.chunks` for the caller to take and clear as each
+    channel is yielded (and once more when the read ends): a blob passes through one
+    channel at a time (upgrade)."""
+
+    keeps_chunks = True
+    keeps_channel_chunks = False
+
+
 class Check(Consumer):
     """Each part of a channel checked as it arrives (`SavedChannel.problems`,
     `invariants.ChannelCheck`) and dropped; large rings stream through in blocks and only
@@ -99,13 +109,6 @@ class Check(Consumer):
     def scenario(self, raw: RawChunk) -> Any:
         return lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, limits.MAX_GUESTS,
                              limits.MAX_PACKETS_PER_CHANNEL)
-
-
-class Guard(Check):
-    """Check without the semantic checks: framing, checksums, digest, caps, repeated
-    packets, in bounded memory (a whole load's first read of a large blob)."""
-
-    checks = False
 
 
 class Tally(Check):

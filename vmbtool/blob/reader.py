@@ -80,15 +80,13 @@ class BlobReader(ChannelSorting):
 
     def __init__(self, source: str | bytes | IO[bytes], key: bytes | None = None,
                  consumer: Consumer | None = None, reads: tuple[int, int] = READS,
-                 hold_budget: int | None = None, defer_seal: bool = False) -> None:
+                 defer_seal: bool = False) -> None:
         self.f, self.size = open_source(source)
         self.owns_file = not hasattr(source, "read")
         self.reads = reads
         # what becomes of each channel's chunks (consumers.py); may be set until the
         # channels are read (validate and restore choose once they know the body's size)
         self.consumer: Consumer = consumer if consumer is not None else Keep()
-        self.hold_budget = hold_budget  # HoldBudgetExceeded past this estimate of held state
-        self.held = 0  # estimated bytes of parsed state so far (with a hold budget)
         self.known = known_to(reads)
         self.workers: list[Any] = []  # a large body's BodyPipe while it is read
         # a large sealed body's seal CRC and frame walk, made as the body is decompressed

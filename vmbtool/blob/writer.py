@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
+import mmap
+import tempfile
 import time
+from typing import IO
 
 import zstandard
 
@@ -30,22 +34,33 @@ from vmbtool.formats.header import (
 )
 
 DEFAULT_LEVEL = 3
+# the body of a compressed blob is spooled, decoded, past this much memory to a
+# temporary file, and compressed from there at its end (see BlobWriter)
+SPOOL_MAX = 8 << 20
 
 
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
                 key: bytes | None = None, created_ns: int | None = None,
                 writer_version: str = __version__, minor: int = FORMAT_MINOR) -> bytes:
     """Header + (compressed) chunks + END chunk + optional signature frame."""
+    header = encode_header(channel_count, level=level, signed=bool(key),
+                           created_ns=created_ns, writer_version=writer_version, minor=minor)
+    return seal_body(header, body_chunks, level, key)
+
+
+def encode_header(channel_count: int, *, level: int | None, signed: bool,
+                  created_ns: int | None = None, writer_version: str = __version__,
+                  minor: int = FORMAT_MINOR) -> bytes:
+    """The file header and its CRC."""
     header = codec.build(FileHeader, {
         "format_major": FORMAT_MAJOR, "format_minor": minor,
-        "header_size": HEADER_SIZE, "flags": FLAG_SIGNED if key else 0,
+        "header_size": HEADER_SIZE, "flags": FLAG_SIGNED if signed else 0,
         "compression": "none" if level is None else "zstd",
         "level": 0 if level is None else level, "reserved": 0,
         "writer_version": writer_version,
         "created_ns": time.time_ns() if created_ns is None else created_ns,
         "channel_count": channel_count}, "header")
-    header += codec.build(HeaderTrailer, {"header_crc32c": crc32c(header)}, "header")
-    return seal_body(header, body_chunks, level, key)
+    return header + codec.build(HeaderTrailer, {"header_crc32c": crc32c(header)}, "header")
 
 
 def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
@@ -53,26 +68,93 @@ def seal_body(header: bytes, body_chunks: list[bytes], level: int | None,
     """Body chunks + END (counts, digest), compressed; signed when a key is given.
 
     `end_counts` overrides the counted values (encode writes what the JSON says)."""
-    digest = hashlib.sha256(header)
-    packets = channel_count = 0
+    out = io.BytesIO()
+    writer = BlobWriter(out, header, level, key)
     for chunk in body_chunks:
-        digest.update(chunk)
+        writer.add(chunk)
+    writer.finish(end_counts)
+    return out.getvalue()
+
+
+class BlobWriter:
+    """`seal_body` as a stream: `header` written to `out` at once, then each body chunk
+    `add`ed in turn (digested and counted as it passes), then `finish`: END, the body
+    compressed and sealed, the signature (an HMAC taken as the bytes pass).
+
+    An uncompressed body goes straight to `out`. A compressed one is spooled, decoded
+    (memory up to SPOOL_MAX, then a temporary file), and compressed in one call at its
+    end: zstd (1.5.7) splits the blocks of a frame by what it sees of the whole input,
+    so a streaming compressor's bytes differ from `ZstdCompressor.compress`'s for
+    bodies past some 256 KB (the same size pledged, whatever the pieces), and a blob's
+    bytes have one definition. A body spooled to a file is compressed from a read-only
+    map of it, not from a copy."""
+
+    def __init__(self, out: IO[bytes], header: bytes, level: int | None,
+                 key: bytes | None = None) -> None:
+        self.out, self.header, self.level = out, header, level
+        self.mac = hmac.new(key, digestmod=hashlib.sha256) if key else None
+        self.digest = hashlib.sha256(header)
+        self.chunks = self.packets = self.channels = 0
+        self.size = 0  # bytes written to `out`
+        self.body: IO[bytes] | None = None if level is None else \
+            tempfile.SpooledTemporaryFile(SPOOL_MAX)
+        self.emit(header)
+
+    def emit(self, data: bytes | memoryview) -> None:
+        self.out.write(data)
+        self.size += len(data)
+        if self.mac is not None:
+            self.mac.update(data)
+
+    def add(self, chunk: bytes) -> None:
+        """One framed body chunk (not END)."""
+        self.digest.update(chunk)
         chunk_type = parse_chunk_header(chunk[:CHUNK_HEADER_SIZE], 0)["type"]
-        packets += chunk_type == ChunkType.PACKET
-        channel_count += chunk_type == ChunkType.CHANNEL
-    counts = {"channel_count": channel_count, "chunk_count": len(body_chunks),
-              "packet_count": packets, **(end_counts or {})}
-    end = frame(ChunkType.END, {**counts, "digest": digest.digest()})
-    body = b"".join(body_chunks) + end
-    if level is not None:
-        body = zstandard.ZstdCompressor(level=level).compress(body)
-        prefix = codec.parse(HeaderPrefix, header, "header", 0, exact=False)
-        if (prefix.format_major, prefix.format_minor) >= SEALED_SINCE:
-            body += codec.build(SealFrame, {"crc32c": crc32c(body)}, "body.seal")
-    out = header + body
-    if key:
-        out += codec.build(SignatureFrame, {"hmac": sign(key, out)}, "signature")
-    return out
+        self.packets += chunk_type == ChunkType.PACKET
+        self.channels += chunk_type == ChunkType.CHANNEL
+        self.chunks += 1
+        if self.body is not None:
+            self.body.write(chunk)
+        else:
+            self.emit(chunk)
+
+    def finish(self, end_counts: dict | None = None) -> int:
+        """END, the compressed body and its seal, the signature; the size written.
+
+        `end_counts` overrides the counted values (encode writes what the JSON says)."""
+        counts = {"channel_count": self.channels, "chunk_count": self.chunks,
+                  "packet_count": self.packets, **(end_counts or {})}
+        end = frame(ChunkType.END, {**counts, "digest": self.digest.digest()})
+        if self.body is None:
+            self.emit(end)
+        else:
+            self.body.write(end)
+            compressed = self.compress(self.body)
+            self.close()
+            self.emit(compressed)
+            prefix = codec.parse(HeaderPrefix, self.header, "header", 0, exact=False)
+            if (prefix.format_major, prefix.format_minor) >= SEALED_SINCE:
+                self.emit(codec.build(SealFrame, {"crc32c": crc32c(compressed)}, "body.seal"))
+            del compressed
+        if self.mac is not None:
+            self.emit(codec.build(SignatureFrame, {"hmac": self.mac.digest()}, "signature"))
+        return self.size
+
+    def close(self) -> None:
+        """The spooled body dropped (finished, or abandoned)."""
+        if self.body is not None:
+            self.body.close()
+
+    def compress(self, body: IO[bytes]) -> bytes:
+        """The spooled body compressed as `ZstdCompressor.compress` does, in one call."""
+        size = body.tell()
+        compressor = zstandard.ZstdCompressor(level=self.level)
+        if size <= SPOOL_MAX:
+            body.seek(0)
+            return compressor.compress(body.read())
+        body.flush()
+        with mmap.mmap(body.fileno(), size, access=mmap.ACCESS_READ) as view:
+            return compressor.compress(view)
 
 
 def sign(key: bytes, data: bytes) -> bytes:
