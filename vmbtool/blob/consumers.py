@@ -3,7 +3,7 @@ envelope, frames the chunks, checks their CRCs, the END digest and counts, and s
 chunks into channels; a consumer decides what each channel's chunks become.
 
     Whole   each channel staged whole (decode, diff): parsed state, chunks not kept
-    Keep    Whole, and every chunk kept in order (`load_blob`: upgrade, the tests)
+    Keep    Whole, and every chunk kept in order (`load_blob`: library callers, tests)
     Check   each part checked as it streams past and dropped (validate): bounded memory
     Tally   Check, and each packet record handed to a callback (inspect's summary)
     Relay   Whole, each chunk kept in order only until the caller takes it (upgrade)
