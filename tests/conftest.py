@@ -55,3 +55,15 @@ def fresh_channel(scenario: str = "storage", index: int = 0, *, seed: int) -> An
     from vmbtool.scenarios import SCENARIOS
 
     return SCENARIOS[scenario](seed).allocate_server(index)
+
+
+def peak(fn) -> int:
+    """The most memory Python allocated while `fn()` ran (tracemalloc), in bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

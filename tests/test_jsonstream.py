@@ -7,12 +7,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import tracemalloc
 from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_DIR, FIXTURE_KEY, cli
+from conftest import FIXTURE_DIR, FIXTURE_KEY, cli, peak
 
 from vmbtool import jsonstream, jsonview
 from vmbtool.blob import load_blob
@@ -229,15 +228,6 @@ def test_channels_on_one_side_only_are_reported_whole(tmp_path):
                 assert alone["new" if a == four else "old"] is None
             else:
                 assert result.stdout.splitlines() == [str(c) for c in changes]
-
-
-def peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_decode_holds_one_channel_not_the_blob(tmp_path, monkeypatch):

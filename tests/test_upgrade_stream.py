@@ -9,13 +9,12 @@ import hashlib
 import hmac
 import io
 import random
-import tracemalloc
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import FIXTURE_DIR, FIXTURE_KEY, cli
+from conftest import FIXTURE_DIR, FIXTURE_KEY, cli, peak
 
 from vmbtool import upgrade as upgrade_module
 from vmbtool.blob import encode_blob, load_blob, seal_body
@@ -169,15 +168,6 @@ def test_a_required_chunk_is_refused_where_it_is_met(monkeypatch):
     with pytest.raises(VmbtoolError) as refused:
         upgrade_blob(str(FIXTURE_DIR / "v1" / "pipe.vmb"), to=(1, 0), allow_loss=True)
     assert refused.value.why == "it has no place for 1 packet chunk that a restore needs"
-
-
-def peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def channels_blob(count: int, level: int | None) -> bytes:

@@ -94,37 +94,38 @@ class Cursor:
                             f"{left} bytes left over after the structure")
 
 
-def incoming_entries(data: bytes, base: int, where: str, cap: int) -> Iterator[Any]:
-    """A PENDING_INCOMING chunk's entries, one at a time."""
-    cursor = Cursor(data, base, f"{where}.pending_incoming")
-    yield from cursor.array(Incoming, f"{where}.pending_incoming.packets", cap, INCOMING_COUNT)
-    cursor.finish(f"{where}.pending_incoming")
+# the array chunks a reader takes apart element by element: (the chunk's name, its
+# array's field, the element's grammar, the name of its cap in formats.limits, read when
+# a chunk is, and the count's layout)
+ARRAYS: dict[int, tuple[str, str, Construct, str, struct.Struct]] = {
+    ChunkType.INCOMING: ("pending_incoming", "packets", Incoming, "MAX_PACKETS_PER_CHANNEL",
+                         INCOMING_COUNT),
+    ChunkType.GPADLS: ("gpadls", "gpadls", Gpadl, "MAX_GPADLS_PER_CHANNEL", GPADL_COUNT),
+}
 
 
-def gpadl_entries(element: Construct, data: bytes, base: int, where: str,
-                  cap: int) -> Iterator[Any]:
-    """A GPADLS chunk's GPADLs, one at a time."""
-    cursor = Cursor(data, base, f"{where}.gpadls")
-    yield from cursor.array(element, f"{where}.gpadls.gpadls", cap, GPADL_COUNT)
-    cursor.finish(f"{where}.gpadls")
+def array_value(chunk_type: int, data: bytes, base: int, where: str,
+                keep: bool = False) -> Container:
+    """A PENDING_INCOMING or GPADLS chunk, element by element under the caps, with the
+    errors a whole parse gives: walked as it is read (a check holds none of it), or kept
+    (RestoreFromBuffer), a count past a cap then refused before more than the cap is
+    held."""
+    name, field, element, cap_name, layout = ARRAYS[chunk_type]
+    cap = getattr(limits, cap_name)
+    cursor = Cursor(data, base, f"{where}.{name}")
+    at = f"{where}.{name}.{field}"
+    if keep:
+        items: Any = cursor.kept(element, at, cap, layout)
+        cursor.finish(f"{where}.{name}")
+    else:
+        items = _walked(cursor, cursor.array(element, at, cap, layout), f"{where}.{name}")
+    return Container(**{field: items})
 
 
-def kept_value(chunk_type: int, data: bytes, base: int, where: str) -> Container:
-    """A PENDING_INCOMING or GPADLS chunk parsed whole, but element by element under the
-    caps a lean read applies (with its errors): a count past a cap is refused before
-    more than the cap is held, so RestoreFromBuffer holds no more than a lean read
-    checks."""
-    if chunk_type == ChunkType.INCOMING:
-        cursor = Cursor(data, base, f"{where}.pending_incoming")
-        entries = cursor.kept(Incoming, f"{where}.pending_incoming.packets",
-                              limits.MAX_PACKETS_PER_CHANNEL, INCOMING_COUNT)
-        cursor.finish(f"{where}.pending_incoming")
-        return Container(packets=entries)
-    cursor = Cursor(data, base, f"{where}.gpadls")
-    gpadls = cursor.kept(Gpadl, f"{where}.gpadls.gpadls", limits.MAX_GPADLS_PER_CHANNEL,
-                         GPADL_COUNT)
-    cursor.finish(f"{where}.gpadls")
-    return Container(gpadls=gpadls)
+def _walked(cursor: Cursor, items: Iterator[Any], where: str) -> Iterator[Any]:
+    """The elements, then the check that nothing is left over after them."""
+    yield from items
+    cursor.finish(where)
 
 
 def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int,

@@ -15,13 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from construct import Container
-
 from vmbtool import lean
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
-from vmbtool.formats.gpadl import Gpadl
 from vmbtool.invariants import ChannelCheck
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 
@@ -103,7 +100,8 @@ class Check(Consumer):
              blocks: Iterable[bytes] | None = None) -> None:
         where = f"channels[{index}]"
         if value is None and raw.type in (ChunkType.INCOMING, ChunkType.GPADLS):
-            value = lean_value(raw, where)
+            value = lean.array_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE,
+                                     where)
         stage_chunk(staging, raw, where, value, blocks)
 
     def scenario(self, raw: RawChunk) -> Any:
@@ -148,13 +146,3 @@ class Feed(Consumer):
     def scenario(self, raw: RawChunk) -> Any:
         return lean.scenario(raw.data, raw.offset + CHUNK_HEADER_SIZE, limits.MAX_GUESTS,
                              limits.MAX_PACKETS_PER_CHANNEL, keep=True)
-
-
-def lean_value(raw: RawChunk, where: str) -> Any:
-    """A PENDING_INCOMING or GPADLS chunk whose array is parsed as it is read."""
-    base = raw.offset + CHUNK_HEADER_SIZE
-    if raw.type == ChunkType.INCOMING:
-        return Container(packets=lean.incoming_entries(raw.data, base, where,
-                                                       limits.MAX_PACKETS_PER_CHANNEL))
-    return Container(gpadls=lean.gpadl_entries(Gpadl, raw.data, base, where,
-                                                limits.MAX_GPADLS_PER_CHANNEL))

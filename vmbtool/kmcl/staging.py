@@ -101,7 +101,8 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
     if value is None and raw.type in (ChunkType.GPADLS, ChunkType.INCOMING):
         # element by element under the caps: a hostile count is refused before more
         # than a cap is held (a whole parse would build it all first)
-        value = lean.kept_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE, where)
+        value = lean.array_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE, where,
+                                keep=True)
     elif value is None:
         value = decode_chunk(raw, where)
     return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
