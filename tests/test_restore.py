@@ -60,8 +60,8 @@ def test_restored_scenario_carries_on_like_the_original(name, steps, size_kind,
     calls = []
     original = snapshot_restore.restore_chunks
 
-    def counting(channel, chunks):
-        status = original(channel, chunks)
+    def counting(channel, chunks, *checked):
+        status = original(channel, chunks, *checked)
         calls.append(status)
         return status
 

@@ -54,10 +54,10 @@ def test_restore_from_buffer_gets_whole_chunks_at_most_a_buffer_at_a_time(monkey
 
     original = snapshot.restore_chunks
 
-    def spy(channel, chunks):
+    def spy(channel, chunks, *checked):
         chunks = list(chunks)
         buffers.append(b"".join(raw.framed for raw in chunks))
-        return original(channel, chunks)
+        return original(channel, chunks, *checked)
 
     monkeypatch.setattr(snapshot, "restore_chunks", spy)
     restore_file(blob, buffer_size=size)
@@ -180,3 +180,58 @@ def test_fuzzer_finds_are_refused_as_validate_refuses_them(name):
     refused = outcome(lambda: restore_file(str(path), key))
     assert refused[0] == "refused"
     assert refused[1:3] == verdict.problems[0]
+
+
+def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
+    """A body over ONE_PASS_MAX is read twice (checked in bounded memory, then
+    restored): each channel's invariants and each packet's checks run in the first read
+    alone, and what the second restores re-saves to the same blob."""
+    from vmbtool.invariants.channel import ChannelCheck
+    from vmbtool.kmcl import restore as kmcl_restore
+    from vmbtool.snapshot import restore as snapshot
+
+    scenario = SCENARIOS["storage"].create(5)
+    scenario.run(150)
+    blob = save_blob(scenario, created_ns=0)
+    packets = check_file(blob).packets
+    assert packets > 10
+    checked, whole = [], []
+    original_packet, original_whole = ChannelCheck.packet, kmcl_restore.check_channel
+    monkeypatch.setattr(ChannelCheck, "packet",
+                        lambda self, record: checked.append(1) or original_packet(self, record))
+    monkeypatch.setattr(kmcl_restore, "check_channel",
+                        lambda *a: whole.append(1) or original_whole(*a))
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)  # two reads
+    assert save_blob(restore_file(blob), created_ns=0) == blob
+    assert (len(checked), len(whole)) == (packets, 0)
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", HUGE)  # one read: the restore checks
+    checked.clear()
+    assert save_blob(restore_file(blob), created_ns=0) == blob
+    assert (len(checked), len(whole)) == (packets, len(scenario.servers))
+
+
+def test_a_blob_changed_between_its_check_and_its_restore_is_refused(monkeypatch, tmp_path):
+    """The second read of a two-read restore must give the END digest the check read:
+    a file replaced in between (by another valid blob) restores nothing."""
+    from vmbtool.snapshot import restore as snapshot
+
+    path = tmp_path / "blob.vmb"
+    first = SCENARIOS["storage"].create(5)
+    first.run(40)
+    path.write_bytes(save_blob(first, created_ns=0))
+    other = SCENARIOS["storage"].create(5)
+    other.run(41)
+    replacement = save_blob(other, created_ns=0)
+    original = snapshot.check_file
+
+    def check_then_replace(*args):
+        found = original(*args)
+        path.write_bytes(replacement)
+        return found
+
+    monkeypatch.setattr(snapshot, "check_file", check_then_replace)
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)
+    with pytest.raises(BlobError) as refused:
+        restore_file(str(path))
+    assert (refused.value.where, refused.value.why) == (
+        "end.digest", "the blob changed between its check and its restore")

@@ -54,6 +54,9 @@ class RestoreStaging:
     # transaction id << 1 | is a queued completion, of each packet staged (without a
     # check: a check keeps its own)
     packet_keys: set[int] = field(default_factory=set)
+    # the channel's state was checked whole by an earlier read of the same bytes: its
+    # packets' transaction ids and order are not checked again (kmcl.restore_chunks)
+    checked: bool = False
 
     def has_packet(self, key: int) -> bool:
         return key in (self.check.seen if self.check is not None else self.packet_keys)
@@ -147,7 +150,8 @@ def _stage_gpadls(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
 def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
                   blocks: Iterable[bytes] | None) -> bool:
     saved = staging.saved
-    _check_new_packet(staging, value["lib_buf"], where)
+    if not staging.checked:
+        _check_new_packet(staging, value["lib_buf"], where)
     staging.last_record = value
     saved.packet_count += 1
     if staging.keep_packets:

@@ -66,6 +66,7 @@ class FileCheck:
     packets: int
     decoded: int  # bytes of chunks (headers and data) the body decodes to
     scenario: Any  # the scenario chunk as a lean read keeps it (no guest packets)
+    digest: bytes  # the END chunk's SHA-256 of the header and body that were checked
 
 
 def check_file(source: str | bytes | IO[bytes], key: bytes | None = None,
@@ -89,4 +90,4 @@ def check_reader(reader: BlobReader) -> FileCheck:
         del saved  # nothing of a checked channel outlives the next one
     problems.extend(check_scenario(reader.scenario, offers))
     return FileCheck(problems, reader.version, len(offers), packets, reader.tally.bytes,
-                     reader.scenario)
+                     reader.scenario, reader.end.digest)

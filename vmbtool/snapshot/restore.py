@@ -77,7 +77,7 @@ def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
             if error is not None:
                 raise error
             try:
-                return restore_once(src, key, buffer_size, reads)
+                return restore_once(src, key, buffer_size, reads, checked=found.digest)
             except RestoreFailed as failed:
                 raise failed.error from None
 
@@ -93,24 +93,33 @@ class RestoreFailed(Exception):
 
 def restore_once(source: str | bytes | IO[bytes], key: bytes | None = None,
                  buffer_size: int = DEFAULT_CHUNK_SIZE,
-                 reads: tuple[int, int] = READS) -> Scenario:
+                 reads: tuple[int, int] = READS, checked: bytes | None = None) -> Scenario:
     """One read of a blob: header, signature, body decompressed and digested once, each
     chunk's framing and CRC32C checked once and each channel's chunks handed to a fresh
     server channel's RestoreFromBuffer as they come (`ChannelFeed`), the scenario's
     guest put back at the end. Nothing restored is handed out before the END digest and
     the seal are settled. A problem with the blob's state raises RestoreFailed; one with
-    its framing, the reader's BlobError."""
+    its framing, the reader's BlobError.
+
+    `checked` is the END digest of an earlier read that checked these bytes
+    (`check_file`): the channels' invariants are then not checked again, and the blob
+    must give that digest again, or nothing restored is handed out."""
     with BlobReader(source, key, Whole(), reads=reads, defer_seal=True) as reader:
-        return restore_reader(reader, buffer_size)
+        return restore_reader(reader, buffer_size, checked)
 
 
-def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE) -> Scenario:
+def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE,
+                   checked: bytes | None = None) -> Scenario:
     """`restore_once` on a reader opened for it: its chunks go to the channels."""
-    feed = ChannelFeed(buffer_size)
+    feed = ChannelFeed(buffer_size, checked=checked is not None)
     reader.consumer = Feed(feed.take)
     for _channel in reader.channels():
         pass  # each channel was restored as its chunks came
     state, stats = reader.scenario, reader.stats
+    if checked is not None and reader.end.digest != checked:
+        # the bytes changed between the two reads: what was restored was not checked
+        raise BlobError("end.digest", "the blob changed between its check and its restore",
+                        NtStatus.CRC_ERROR)
     try:
         if state is None:  # validate names it so too (check_scenario)
             raise BlobError("scenario", "missing: this blob cannot be continued")
@@ -139,8 +148,9 @@ class ChannelFeed:
     the device instance the blob's do (the scenario chunk, last in the blob, holds the
     seed that must give it)."""
 
-    def __init__(self, buffer_size: int) -> None:
+    def __init__(self, buffer_size: int, checked: bool = False) -> None:
         self.buffer_size = buffer_size
+        self.checked = checked  # an earlier read checked the state: not again
         self.scenario: Scenario | None = None  # picked by the first channel's offer
         self.server: Any = None
         self.pending: list[RawChunk] = []
@@ -179,7 +189,7 @@ class ChannelFeed:
 
     def restore(self, index: int, final: bool) -> None:
         chunks, self.pending, self.size = self.pending, [], 0
-        status = restore_chunks(self.server, chunks)
+        status = restore_chunks(self.server, chunks, self.checked)
         if status != (NtStatus.SUCCESS if final else NtStatus.MORE_PROCESSING_REQUIRED):
             raise restore_failure(self.server.restore_error, index, NtStatus(status))
 
