@@ -41,16 +41,18 @@ def frame(chunk_type: ChunkType, obj: object, where: str = "") -> bytes:
 
 
 def frame_bytes(chunk_type: int, data: bytes, flags: int) -> bytes:
-    header = codec.build(ChunkHeader, {
-        "type": chunk_type, "flags": flags, "reserved": 0, "length": len(data),
-        "crc32c": crc32c(data)}, "chunk_header")
-    return header + data
+    """A chunk's header (the grammar's layout, `CHUNK_HEADER`) and its data."""
+    if not (0 <= chunk_type <= 0xFFFF and 0 <= flags <= 0xFF and len(data) <= 0xFFFF_FFFF):
+        codec.build(ChunkHeader, {  # raises, naming the field that does not fit
+            "type": chunk_type, "flags": flags, "reserved": 0, "length": len(data),
+            "crc32c": 0}, "chunk_header")
+    return CHUNK_HEADER.pack(chunk_type, flags, 0, len(data), crc32c(data)) + data
 
 
 # -- framed chunks in a buffer (whole chunks, as RestoreFromBuffer takes them) ------
 
 
-@dataclass
+@dataclass(slots=True)
 class RawChunk:
     type: int
     flags: int
@@ -98,12 +100,9 @@ def check_chunk_header(header: Any, offset: int) -> None:
                         NtStatus.INVALID_BUFFER_SIZE)
 
 
-def check_chunk_crc(header: Any, data: bytes, offset: int) -> None:
-    if crc32c(data) != header["crc32c"]:
-        raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
-
-
 CHUNK_HEADER = CHUNK_HEADER_LAYOUT  # the grammar's layout, as a struct (generated)
+# the flags byte each known chunk type's header has (the required bit, as its kind says)
+USUAL_FLAGS = {t: FLAG_REQUIRED if kind.required else 0 for t, kind in CHUNK_TYPES.items()}
 STREAM_BLOCK = 256 << 10  # a streamed chunk's data comes in blocks of this size
 
 
@@ -138,57 +137,68 @@ BODY = Framing("truncated chunk header", "truncated: {length} bytes declared, {p
 
 
 def iter_chunks(read: Callable[[int], bytes], *, base: int = 0, framing: Framing = BODY,
-                admit: Callable[[dict[str, int], int], None] | None = None,
-                stream_if: Callable[[dict[str, int]], bool] | None = None,
+                admit: Callable[[int, int, int, int], None] | None = None,
+                stream_if: Callable[[int, int], bool] | None = None,
                 on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
     """The chunk stream: framed chunks read from `read(n)` (fewer bytes only at the
     stream's end), each checked as it comes: header (flags, required bit, the length
     cap) before its data is read, then its CRC32C. The one parser of chunk framing: a
     blob's body and a buffer handed to RestoreFromBuffer go through it alike.
 
-    `base` is the offset of the first chunk (errors say `chunk@<offset>`). `admit(header,
-    offset)` may refuse a chunk before its data is read. A chunk `stream_if(header)`
-    picks comes with its data as `blocks` (each also handed to `on_block`), its CRC
-    checked after the last; whatever the caller left unread of them is read before the
-    next chunk."""
+    `base` is the offset of the first chunk (errors say `chunk@<offset>`). `admit(type,
+    flags, length, offset)` may refuse a chunk before its data is read. A chunk
+    `stream_if(type, length)` picks comes with its data as `blocks` (each also handed to
+    `on_block`), its CRC checked after the last; whatever the caller left unread of them
+    is read before the next chunk.
+
+    (Every chunk passes here: a header whose fields are as a known chunk type has them
+    is taken straight from the layout; any other goes through `parse_chunk_header` and
+    `check_chunk_header`, which name what is wrong.)"""
     offset = base
+    unpack, usual_flags, crc32c_value = CHUNK_HEADER.unpack, USUAL_FLAGS, google_crc32c.value
     while True:
         try:
-            head = read_exact(read, CHUNK_HEADER_SIZE)
+            head = read(CHUNK_HEADER_SIZE)
+            if len(head) != CHUNK_HEADER_SIZE and head:
+                head += read_exact(read, CHUNK_HEADER_SIZE - len(head))
         except SourceFailed as exc:
             raise BlobError(f"body (decompressed offset {offset})", str(exc)) from None
-        if not head:
-            return
-        if len(head) < CHUNK_HEADER_SIZE:
+        if len(head) != CHUNK_HEADER_SIZE:
+            if not head:
+                return
             raise BlobError(f"chunk@{offset}", framing.short_header, framing.status)
-        header = parse_chunk_header(head, offset)
-        check_chunk_header(header, offset)
-        length = header["length"]
+        kind, flags, reserved, length, crc = unpack(head)
+        if reserved or usual_flags.get(kind) != flags or length > limits.MAX_CHUNK_LENGTH:
+            check_chunk_header(parse_chunk_header(head, offset), offset)  # says what, if
         if admit is not None:
-            admit(header, offset)
-        if stream_if is not None and stream_if(header):
-            blocks = chunk_blocks(read, header, offset, framing, on_block)
-            yield RawChunk(header["type"], header["flags"], b"", offset, head, blocks, length)
+            admit(kind, flags, length, offset)
+        if stream_if is not None and stream_if(kind, length):
+            blocks = chunk_blocks(read, length, crc, offset, framing, on_block)
+            yield RawChunk(kind, flags, b"", offset, head, blocks, length)
             for _ in blocks:
                 pass
         else:
             try:
-                data = read_exact(read, length)
+                data = read(length)
+                if len(data) != length and data:
+                    data += read_exact(read, length - len(data))
             except SourceFailed as exc:
                 raise BlobError(f"chunk@{offset} (decompressed)", str(exc)) from None
-            if len(data) < length:
+            if len(data) != length:
                 raise BlobError(f"chunk@{offset}.length", framing.short_data.format(
                     length=length, present=len(data)), framing.status)
-            check_chunk_crc(header, data, offset)
-            yield RawChunk(header["type"], header["flags"], data, offset, head, None, length)
+            if crc32c_value(data) != crc:
+                raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch",
+                                NtStatus.CRC_ERROR)
+            yield RawChunk(kind, flags, data, offset, head, None, length)
         offset += CHUNK_HEADER_SIZE + length
 
 
-def chunk_blocks(read: Callable[[int], bytes], header: dict[str, int], offset: int,
+def chunk_blocks(read: Callable[[int], bytes], length: int, expected_crc: int, offset: int,
                  framing: Framing, on_block: Callable[[bytes], None] | None,
                  ) -> Iterator[bytes]:
     """A chunk's data in blocks; its CRC is checked when the last has been read."""
-    crc, left = 0, header["length"]
+    crc, left = 0, length
     while left:
         try:
             block = read_exact(read, min(left, STREAM_BLOCK))
@@ -196,13 +206,13 @@ def chunk_blocks(read: Callable[[int], bytes], header: dict[str, int], offset: i
             raise BlobError(f"chunk@{offset} (decompressed)", str(exc)) from None
         if not block:
             raise BlobError(f"chunk@{offset}.length", framing.short_data.format(
-                length=header["length"], present=header["length"] - left), framing.status)
+                length=length, present=length - left), framing.status)
         crc = google_crc32c.extend(crc, block)
         if on_block is not None:
             on_block(block)
         left -= len(block)
         yield block
-    if crc != header["crc32c"]:
+    if crc != expected_crc:
         raise BlobError(f"chunk@{offset}.crc32c", "checksum mismatch", NtStatus.CRC_ERROR)
 
 

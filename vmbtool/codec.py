@@ -157,7 +157,7 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
     too many PFNs under. (The plain grammar's BytesIO is made only when it is asked: one
     over a whole chunk costs a copy of it.)"""
     if _enabled:
-        fast = compiled(grammar)
+        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
         if fast is not None:
             try:
                 obj, used = fast.parse_from(memoryview(data)[pos:] if pos else data)

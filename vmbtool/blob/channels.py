@@ -43,6 +43,11 @@ class ChannelSorting:
                   channel_chunks: list[RawChunk]) -> RestoreStaging | None:
         index = self.tally.channels
         consumer = self.consumer
+        if raw.type == ChunkType.PACKET and staging is not None:  # most chunks of a blob
+            if consumer.keeps_channel_chunks:
+                channel_chunks.append(raw)
+            consumer.take(staging, raw, index)
+            return staging
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")
@@ -106,9 +111,9 @@ class ChannelSorting:
         value.data = None
         return value
 
-    def admit(self, header: Any, offset: int) -> None:
-        if header["type"] not in self.known and not header["flags"] & FLAG_REQUIRED and \
-                self.skipped_bytes + header["length"] > limits.MAX_SKIPPED_BYTES:
+    def admit(self, kind: int, flags: int, length: int, offset: int) -> None:
+        if kind not in self.known and not flags & FLAG_REQUIRED and \
+                self.skipped_bytes + length > limits.MAX_SKIPPED_BYTES:
             raise BlobError(f"chunk@{offset}.length", f"more than {limits.MAX_SKIPPED_BYTES} bytes "
                             "of unknown optional chunks", NtStatus.INVALID_BUFFER_SIZE)
 

@@ -35,18 +35,18 @@ class Consumer:
 
     def staging(self, index: int) -> RestoreStaging:
         """A fresh staging for channel `index`."""
-        return RestoreStaging()
+        return RestoreStaging(where=f"channels[{index}]")
 
-    def streams(self, header: dict[str, int]) -> bool:
-        """Whether the chunk comes with its data in blocks instead of whole."""
-        return self.lean and header["type"] == ChunkType.RING and \
-            header["length"] >= STREAMED_MIN
+    def streams(self, kind: int, length: int) -> bool:
+        """Whether a chunk of this type and length comes with its data in blocks instead
+        of whole."""
+        return self.lean and kind == ChunkType.RING and length >= STREAMED_MIN
 
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:
         """One chunk of channel `index` (the reader has decoded a streamed ring's control
         fields into `value`; its data follow in `blocks`)."""
-        stage_chunk(staging, raw, f"channels[{index}]", value, blocks)
+        stage_chunk(staging, raw, staging.where, value, blocks)
 
     def scenario(self, raw: RawChunk) -> Any:
         """The scenario chunk, as this read needs it."""
@@ -93,12 +93,14 @@ class Check(Consumer):
     keep_gpadls = False
 
     def staging(self, index: int) -> RestoreStaging:
-        check = ChannelCheck(f"channels[{index}]") if self.checks else None
-        return RestoreStaging(check=check, keep_packets=False, keep_gpadls=self.keep_gpadls)
+        where = f"channels[{index}]"
+        check = ChannelCheck(where) if self.checks else None
+        return RestoreStaging(check=check, keep_packets=False, keep_gpadls=self.keep_gpadls,
+                              where=where)
 
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:
-        where = f"channels[{index}]"
+        where = staging.where
         if value is None and raw.type in (ChunkType.INCOMING, ChunkType.GPADLS):
             value = lean.array_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE,
                                      where)

@@ -46,8 +46,9 @@ from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
 
-def body_chunks(stream: IO[bytes] | BodyPipe, admit: Callable[[Any, int], None] | None = None,
-                stream_if: Callable[[Any], bool] | None = None,
+def body_chunks(stream: IO[bytes] | BodyPipe,
+                admit: Callable[[int, int, int, int], None] | None = None,
+                stream_if: Callable[[int, int], bool] | None = None,
                 on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
     """The chunk stream of a (decompressed) body: `chunks.iter_chunks` over it, a zstd
     error in the body named where the parser was."""
@@ -235,15 +236,15 @@ class BlobReader(ChannelSorting):
         the stream is a BodyPipe, which digests what is read)."""
         staging: RestoreStaging | None = None
         channel_chunks: list[RawChunk] = []
-        offset = 0
-        tally = self.tally
-        stream_if = self.consumer.streams
+        tally, consumer, add_chunk = self.tally, self.consumer, self.add_chunk
+        keeps_chunks = consumer.keeps_chunks
+        stream_if = consumer.streams if consumer.lean else None
         on_block = digest.update if digest is not None else None
+        raw = None
         for raw in body_chunks(stream, self.admit, stream_if, on_block):
-            offset = raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
-            if self.consumer.keeps_chunks:
+            if keeps_chunks:
                 self.chunks.append(raw)
             if raw.type == ChunkType.END:
                 self.end = decode_chunk(raw, "blob")
@@ -254,8 +255,8 @@ class BlobReader(ChannelSorting):
                 digest.update(raw.head)  # (iter_chunks' chunks come with their header)
                 digest.update(raw.data)
             tally.chunks += 1
-            tally.bytes += CHUNK_HEADER_SIZE + raw.length
-            staging = self.add_chunk(staging, raw, channel_chunks)
+            tally.bytes += CHUNK_HEADER_SIZE + raw.declared
+            staging = add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks
                 staging, channel_chunks = None, []
@@ -263,6 +264,7 @@ class BlobReader(ChannelSorting):
                 self.tally.packets += saved.packet_count
                 yield saved, chunks
                 del saved, chunks  # a caller that dropped the channel has freed it
+        offset = 0 if raw is None else raw.offset + CHUNK_HEADER_SIZE + len(raw.data)
         if self.end is None:
             raise BlobError(f"body (decompressed offset {offset})",
                             "truncated: the body ends before the end chunk")

@@ -15,13 +15,12 @@ import zstandard
 
 from vmbtool import __version__, codec
 from vmbtool.chunks import (
+    CHUNK_HEADER,
     crc32c,
     frame,
-    parse_chunk_header,
 )
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 from vmbtool.formats.chunk import (
-    CHUNK_HEADER_SIZE,
     ChunkType,
 )
 from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
@@ -109,7 +108,7 @@ class BlobWriter:
     def add(self, chunk: bytes) -> None:
         """One framed body chunk (not END)."""
         self.digest.update(chunk)
-        chunk_type = parse_chunk_header(chunk[:CHUNK_HEADER_SIZE], 0)["type"]
+        chunk_type = CHUNK_HEADER.unpack_from(chunk)[0]
         self.packets += chunk_type == ChunkType.PACKET
         self.channels += chunk_type == ChunkType.CHANNEL
         self.chunks += 1

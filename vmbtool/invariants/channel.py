@@ -6,7 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from vmbtool.invariants.external import check_external, check_external_shape
+from vmbtool.invariants.external import (
+    EXTERNAL_TYPES,
+    check_external,
+    check_external_shape,
+)
 from vmbtool.invariants.problems import Problem, Problems
 from vmbtool.invariants.rings import RingIndex, check_ring
 from vmbtool.sim.config import MAX_FRIENDLY_NAME, ServerState
@@ -109,16 +113,46 @@ class ChannelCheck:
         self.packet_count += 1
         if self.dead:
             return
-        problems, ctx, p = self.problems, self.ctx, record["lib_buf"]
+        ctx, p = self.ctx, record["lib_buf"]
+        txid, ptype, pstate = p["transaction_id"], p["type"], p["state"]
+        send_flags, external = p["send_flags"], p["external"]
+        completion = ptype == "completion"
+        key = txid << 1 | completion
+        in_flight = pstate == "in_ring" or pstate == "awaiting_completion"
+        # the usual packet passes each test below at once: its field path is written
+        # only for a problem
+        if key in self.seen or (not completion and not 0 < txid < ctx.next_transaction_id) \
+                or len(p["payload"]) > ctx.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
+                or external["kind"] != "none" or ptype in EXTERNAL_TYPES \
+                or (in_flight and (self.state not in OPENED_STATES
+                                   or not send_flags & SendFlags.WAIT_FOR_COMPLETION)) \
+                or (completion and pstate != "backlog"):
+            self._packet_problems(p, key)
+        self.seen.add(key)
+        if pstate == "in_ring":
+            outgoing = self.rings.get("outgoing")
+            if outgoing is not None:
+                offset = p["ring_offset"]
+                i = outgoing.find(offset)
+                if i < 0 or outgoing.txids[i] != txid:
+                    self.problems.append((f"{self.where}.packets[txid={txid}].ring_offset",
+                                          "no packet with this transaction id at ring "
+                                          f"offset {offset}"))
+                else:
+                    outgoing.kinds[i] |= RingIndex.CLAIMED
+        elif pstate == "awaiting_completion":
+            self.awaiting.add(txid)
+
+    def _packet_problems(self, p: Any, key: int) -> None:
+        """Each problem of one packet's own fields, with its field path."""
+        problems, ctx = self.problems, self.ctx
         txid, ptype, pstate = p["transaction_id"], str(p["type"]), str(p["state"])
         send_flags, payload = p["send_flags"], p["payload"]
         completion = ptype == "completion"
         pw = f"{self.where}.packets[{'completion' if completion else 'txid'}={txid}]"
-        key = txid << 1 | completion
         if key in self.seen:
             self.duplicates += 1
             problems.append((pw, f"duplicate transaction id {txid}"))
-        self.seen.add(key)
         if not completion and not 0 < txid < ctx.next_transaction_id:
             problems.append((pw, f"transaction id not below next_transaction_id "
                              f"{ctx.next_transaction_id}"))
@@ -135,19 +169,6 @@ class ChannelCheck:
             problems.append((f"{pw}.state", f"{pstate} but no completion was requested"))
         if completion and pstate != "backlog":
             problems.append((f"{pw}.state", "a queued completion can only be in the backlog"))
-        if pstate == "in_ring":
-            outgoing = self.rings.get("outgoing")
-            if outgoing is not None:
-                offset = p["ring_offset"]
-                i = outgoing.find(offset)
-                if i < 0 or outgoing.txids[i] != txid:
-                    problems.append((f"{self.where}.packets[txid={txid}].ring_offset",
-                                     "no packet with this transaction id at ring offset "
-                                     f"{offset}"))
-                else:
-                    outgoing.kinds[i] |= RingIndex.CLAIMED
-        elif pstate == "awaiting_completion":
-            self.awaiting.add(txid)
 
     def _wires_checked(self) -> None:
         """Once past the packets: every packet in the rings is accounted for."""

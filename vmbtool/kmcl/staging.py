@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # a check is handed in by the reader that stages (lean reads)
 ORDER: dict[int, int] = {
     ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
     ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
+PACKET_ORDER = ORDER[ChunkType.PACKET]
 
 
 @dataclass
@@ -57,9 +58,7 @@ class RestoreStaging:
     # the channel's state was checked whole by an earlier read of the same bytes: its
     # packets' transaction ids and order are not checked again (kmcl.restore_chunks)
     checked: bool = False
-
-    def has_packet(self, key: int) -> bool:
-        return key in (self.check.seen if self.check is not None else self.packet_keys)
+    where: str = "channel"  # how errors name the channel: `channels[i]` in a blob
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -68,6 +67,11 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
 
     `value` is the chunk already decoded; a ring streamed in `blocks` comes without
     its data (only a `check` reads them)."""
+    if raw.type == ChunkType.PACKET and staging.last_order == PACKET_ORDER and value is None:
+        # a packet after a packet (most chunks): in order, its channel begun
+        if staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
+            raise too_many_packets(raw, where)
+        return _stage_packet(staging, raw, where, decode_chunk(raw, where), None)
     order = ORDER.get(raw.type)
     if order is None:
         if raw.type in CHUNK_TYPES or raw.required:
@@ -95,12 +99,9 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
                                 f"{CHUNK_TYPES[needed].name} chunk")
     staging.last_order = order
     staging.seen.add(raw.type)
-    cap = limits.MAX_PACKETS_PER_CHANNEL
-    if raw.type == ChunkType.PACKET and staging.saved.packet_count >= cap:
-        # refused before its data is parsed: an endless channel costs no parses
-        raise BlobError(f"{where}.packets (chunk@{raw.offset})",
-                        f"more than {cap} packet objects in one channel",
-                        NtStatus.INSUFFICIENT_RESOURCES)
+    if raw.type == ChunkType.PACKET and \
+            staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
+        raise too_many_packets(raw, where)
     if value is None and raw.type in (ChunkType.GPADLS, ChunkType.INCOMING):
         # element by element under the caps: a hostile count is refused before more
         # than a cap is held (a whole parse would build it all first)
@@ -109,6 +110,14 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
     elif value is None:
         value = decode_chunk(raw, where)
     return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
+
+
+def too_many_packets(raw: RawChunk, where: str) -> BlobError:
+    """Refused before its data is parsed: an endless channel costs no parses."""
+    cap = limits.MAX_PACKETS_PER_CHANNEL
+    return BlobError(f"{where}.packets (chunk@{raw.offset})",
+                     f"more than {cap} packet objects in one channel",
+                     NtStatus.INSUFFICIENT_RESOURCES)
 
 
 # -- one handler a chunk type: (staging, raw, where, value, blocks) -> final chunk? ----
@@ -149,9 +158,9 @@ def _stage_gpadls(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
 
 def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
                   blocks: Iterable[bytes] | None) -> bool:
-    saved = staging.saved
+    saved, lib = staging.saved, value["lib_buf"]
     if not staging.checked:
-        _check_new_packet(staging, value["lib_buf"], where)
+        _check_new_packet(staging, lib, where)
     staging.last_record = value
     saved.packet_count += 1
     if staging.keep_packets:
@@ -198,26 +207,23 @@ STAGE_CHUNK: dict[int, StageChunk] = {
 
 def _check_new_packet(staging: RestoreStaging, lib: Any, where: str) -> None:
     """A repeated transaction id is called one (before the order check, which it would
-    fail too), as it comes: not after an endless channel."""
-    completion = str(lib["type"]) == "completion"
-    key = lib["transaction_id"] << 1 | completion
-    if staging.has_packet(key):
+    fail too), as it comes: not after an endless channel. PACKET chunks come as
+    packets_in_use() hands them out: the packets not in the backlog by rising
+    transaction id, then the backlog in its own order."""
+    txid, state = lib["transaction_id"], lib["state"]
+    completion = lib["type"] == "completion"
+    key = txid << 1 | completion
+    check = staging.check
+    if key in (check.seen if check is not None else staging.packet_keys):
         label = "completion" if completion else "txid"
-        raise BlobError(f"{where}.packets[{label}={lib['transaction_id']}]",
-                        f"duplicate transaction id {lib['transaction_id']}")
-    _check_packet_order(staging.last_record, lib, where)
-    if staging.check is None:
+        raise BlobError(f"{where}.packets[{label}={txid}]", f"duplicate transaction id {txid}")
+    last = staging.last_record
+    if last is not None and state != "backlog":
+        last = last["lib_buf"]
+        if last["state"] == "backlog" or last["transaction_id"] >= txid:
+            raise BlobError(f"{where}.packets[txid={txid}]",
+                            "packet chunk out of order: packets not in the backlog come "
+                            f"first, by rising transaction id (after "
+                            f"txid={last['transaction_id']} {last['state']})")
+    if check is None:
         staging.packet_keys.add(key)
-
-
-def _check_packet_order(last: Any, lib: Any, where: str) -> None:
-    """PACKET chunks come as packets_in_use() hands them out: the packets not in the
-    backlog by rising transaction id, then the backlog in its own order."""
-    if last is None or lib["state"] == "backlog":
-        return
-    last = last["lib_buf"]
-    if last["state"] == "backlog" or last["transaction_id"] >= lib["transaction_id"]:
-        raise BlobError(f"{where}.packets[txid={lib.transaction_id}]",
-                        "packet chunk out of order: packets not in the backlog come first, "
-                        f"by rising transaction id (after txid={last.transaction_id} "
-                        f"{last.state})")
