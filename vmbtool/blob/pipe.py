@@ -11,6 +11,10 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+import zstandard
+
+from vmbtool.chunks import SourceFailed
+
 PIPE_MIN = 1 << 20  # a stored body this large is decompressed and digested on threads
 PIPE_BLOCK = 1 << 20  # in blocks of this size
 PIPE_DEPTH = 2  # blocks decompressed ahead (the checks of a ring are quick, of packets slow)
@@ -22,7 +26,8 @@ PIPE_END, PIPE_FAILED = object(), object()
 class BodyPipe:
     """A body stream decompressed ahead on a thread of its own (zstd releases the GIL)
     and digested on another (so does hashlib) while this one checks the chunks:
-    `read(n)` as on the stream itself, and `digest_before(offset)`.
+    `read(n)` as on the stream itself (a zstd error raised as `SourceFailed`), and
+    `digest_before(offset)`.
 
     Only bytes a direct read could not have failed on are handed over: a block once the
     next one has decompressed too (a read that ends where a zstd block ends decodes the
@@ -69,7 +74,10 @@ class BodyPipe:
 
     def read(self, n: int) -> bytes:
         if self.direct is not None:
-            data = self.direct.read(n)
+            try:
+                data = self.direct.read(n)
+            except zstandard.ZstdError as exc:
+                raise SourceFailed(f"zstd: {exc}") from None
             if data:
                 self.advance(data, len(data))
             return data

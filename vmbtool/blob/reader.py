@@ -59,7 +59,9 @@ def body_chunks(stream: IO[bytes] | BodyPipe,
         except zstandard.ZstdError as exc:
             raise SourceFailed(f"zstd: {exc}") from None
 
-    return iter_chunks(read, admit=admit, stream_if=stream_if, on_block=on_block)
+    # (a BodyPipe says SourceFailed itself: the most read body goes without the wrapper)
+    return iter_chunks(stream.read if isinstance(stream, BodyPipe) else read, admit=admit,
+                       stream_if=stream_if, on_block=on_block)
 
 
 @dataclass
