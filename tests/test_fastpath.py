@@ -171,9 +171,38 @@ def fast_outcome(compiled, data):
         return None
 
 
+def copied(obj):
+    """A scanned object with each view of its data made bytes (the plain parse's)."""
+    if isinstance(obj, memoryview):
+        return obj.tobytes()
+    if isinstance(obj, dict):
+        out = type(obj)()
+        for k, v in obj.items():
+            out[k] = copied(v)
+        return out
+    if isinstance(obj, list):
+        return type(obj)(copied(v) for v in obj)
+    return obj
+
+
+def views_only(obj, data) -> None:
+    """Every byte string of a scanned object is a view of `data`, none a copy."""
+    assert not isinstance(obj, bytes | bytearray) or len(obj) == 0 or isinstance(obj, str)
+    if isinstance(obj, memoryview):
+        assert obj.obj is data
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            views_only(v, data)
+    elif isinstance(obj, list):
+        for v in obj:
+            views_only(v, data)
+
+
 def agree(name: str, data: bytes) -> bool:
     """Fast and plain parse both refuse `data` or give the same object, same length
-    consumed (bytes and memoryview input alike); returns whether they accepted."""
+    consumed (bytes and memoryview input alike); returns whether they accepted. A
+    grammar with a scan (`codec.parse(views=True)`) scans to the same object, its byte
+    strings views of the data."""
     plain = plain_outcome(GRAMMARS[name], data)
     for given_data in (data, memoryview(data), bytearray(data)):
         fast = fast_outcome(COMPILED[name], given_data)
@@ -181,6 +210,17 @@ def agree(name: str, data: bytes) -> bool:
         if plain is not None:
             same(fast[0], plain[0])
             assert fast[1] == plain[1]
+    scan = COMPILED[name].scan_from if COMPILED[name] is not None else None
+    if scan is not None:
+        try:
+            scanned = scan(data)
+        except (fastpath.Refuse, fastpath.TooManyElements):
+            scanned = None
+        assert (plain is None) == (scanned is None), f"{name}: plain {plain}, scan {scanned}"
+        if plain is not None:
+            same(copied(scanned[0]), plain[0])
+            assert scanned[1] == plain[1]
+            views_only(scanned[0], data)
     return plain is not None
 
 
@@ -871,3 +911,28 @@ def test_record_struct_is_the_chunk_headers_layout_from_its_grammar():
     for grammar in (ZOO, CHUNK_TYPES[ChunkType.PACKET].grammar, Int32ul):
         with pytest.raises(fastgen.Unsupported):
             fastgen.record_struct(grammar)
+
+
+def test_the_packet_record_has_a_scan_and_only_a_check_uses_it(monkeypatch):
+    """PACKET records a check keeps nothing of are scanned (payload and VSP state views
+    of the chunk's data); inspect's tally, which hands each record on, parses them."""
+    from vmbtool.blob import BlobReader
+    from vmbtool.blob.consumers import Check, Tally
+
+    assert COMPILED["packet"].scan_from is not None
+    asked = []
+    real = codec.parse
+
+    def parse(grammar, data, where, offset=0, exact=True, views=False):
+        if grammar is GRAMMARS["packet"]:
+            asked.append(views)
+        return real(grammar, data, where, offset, exact, views)
+
+    monkeypatch.setattr(codec, "parse", parse)
+    path = BLOBS[0]
+    for consumer, expected in ((Check(), True), (Tally(lambda i, r: None), False)):
+        asked.clear()
+        with BlobReader(str(path), key_for(path), consumer) as reader:
+            for _ in reader.channels():
+                pass
+        assert asked and set(asked) == {expected}

@@ -112,9 +112,9 @@ def counted(monkeypatch):
         return CountingStream(tally, real_stream(*args, **kwargs))
 
     def parse_at(grammar: Any, data: Any, pos: int, where: str, offset: int = 0,
-                 whole: str | None = None) -> Any:
+                 whole: str | None = None, views: bool = False) -> Any:
         tally.parses[(id(grammar), offset, pos)] += 1
-        return real_parse_at(grammar, data, pos, where, offset, whole)
+        return real_parse_at(grammar, data, pos, where, offset, whole, views)
 
     monkeypatch.setattr(blob_reader, "hashlib", Hashlib)
     monkeypatch.setattr(blob_pipe, "hashlib", Hashlib)

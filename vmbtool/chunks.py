@@ -250,14 +250,19 @@ def framed_chunks(buffer: bytes) -> list[bytes]:
     return chunks
 
 
-def decode_chunk(raw: RawChunk, where: str) -> Any:
+def decode_chunk(raw: RawChunk, where: str, views: bool = False) -> Any:
     """The chunk's data parsed with its type's grammar (None for an unknown type), once:
-    a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again."""
+    a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again.
+
+    `views`: its byte strings may be views of the chunk's data (`codec.parse`), for a
+    check that keeps nothing of it; such a parse is not kept with the chunk."""
     if raw.parsed is not None:
         return raw.parsed
     kind = CHUNK_TYPES.get(raw.type)
     if kind is None:
         return None
-    raw.parsed = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
-                             raw.offset + CHUNK_HEADER_SIZE)
-    return raw.parsed
+    value = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
+                        raw.offset + CHUNK_HEADER_SIZE, views=views)
+    if not views:
+        raw.parsed = value
+    return value

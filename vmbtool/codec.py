@@ -62,6 +62,8 @@ def _load() -> None:
             _BY_ID[id(grammar)] = pair
             if type(grammar) is Struct:
                 _BY_FIELDS[tuple(map(id, grammar.subcons))] = pair
+        for grammar, scan_from in getattr(module, "SCANS", ()):
+            _BY_ID[id(grammar)].scan_from = scan_from
         for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
             _BY_FIELDS[tuple(map(id, fields))] = fastpath.CompiledGrammar(
                 Struct(*fields), parse_from, build)
@@ -139,9 +141,12 @@ def too_many_elements(where: str, offset: int) -> BlobError:
 
 
 def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
-          exact: bool = True) -> Any:
-    """Parse `data` with `grammar`; `where` names the structure, `offset` its position."""
-    obj, end = parse_at(grammar, data, 0, where, offset)
+          exact: bool = True, views: bool = False) -> Any:
+    """Parse `data` with `grammar`; `where` names the structure, `offset` its position.
+
+    `views`: byte strings may come as memoryviews of `data`, not copies (a check that
+    keeps nothing of what it parsed), where the grammar's generated code has a scan."""
+    obj, end = parse_at(grammar, data, 0, where, offset, views=views)
     left = len(data) - end
     if exact and left:
         raise BlobError(f"{where} (offset {offset + end})",
@@ -150,7 +155,7 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
 
 
 def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int = 0,
-             whole: str | None = None) -> tuple[Any, int]:
+             whole: str | None = None, views: bool = False) -> tuple[Any, int]:
     """Parse one structure at `pos` of `data`: it and where it ends. Errors name `where`
     at `offset`; a lean reader parsing a chunk's elements one by one gives the offset of
     the chunk's data and, as `whole`, the name a parse of the whole chunk would refuse
@@ -159,8 +164,9 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
     if _enabled:
         fast = _BY_ID.get(id(grammar)) or compiled(grammar)
         if fast is not None:
+            parse_from = fast.scan_from if views and fast.scan_from else fast.parse_from
             try:
-                obj, used = fast.parse_from(memoryview(data)[pos:] if pos else data)
+                obj, used = parse_from(memoryview(data)[pos:] if pos else data)
             except fastpath.TooManyElements:
                 raise too_many_elements(whole or where, offset) from None
             except fastpath.Refuse:  # the plain grammar gives the answer or says why

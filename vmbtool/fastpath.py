@@ -66,14 +66,16 @@ class CompiledGrammar:
 
     `parse_from(data)` gives `(obj, consumed)`; `parse(data)` the object alone (trailing
     bytes ignored, as `grammar.parse`); `build(obj)` the bytes. Both raise `Refuse` for
-    what they leave to the plain grammar."""
+    what they leave to the plain grammar. `scan_from`, when the grammar has one, is
+    `parse_from` whose byte strings are views of the data (`codec.parse(views=True)`)."""
 
-    __slots__ = ("build", "grammar", "parse_from")
+    __slots__ = ("build", "grammar", "parse_from", "scan_from")
 
-    def __init__(self, grammar, parse_from, build) -> None:
+    def __init__(self, grammar, parse_from, build, scan_from=None) -> None:
         self.grammar = grammar
         self.parse_from = parse_from
         self.build = build
+        self.scan_from = scan_from
 
     def parse(self, data) -> Any:
         return self.parse_from(data)[0]

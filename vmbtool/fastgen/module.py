@@ -35,6 +35,11 @@ DERIVED: dict[str, tuple[tuple[str, str, str], ...]] = {
     "scenario": (("GuestChannel_context", "object", "GuestChannel.subcons[0]"),),  # lean
 }
 
+# Grammars that also get a `scan_NAME(data)`, by formats module: the parse over a
+# memoryview of the data whose byte strings stay views of it (no copy), for a reader
+# that checks what it parsed and keeps none of it (a PACKET's payload and VSP state).
+SCANNED: dict[str, tuple[str, ...]] = {"packet": ("PacketRecord",)}
+
 # what generated code may use of the modules below, by the name it uses
 PRELUDE = {
     "_Struct": ("struct", "Struct"), "_struct_error": ("struct", "error"),
@@ -57,18 +62,19 @@ def header(what: str) -> list[str]:
             "# what the command writes."]
 
 
-def grammar_functions(ns: Namespace, name: str, grammar) -> list[str]:
+def grammar_functions(ns: Namespace, name: str, grammar, scan: bool = False) -> list[str]:
     """`parse_NAME(data)` -> (obj, bytes used) and `build_NAME(obj)` -> bytes, both
-    raising Refuse for what they leave to the plain grammar."""
+    raising Refuse for what they leave to the plain grammar; with `scan`, also
+    `scan_NAME(data)`, the parse whose byte strings are views of `data`."""
     if not isinstance(grammar, construct.Construct):
         raise Unsupported(f"{grammar!r} is not a construct grammar")
     bodies, budget = {}, False
-    for view in (False, True):
-        writer = ParseWriter(ns, view, indent=2)
+    for view, scanned in ((False, False), (True, False), (True, True)):
+        writer = ParseWriter(ns, view, indent=2, scan=scanned)
         result = writer.node(grammar, None)
         writer.settle()
         writer.line(f"return {result}, pos")
-        bodies[view], budget = writer.lines, budget or writer.used_budget
+        bodies[view, scanned], budget = writer.lines, budget or writer.used_budget
 
     def parse_body(lines: list[str]) -> list[str]:
         text = "\n".join(lines)
@@ -77,13 +83,16 @@ def grammar_functions(ns: Namespace, name: str, grammar) -> list[str]:
                 "    except (_struct_error, UnicodeDecodeError):",
                 "        raise _R from None"]
 
-    source = [f"def _parse_view_{name}(data):", *parse_body(bodies[True]), "", "",
+    source = [f"def _parse_view_{name}(data):", *parse_body(bodies[True, False]), "", "",
               f"def parse_{name}(data):"]
     if budget:
         source.append("    _E[0] = _BUDGET")
     source += ["    if data.__class__ is not bytes:",
                f"        return _parse_view_{name}(_as_view(data))",
-               *parse_body(bodies[False]), "", ""]
+               *parse_body(bodies[False, False]), "", ""]
+    if scan:
+        source += [f"def scan_{name}(data):"] + (["    _E[0] = _BUDGET"] if budget else [])
+        source += ["    data = _as_view(data)", *parse_body(bodies[True, True]), "", ""]
     writer = BuildWriter(ns, indent=2)
     writer.node(grammar, "obj", None)
     if writer.used_out:
@@ -165,7 +174,7 @@ def module_text(module: str, roots: Roots) -> str:
     """The generated module of one formats module."""
     ns = Namespace(roots)
     functions: list[str] = []
-    rows, fields_rows, layouts, skipped = [], [], [], []
+    rows, fields_rows, scan_rows, layouts, skipped = [], [], [], [], []
     loaded = importlib.import_module(f"vmbtool.formats.{module}")
     targets = [(name, grammar, "name", name) for name, grammar in grammars_of(module)]
     for name, kind, expr in DERIVED.get(module, ()):
@@ -173,8 +182,9 @@ def module_text(module: str, roots: Roots) -> str:
         targets.append((name, Struct(*value) if kind == "fields" else value, kind, expr))
     for name, grammar, kind, expr in targets:
         saved = (len(ns.definitions), dict(ns.by_key), set(ns.imports))
+        scanned = name in SCANNED.get(module, ())
         try:
-            code = grammar_functions(ns, name, grammar)
+            code = grammar_functions(ns, name, grammar, scanned)
         except Unsupported as exc:  # construct alone for it; nothing of it is kept
             del ns.definitions[saved[0]:]
             ns.by_key, ns.imports = saved[1], saved[2]
@@ -185,6 +195,8 @@ def module_text(module: str, roots: Roots) -> str:
         key = f"tuple({expr})" if kind == "fields" else expr
         (fields_rows if kind == "fields" else rows).append(
             f"    ({key}, parse_{name}, build_{name}),")
+        if scanned:
+            scan_rows.append(f"    ({key}, scan_{name}),")
         if kind == "name" and type(grammar) is Struct:
             with contextlib.suppress(Unsupported):
                 layout = record_struct(grammar).format
@@ -192,6 +204,9 @@ def module_text(module: str, roots: Roots) -> str:
     body = [*ns.definitions, "", "", *functions]
     body += ["# (grammar, parse, build): what vmbtool.codec runs instead of construct",
              "GRAMMARS = (", *rows, ")"]
+    if scan_rows:
+        body += ["# (grammar, scan): the parse whose byte strings are views of its data",
+                 "SCANS = (", *scan_rows, ")"]
     if fields_rows:
         body += ["# (fields, parse, build): for a Struct made of these very fields",
                  "SAME_FIELDS = (", *fields_rows, ")"]

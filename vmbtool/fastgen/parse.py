@@ -60,9 +60,10 @@ class ParseWriter(Writer):
     Reads of a fused run are bounded by the buffer only: a run that runs past the end of
     a length-prefixed part is caught where that part closes (`pos` only grows)."""
 
-    def __init__(self, ns: Namespace, view: bool, indent: int) -> None:
+    def __init__(self, ns: Namespace, view: bool, indent: int, scan: bool = False) -> None:
         super().__init__(ns, indent)
         self.view = view
+        self.scan = scan  # over a memoryview, its byte strings left as views of it
         self.k = 0
         self.end = "end"
         self.run: list[str] = []
@@ -136,7 +137,9 @@ class ParseWriter(Writer):
             self.k = 0
 
     def slice(self, start: str, stop: str) -> str:
-        return f"bytes(data[{start}:{stop}])" if self.view else f"data[{start}:{stop}]"
+        if self.view and not self.scan:
+            return f"bytes(data[{start}:{stop}])"
+        return f"data[{start}:{stop}]"
 
     def decode(self, start: str, stop: str, encoding: str) -> str:
         if self.view:

@@ -588,6 +588,106 @@ def parse_PacketRecord(data):
         raise _R from None
 
 
+def scan_PacketRecord(data):
+    _E[0] = _BUDGET
+    data = _as_view(data)
+    pos = 0
+    end = len(data)
+    try:
+        v1, v4, v5, v7, v9, v10, v11, v12 = _S22(data, pos)
+        a2 = pos + 4
+        e3 = a2 + v1
+        if e3 > end: raise _R
+        v6 = _dm0.get(v5)
+        if v6 is None: raise _R
+        v8 = _dm4.get(v7)
+        if v8 is None: raise _R
+        a13 = pos + 32
+        e14 = a13 + v12
+        if e14 > e3: raise _R
+        v15 = str(data[a13:e14], 'ascii')
+        pos = e14
+        v16, = _S9(data, pos)
+        a17 = pos + 4
+        e18 = a17 + v16
+        if e18 > e3: raise _R
+        v19 = data[a17:e18]
+        pos = e18
+        v20, = _S5(data, pos)
+        v21 = _dm10.get(v20)
+        if v21 is None: raise _R
+        pos += 2
+        b22 = _sw11.get(v21, -1)
+        if b22 == 0:
+            v23 = None
+        elif b22 == 1:
+            v24, = _S9(data, pos)
+            _E[0] -= v24 * 480
+            if _E[0] < 0: raise _TME
+            if v24 * 12 > e3 - (pos + 4): raise _R
+            pos += 4
+            v25 = _LC()
+            for _ in range(v24):
+                v26, v27, v28 = _S12(data, pos)
+                _E[0] -= v28 * 40
+                if _E[0] < 0: raise _TME
+                if v28 * 8 > e3 - (pos + 12): raise _R
+                v29 = _LC(_unpack_from('<%dQ' % v28, data, pos + 12))
+                pos += 12 + v28 * 8
+                o30 = _C(byte_count=v26, byte_offset=v27, pfns=v29)
+                v25.append(o30)
+            o31 = _C(ranges=v25)
+            v23 = o31
+        elif b22 == 2:
+            v32, v33, v35 = _S14(data, pos)
+            v34 = _flag13.get(v33)
+            if v34 is None: raise _R
+            _E[0] -= v35 * 320
+            if _E[0] < 0: raise _TME
+            if v35 * 8 > e3 - (pos + 9): raise _R
+            pos += 9
+            v36 = _LC()
+            for _ in range(v35):
+                v37, v38 = _S15(data, pos)
+                o39 = _C(byte_count=v37, byte_offset=v38)
+                pos += 8
+                v36.append(o39)
+            o40 = _C(handle=v32, sender_owns_set=v34, ranges=v36)
+            v23 = o40
+        elif b22 == 3:
+            v41, v42, v44 = _S14(data, pos)
+            v43 = _flag13.get(v42)
+            if v43 is None: raise _R
+            _E[0] -= v44 * 320
+            if _E[0] < 0: raise _TME
+            if v44 * 8 > e3 - (pos + 9): raise _R
+            pos += 9
+            v45 = _LC()
+            for _ in range(v44):
+                v46, v47 = _S15(data, pos)
+                o48 = _C(byte_count=v46, byte_offset=v47)
+                pos += 8
+                v45.append(o48)
+            o49 = _C(handle=v41, sender_owns_set=v43, ranges=v45)
+            v23 = o49
+        else:
+            raise _R
+            v23 = None
+        o50 = _C(kind=v21, body=v23)
+        o51 = _C(transaction_id=v4, state=v6, type=v8, send_flags=v9, ring_offset=v10, pointer=v11, completion_routine=v15, payload=v19, external=o50)
+        if pos != e3: raise _R
+        v52, = _S9(data, pos)
+        a53 = pos + 4
+        e54 = a53 + v52
+        if e54 > end: raise _R
+        v55 = data[a53:e54]
+        pos = e54
+        o56 = _C(lib_buf=o51, save_buf=v55)
+        return o56, pos
+    except (_struct_error, UnicodeDecodeError):
+        raise _R from None
+
+
 def build_PacketRecord(obj):
     try:
         if not isinstance(obj, dict): raise _R
@@ -691,4 +791,8 @@ GRAMMARS = (
     (PacketType, parse_PacketType, build_PacketType),
     (PacketContext, parse_PacketContext, build_PacketContext),
     (PacketRecord, parse_PacketRecord, build_PacketRecord),
+)
+# (grammar, scan): the parse whose byte strings are views of its data
+SCANS = (
+    (PacketRecord, scan_PacketRecord),
 )

@@ -59,6 +59,9 @@ class RestoreStaging:
     # packets' transaction ids and order are not checked again (kmcl.restore_chunks)
     checked: bool = False
     where: str = "channel"  # how errors name the channel: `channels[i]` in a blob
+    # packets checked and dropped, none handed on: their payloads and VSP state may be
+    # parsed as views of the chunk's data, not copied (`codec.parse(views=True)`)
+    views: bool = False
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -71,7 +74,8 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         # a packet after a packet (most chunks): in order, its channel begun
         if staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
             raise too_many_packets(raw, where)
-        return _stage_packet(staging, raw, where, decode_chunk(raw, where), None)
+        return _stage_packet(staging, raw, where,
+                             decode_chunk(raw, where, views=staging.views), None)
     order = ORDER.get(raw.type)
     if order is None:
         if raw.type in CHUNK_TYPES or raw.required:
@@ -108,7 +112,7 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         value = lean.array_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE, where,
                                 keep=True)
     elif value is None:
-        value = decode_chunk(raw, where)
+        value = decode_chunk(raw, where, views=staging.views and raw.type == ChunkType.PACKET)
     return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
 
 
