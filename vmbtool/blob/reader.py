@@ -257,7 +257,7 @@ class BlobReader(ChannelSorting):
                 digest.update(raw.head)  # (iter_chunks' chunks come with their header)
                 digest.update(raw.data)
             tally.chunks += 1
-            tally.bytes += CHUNK_HEADER_SIZE + raw.declared
+            tally.bytes += CHUNK_HEADER_SIZE + raw.length
             staging = add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks

@@ -172,8 +172,8 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 channel, None, client_to_server=incoming, server_to_client=outgoing,
                 gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
         for number, record in enumerate(saved.packets):
-            lib = record.lib_buf
-            if str(lib.type) == "completion":
+            lib = record["lib_buf"]
+            if lib["type"] == "completion":
                 # a completion the library queued itself: no VSP state, no callback
                 queued = VmbPacket(channel=channel)
                 fill_packet(queued, lib)
@@ -181,7 +181,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 continue
             lib_buf = lib_bufs[number] if number < len(lib_bufs) else lib_buf_bytes(lib)
             staging.restoring = (lib_buf, lib)
-            status = restore_packet(channel, lib_buf, record.save_buf)
+            status = restore_packet(channel, lib_buf, record["save_buf"])
             staging.restoring = None
             if status != NtStatus.SUCCESS:
                 raise NtStatusError(_callback_failure(status),
