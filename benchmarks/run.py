@@ -379,6 +379,25 @@ def measure_help(res: Results, repeat: int) -> None:
                ratio <= 1.3, f"{ratio:.2f}x")
 
 
+def measure_small_validate(res: Results, repeat: int, workdir: str) -> None:
+    """Target 5, its second half: `vmbtool validate` of one small blob against
+    `python -c "import click, zstandard, google_crc32c"` (the imports no vmbtool can
+    avoid), run alternately."""
+    blob = os.path.join(small_blobs(workdir, 1), "storage-0001.vmb")
+    validate_argv = [*vmbtool_script(), "validate", blob]
+    floor_argv = [sys.executable, "-c", "import click, zstandard, google_crc32c"]
+    for argv in (validate_argv, floor_argv):  # bytecode, page cache
+        must(run_command(argv), argv)
+    for _ in range(repeat):
+        res.add("small-validate", "vmbtool validate, one small blob",
+                must(run_command(validate_argv), validate_argv).seconds)
+        res.add("import-floor", 'python -c "import click, zstandard, google_crc32c"',
+                must(run_command(floor_argv), floor_argv).seconds)
+    ratio = res.median("small-validate") / res.median("import-floor")
+    res.target("5", "validate one small blob / import click, zstandard, google_crc32c",
+               ratio, "<= 1.5", ratio <= 1.5, f"{ratio:.2f}x")
+
+
 def small_blobs(workdir: str, count: int) -> str:
     """`count` storage-scenario blobs (seeds 1..count, 100 steps), built once."""
     from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
@@ -557,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if "5" in targets:
         log("target 5: vmbtool --help")
         measure_help(res, 5 if args.quick else max(10, repeat))
+        measure_small_validate(res, 5 if args.quick else max(10, repeat), args.workdir)
     if "6" in targets:
         count = 60 if args.quick else 200
         log(f"target 6: validate {count} blobs with --jobs 1 and 2, {repeat} runs")
