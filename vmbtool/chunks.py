@@ -237,19 +237,6 @@ def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
     return list(iter_chunks(io.BytesIO(buffer).read, base=base, framing=BUFFER))
 
 
-def framed_chunks(buffer: bytes) -> list[bytes]:
-    """The whole chunks of a buffer SaveContinue filled, as they stand. Nothing is
-    checked: SaveContinue framed them a moment ago (restore uses `split_chunks`)."""
-    chunks: list[bytes] = []
-    pos, size = 0, len(buffer)
-    while pos < size:
-        length = CHUNK_HEADER.unpack_from(buffer, pos)[3]
-        end = pos + CHUNK_HEADER_SIZE + length
-        chunks.append(buffer[pos:end])
-        pos = end
-    return chunks
-
-
 def decode_chunk(raw: RawChunk, where: str, views: bool = False) -> Any:
     """The chunk's data parsed with its type's grammar (None for an unknown type), once:
     a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again.

@@ -21,6 +21,7 @@ from vmbtool.chunks import (
 )
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 from vmbtool.formats.chunk import (
+    CHUNK_HEADER_SIZE,
     ChunkType,
 )
 from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
@@ -41,7 +42,8 @@ SPOOL_MAX = 8 << 20
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
                 key: bytes | None = None, created_ns: int | None = None,
                 writer_version: str = __version__, minor: int = FORMAT_MINOR) -> bytes:
-    """Header + (compressed) chunks + END chunk + optional signature frame."""
+    """Header + (compressed) chunks + END chunk + optional signature frame. Each item
+    of `body_chunks` holds one or more whole framed chunks."""
     header = encode_header(channel_count, level=level, signed=bool(key),
                            created_ns=created_ns, writer_version=writer_version, minor=minor)
     return seal_body(header, body_chunks, level, key)
@@ -105,17 +107,24 @@ class BlobWriter:
         if self.mac is not None:
             self.mac.update(data)
 
-    def add(self, chunk: bytes) -> None:
-        """One framed body chunk (not END)."""
-        self.digest.update(chunk)
-        chunk_type = CHUNK_HEADER.unpack_from(chunk)[0]
-        self.packets += chunk_type == ChunkType.PACKET
-        self.channels += chunk_type == ChunkType.CHANNEL
-        self.chunks += 1
+    def add(self, chunks: bytes) -> None:
+        """Framed body chunks (not END): one, or several whole ones back to back (a
+        buffer SaveContinue filled), counted by their headers."""
+        self.digest.update(chunks)
+        unpack, pos, size = CHUNK_HEADER.unpack_from, 0, len(chunks)
+        packets = channels = count = 0
+        while pos < size:
+            chunk_type, _flags, _reserved, length, _crc = unpack(chunks, pos)
+            packets += chunk_type == ChunkType.PACKET
+            channels += chunk_type == ChunkType.CHANNEL
+            count += 1
+            pos += CHUNK_HEADER_SIZE + length
+        self.packets, self.channels = self.packets + packets, self.channels + channels
+        self.chunks += count
         if self.body is not None:
-            self.body.write(chunk)
+            self.body.write(chunks)
         else:
-            self.emit(chunk)
+            self.emit(chunks)
 
     def finish(self, end_counts: dict | None = None) -> int:
         """END, the compressed body and its seal, the signature; the size written.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from vmbtool import kmcl
 from vmbtool.blob import encode_blob
-from vmbtool.chunks import frame, framed_chunks
+from vmbtool.chunks import frame
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats import FORMAT_MINOR
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
@@ -41,7 +41,9 @@ def scenario_state(scenario: Scenario) -> dict:
 
 def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
                 minor: int = FORMAT_MINOR, note: str | None = None) -> list[bytes]:
-    """Pause the scenario's channels, save each through SaveBegin/Continue/End.
+    """Pause the scenario's channels, save each through SaveBegin/Continue/End: the
+    body's framed chunks, in order, each item one or more whole chunks (a channel's
+    come in the buffers SaveContinue filled).
 
     From format 1.1: the note first, each channel's statistics after its state."""
     if note is not None and minor < 1:
@@ -58,8 +60,7 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
         chunks.append(frame(ChunkType.NOTE, {"text": note}, "note"))
     for index, server in enumerate(scenario.servers):
         try:
-            for buffer in kmcl.save_channel(server, chunk_size):
-                chunks.extend(framed_chunks(buffer))
+            chunks.extend(kmcl.save_channel(server, chunk_size))  # buffers of whole chunks
         except NtStatusError as exc:
             raise VmbtoolError("save failed", f"channels[{index}].{exc.where}",
                                f"{exc.args[0]} ({exc.status!s})", exc.status) from None
