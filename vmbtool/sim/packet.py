@@ -41,7 +41,7 @@ class PacketState(IntEnum):
 CompletionRoutine = Callable[["VmbPacket", int, bytes], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class VmbPacket:
     """One outgoing message through its whole transaction."""
 
@@ -80,7 +80,7 @@ class VmbPacket:
         return self.pointer
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class IncomingPacket:
     """A packet handed to process-packet, pending until packet_complete."""
 
