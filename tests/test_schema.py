@@ -122,8 +122,18 @@ def test_frozen_versions_are_sorted_and_none_is_newer_than_the_code():
 
 
 def test_package_data_ships_the_frozen_files():
-    text = (SCHEMA_DIR.parent.parent / "pyproject.toml").read_text()
-    assert '"schemas/*.json"' in text
+    """The frozen descriptions are package data of `vmbtool.formats.schemas`, a package
+    the wheel lists (setuptools warns about a data directory it does not)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((SCHEMA_DIR.parent.parent / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert "vmbtool.formats.schemas" in setuptools["packages"]
+    patterns = setuptools["package-data"]["vmbtool.formats.schemas"]
+    frozen = sorted(p.name for p in SCHEMA_DIR.glob("*.json"))
+    assert frozen and all(any(fnmatch.fnmatch(name, pat) for pat in patterns)
+                          for name in frozen)
 
 
 # -- what the description says -------------------------------------------------------------
