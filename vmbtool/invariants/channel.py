@@ -198,18 +198,24 @@ class ChannelCheck:
         self._wires_checked()
         numbers: set[int] = set()
         count = 0
+        next_number = self.ctx.next_incoming_number if not self.dead else 0
         for entry in entries:
             count += 1
             if self.dead:
                 continue
-            iw = f"{self.where}.pending_incoming[number={entry.number}]"
-            if entry.number in numbers or not 0 < entry.number < self.ctx.next_incoming_number:
-                self.problems.append((iw, "duplicate or out-of-range arrival number"))
-            numbers.add(entry.number)
-            if entry.flags & ~KNOWN_DESCRIPTOR_FLAGS:
-                self.problems.append((f"{iw}.flags", "unknown flag bits "
-                                      f"{entry.flags & ~KNOWN_DESCRIPTOR_FLAGS:#x}"))
-            check_external_shape(entry.external, iw, str(entry.type), self.problems)
+            number, flags, external = entry["number"], entry["flags"], entry["external"]
+            # the usual entry passes each test at once: its field path is written only
+            # for a problem (external data of kind "none" has no shape to get wrong)
+            if number in numbers or not 0 < number < next_number or \
+                    flags & ~KNOWN_DESCRIPTOR_FLAGS or external["kind"] != "none":
+                iw = f"{self.where}.pending_incoming[number={number}]"
+                if number in numbers or not 0 < number < next_number:
+                    self.problems.append((iw, "duplicate or out-of-range arrival number"))
+                if flags & ~KNOWN_DESCRIPTOR_FLAGS:
+                    self.problems.append((f"{iw}.flags", "unknown flag bits "
+                                          f"{flags & ~KNOWN_DESCRIPTOR_FLAGS:#x}"))
+                check_external_shape(external, iw, str(entry["type"]), self.problems)
+            numbers.add(number)
         self.incoming_count = count
         return count
 
