@@ -31,6 +31,49 @@ def outcome(restore) -> tuple:
         return ("refused", exc.where, exc.why, exc.status)
 
 
+# restore_file's ways through a blob, by ONE_PASS_MAX: one read that stages as it checks,
+# and two reads (validate's check, then the restore) for a larger body
+PATHS = {"one read": HUGE, "two reads": 0}
+
+
+@pytest.fixture(params=sorted(PATHS))
+def path(request, monkeypatch):
+    from vmbtool.snapshot import restore as snapshot
+
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", PATHS[request.param])
+    return request.param
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_each_way_through_restores_the_same(name, path):
+    scenario = SCENARIOS[name].create(5)
+    scenario.run(150)
+    blob = save_blob(scenario, created_ns=0)
+    restored = restore_file(blob, buffer_size=8191)
+    assert restored.steps_taken == 150
+    assert save_blob(restored, created_ns=0) == blob
+
+
+def test_each_way_through_refuses_every_lie_as_validate(lies, path):
+    for name, lie in lies.items():
+        streamed = outcome(lambda p=lie: restore_file(str(p)))
+        assert streamed[0] == "refused", name
+        assert streamed[1:3] == validate_file(str(lie)).problems[0], name
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.95])
+def test_each_way_through_refuses_damage_as_load_blob(where, path):
+    blob = bytearray((ROOT / "fixtures" / "v1.1" / "network.vmb").read_bytes())
+    flipped = blob.copy()
+    flipped[int(len(blob) * where)] ^= 0x40
+    for damaged in (bytes(blob[:int(len(blob) * where)]), bytes(flipped)):
+        with pytest.raises(BlobError) as loading:
+            load_blob(damaged)
+        error = loading.value
+        assert outcome(lambda d=damaged: restore_file(d)) == (
+            "refused", error.where, error.why, error.status)
+
+
 @pytest.mark.parametrize("size", [1, 8191, HUGE])
 @pytest.mark.parametrize("steps", [0, 40, 150])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
