@@ -185,7 +185,7 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
 
 def build(grammar: Construct, obj: Any, where: str) -> bytes:
     if _enabled:
-        fast = compiled(grammar)
+        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
         if fast is not None:
             try:
                 return fast.build(obj)
