@@ -355,8 +355,10 @@ def test_every_package_ships():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())
                  ["tool"]["setuptools"]["packages"])
     packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
-    # the fast path's generator is a development tool: the wheel ships what it wrote
-    assert packages - {"vmbtool.fastgen"} == listed
+    # the fast path's generator is a development tool: the wheel ships what it wrote;
+    # the frozen schema descriptions are a package of data alone (no __init__.py)
+    assert packages - {"vmbtool.fastgen"} == listed - {"vmbtool.formats.schemas"}
+    assert not list((ROOT / "formats" / "schemas").glob("*.py"))
 
 
 def test_generated_code_imports_formats_construct_and_the_fast_path_only():
