@@ -355,6 +355,9 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
                    f"({size / v_time / MB:,.0f} / {size / b_time / MB:,.0f} MB/s)", ratio,
                    ">= 0.5", ratio >= 0.5, f"{ratio:.2f}x")
         floor = res.median("floor-big-time")
+        res.target("4", f"validate speed / the format's floor (decompress + SHA-256 + "
+                   f"CRC32C, {size / floor / MB:,.0f} MB/s)", floor / v_time, ">= 0.9",
+                   floor / v_time >= 0.9, f"{floor / v_time:.2f}x")
         res.ceilings.append(
             f"target 4: decompressing and digesting the body (the format's own work, no "
             f"check made) takes {floor:.2f} s against the baseline's {b_time:.2f} s: a "
@@ -434,8 +437,13 @@ def measure_jobs(res: Results, count: int, repeat: int, workdir: str) -> None:
             log(f"    run {rep + 1}: --jobs {jobs}: {run.seconds:.2f} s")
         measure_jobs_ceiling(res, directory, script)
     ratio = res.median("jobs-1") / res.median("jobs-2")
-    res.target("6", f"validate {count} blobs: --jobs 1 / --jobs 2", ratio, ">= 1.7",
-               ratio >= 1.7, f"{ratio:.2f}x")
+    # issue 15: against the machine's own two-process scaling, not a fixed 1.7x (which
+    # benchmarks/README.md shows no program reaches on a busy 2-core machine)
+    scaling = 2 * res.median("spin-1") / res.median("spin-2")
+    share = ratio / scaling
+    res.target("6", f"validate {count} blobs: (--jobs 1 / --jobs 2 = {ratio:.2f}x) / the "
+               f"machine's 2-process scaling ({scaling:.2f}x)", share, ">= 0.9",
+               share >= 0.9, f"{share:.2f}x")
     res.ceilings.append(jobs_ceiling(res, count))
 
 
