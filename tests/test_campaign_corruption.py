@@ -249,11 +249,11 @@ def parse_memo():
     original = codec.parse
     cache: dict = {}
 
-    def parse(grammar, data, where, offset=0, exact=True, views=False):
-        key = (id(grammar), bytes(data), where, offset, exact, views)
+    def parse(grammar, data, where, offset=0, exact=True):
+        key = (id(grammar), bytes(data), where, offset, exact)
         value = cache.get(key)
         if value is None:
-            value = cache[key] = original(grammar, data, where, offset, exact, views)
+            value = cache[key] = original(grammar, data, where, offset, exact)
         return value
 
     codec.parse = parse

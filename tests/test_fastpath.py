@@ -175,6 +175,8 @@ def copied(obj):
     """A scanned object with each view of its data made bytes (the plain parse's)."""
     if isinstance(obj, memoryview):
         return obj.tobytes()
+    if isinstance(obj, tuple):
+        return tuple(copied(v) for v in obj)
     if isinstance(obj, dict):
         out = type(obj)()
         for k, v in obj.items():
@@ -193,7 +195,7 @@ def views_only(obj, data) -> None:
     elif isinstance(obj, dict):
         for v in obj.values():
             views_only(v, data)
-    elif isinstance(obj, list):
+    elif isinstance(obj, list | tuple):
         for v in obj:
             views_only(v, data)
 
@@ -218,7 +220,7 @@ def agree(name: str, data: bytes) -> bool:
             scanned = None
         assert (plain is None) == (scanned is None), f"{name}: plain {plain}, scan {scanned}"
         if plain is not None:
-            same(copied(scanned[0]), plain[0])
+            same(copied(scanned[0]), copied(codec._scanned(GRAMMARS[name], plain[0])))
             assert scanned[1] == plain[1]
             views_only(scanned[0], data)
     return plain is not None
@@ -914,25 +916,58 @@ def test_record_struct_is_the_chunk_headers_layout_from_its_grammar():
 
 
 def test_the_packet_record_has_a_scan_and_only_a_check_uses_it(monkeypatch):
-    """PACKET records a check keeps nothing of are scanned (payload and VSP state views
-    of the chunk's data); inspect's tally, which hands each record on, parses them."""
+    """PACKET records a check keeps nothing of are scanned (tuples of their fields,
+    payload and VSP state views of the chunk's data); inspect's tally, which hands each
+    record on, parses them."""
     from vmbtool.blob import BlobReader
     from vmbtool.blob.consumers import Check, Tally
 
     assert COMPILED["packet"].scan_from is not None
     asked = []
-    real = codec.parse
+    real_parse, real_scan = codec.parse, codec.scan
 
-    def parse(grammar, data, where, offset=0, exact=True, views=False):
-        if grammar is GRAMMARS["packet"]:
-            asked.append(views)
-        return real(grammar, data, where, offset, exact, views)
+    def parse(grammar, *args, **kwargs):
+        asked.append(("parse", grammar is GRAMMARS["packet"]))
+        return real_parse(grammar, *args, **kwargs)
+
+    def scan(grammar, *args, **kwargs):
+        asked.append(("scan", grammar is GRAMMARS["packet"]))
+        return real_scan(grammar, *args, **kwargs)
 
     monkeypatch.setattr(codec, "parse", parse)
+    monkeypatch.setattr(codec, "scan", scan)
     path = BLOBS[0]
-    for consumer, expected in ((Check(), True), (Tally(lambda i, r: None), False)):
+    for consumer, expected in ((Check(), "scan"), (Tally(lambda i, r: None), "parse")):
         asked.clear()
         with BlobReader(str(path), key_for(path), consumer) as reader:
             for _ in reader.channels():
                 pass
-        assert asked and set(asked) == {expected}
+        packets = {how for how, packet in asked if packet}
+        assert packets == {expected}
+        assert ("scan", False) not in asked  # nothing else is scanned
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_scan_refused_by_the_fast_path_is_the_plain_parse_in_tuples(fast, monkeypatch):
+    """Where the generated scan refuses (or the fast path is off), codec.scan gives the
+    plain grammar's answer in the scan's shape, or its refusal in its words."""
+    blob = load_blob(str(BLOBS[0]), key=key_for(BLOBS[0]))
+    data = next(c.data for c in blob.chunks if c.type == 4)  # a PACKET
+    grammar = GRAMMARS["packet"]
+    expected = codec._scanned(grammar, grammar.parse(data))
+    previous = codec.use_fast_path(fast)
+    try:
+        if fast:
+            monkeypatch.setattr(COMPILED["packet"], "scan_from", refusing)
+        assert copied(codec.scan(grammar, data, "packet")) == copied(expected)
+        with pytest.raises(BlobError) as refused:
+            codec.scan(grammar, data[:-1], "packet", 40)
+        with pytest.raises(BlobError) as plain:
+            codec.parse(grammar, data[:-1], "packet", 40)
+        assert str(refused.value) == str(plain.value)
+    finally:
+        codec.use_fast_path(previous)
+
+
+def refusing(data):
+    raise fastpath.Refuse

@@ -112,9 +112,9 @@ def counted(monkeypatch):
         return CountingStream(tally, real_stream(*args, **kwargs))
 
     def parse_at(grammar: Any, data: Any, pos: int, where: str, offset: int = 0,
-                 whole: str | None = None, views: bool = False) -> Any:
+                 whole: str | None = None, scan: bool = False) -> Any:
         tally.parses[(id(grammar), offset, pos)] += 1
-        return real_parse_at(grammar, data, pos, where, offset, whole, views)
+        return real_parse_at(grammar, data, pos, where, offset, whole, scan)
 
     monkeypatch.setattr(blob_reader, "hashlib", Hashlib)
     monkeypatch.setattr(blob_pipe, "hashlib", Hashlib)

@@ -217,9 +217,9 @@ def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
     packets = check_file(blob).packets
     assert packets > 10
     checked, whole = [], []
-    original_packet, original_whole = ChannelCheck.packet, kmcl_restore.check_channel
-    monkeypatch.setattr(ChannelCheck, "packet",
-                        lambda self, record: checked.append(1) or original_packet(self, record))
+    original_packet, original_whole = ChannelCheck.packet_fields, kmcl_restore.check_channel
+    monkeypatch.setattr(ChannelCheck, "packet_fields",
+                        lambda self, *fields: checked.append(1) or original_packet(self, *fields))
     monkeypatch.setattr(kmcl_restore, "check_channel",
                         lambda *a: whole.append(1) or original_whole(*a))
     monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)  # two reads

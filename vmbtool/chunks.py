@@ -237,19 +237,22 @@ def split_chunks(buffer: bytes, base: int = 0) -> list[RawChunk]:
     return list(iter_chunks(io.BytesIO(buffer).read, base=base, framing=BUFFER))
 
 
-def decode_chunk(raw: RawChunk, where: str, views: bool = False) -> Any:
+def decode_chunk(raw: RawChunk, where: str) -> Any:
     """The chunk's data parsed with its type's grammar (None for an unknown type), once:
-    a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again.
-
-    `views`: its byte strings may be views of the chunk's data (`codec.parse`), for a
-    check that keeps nothing of it; such a parse is not kept with the chunk."""
+    a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again."""
     if raw.parsed is not None:
         return raw.parsed
     kind = CHUNK_TYPES.get(raw.type)
     if kind is None:
         return None
-    value = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
-                        raw.offset + CHUNK_HEADER_SIZE, views=views)
-    if not views:
-        raw.parsed = value
-    return value
+    raw.parsed = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
+                             raw.offset + CHUNK_HEADER_SIZE)
+    return raw.parsed
+
+
+def scan_chunk(raw: RawChunk, where: str) -> Any:
+    """The chunk's data scanned (`codec.scan`: tuples, views of the data), for a check
+    that keeps nothing of it; not kept with the chunk."""
+    kind = CHUNK_TYPES[raw.type]
+    return codec.scan(kind.grammar, raw.data, f"{where}.{kind.name}",
+                      raw.offset + CHUNK_HEADER_SIZE)

@@ -141,12 +141,22 @@ def too_many_elements(where: str, offset: int) -> BlobError:
 
 
 def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
-          exact: bool = True, views: bool = False) -> Any:
-    """Parse `data` with `grammar`; `where` names the structure, `offset` its position.
+          exact: bool = True) -> Any:
+    """Parse `data` with `grammar`; `where` names the structure, `offset` its position."""
+    return _whole(grammar, data, where, offset, exact, False)
 
-    `views`: byte strings may come as memoryviews of `data`, not copies (a check that
-    keeps nothing of what it parsed), where the grammar's generated code has a scan."""
-    obj, end = parse_at(grammar, data, 0, where, offset, views=views)
+
+def scan(grammar: Construct, data: bytes, where: str, offset: int = 0) -> Any:
+    """`parse` for a reader that checks what it parsed and keeps none of it: the record
+    and the structures right inside it as tuples of their fields, in the grammar's
+    order, and byte strings as views of `data` where the grammar's generated code has a
+    scan (`fastpath.SCAN_TUPLE_DEPTH`). The same refusals, with the same words."""
+    return _whole(grammar, data, where, offset, True, True)
+
+
+def _whole(grammar: Construct, data: bytes, where: str, offset: int, exact: bool,
+           scanned: bool) -> Any:
+    obj, end = parse_at(grammar, data, 0, where, offset, scan=scanned)
     left = len(data) - end
     if exact and left:
         raise BlobError(f"{where} (offset {offset + end})",
@@ -155,7 +165,7 @@ def parse(grammar: Construct, data: bytes, where: str, offset: int = 0,
 
 
 def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int = 0,
-             whole: str | None = None, views: bool = False) -> tuple[Any, int]:
+             whole: str | None = None, scan: bool = False) -> tuple[Any, int]:
     """Parse one structure at `pos` of `data`: it and where it ends. Errors name `where`
     at `offset`; a lean reader parsing a chunk's elements one by one gives the offset of
     the chunk's data and, as `whole`, the name a parse of the whole chunk would refuse
@@ -164,23 +174,36 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
     if _enabled:
         fast = _BY_ID.get(id(grammar)) or compiled(grammar)
         if fast is not None:
-            parse_from = fast.scan_from if views and fast.scan_from else fast.parse_from
+            scan_from = fast.scan_from if scan else None
             try:
-                obj, used = parse_from(memoryview(data)[pos:] if pos else data)
+                obj, used = (scan_from or fast.parse_from)(
+                    memoryview(data)[pos:] if pos else data)
             except fastpath.TooManyElements:
                 raise too_many_elements(whole or where, offset) from None
             except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
             else:
-                return obj, pos + used
+                return (obj if scan_from or not scan else _scanned(grammar, obj)), pos + used
     try:
         stream = BytesIO(data)
         stream.seek(pos)
         obj = grammar.parse_stream(stream)
-        return obj, stream.tell()
+        return (_scanned(grammar, obj) if scan else obj), stream.tell()
     except ConstructError as exc:
         raise BlobError(f"{field_path(exc, where)} (offset {offset})", reason(exc),
                         NtStatus.DATA_ERROR) from None
+
+
+def _scanned(node: Any, obj: Any, depth: int = 0) -> Any:
+    """A parsed object in the shape a scan gives it (`scan`): each Struct down to
+    SCAN_TUPLE_DEPTH, through the wrappers around it, a tuple of its fields."""
+    while not isinstance(node, Struct):
+        node = getattr(node, "subcon", None)
+        if node is None:
+            return obj
+    if depth >= fastpath.SCAN_TUPLE_DEPTH:
+        return obj
+    return tuple(_scanned(sc, obj[sc.name], depth + 1) for sc in node.subcons)
 
 
 def build(grammar: Construct, obj: Any, where: str) -> bytes:

@@ -43,6 +43,10 @@ class TooManyElements(Exception):
 ELEMENT_BUDGET = 48 << 20
 ELEMENTS = [ELEMENT_BUDGET]
 
+# A scan (`codec.scan`) gives a record (depth 0) and the structures right inside it
+# (depth 1) as tuples of their fields, in the grammar's order; deeper ones as containers.
+SCAN_TUPLE_DEPTH = 2
+
 _MISSING = object()
 
 
@@ -67,7 +71,7 @@ class CompiledGrammar:
     `parse_from(data)` gives `(obj, consumed)`; `parse(data)` the object alone (trailing
     bytes ignored, as `grammar.parse`); `build(obj)` the bytes. Both raise `Refuse` for
     what they leave to the plain grammar. `scan_from`, when the grammar has one, is
-    `parse_from` whose byte strings are views of the data (`codec.parse(views=True)`)."""
+    `parse_from` into tuples whose byte strings are views of the data (`codec.scan`)."""
 
     __slots__ = ("build", "grammar", "parse_from", "scan_from")
 

@@ -91,13 +91,13 @@ class Check(Consumer):
     keeps_channel_chunks = False
     checks = True
     keep_gpadls = False
-    views = True  # no packet is handed on: payloads are checked as views, not copied
+    scans = True  # no packet is kept or handed on: each is scanned (`codec.scan`)
 
     def staging(self, index: int) -> RestoreStaging:
         where = f"channels[{index}]"
         check = ChannelCheck(where) if self.checks else None
         return RestoreStaging(check=check, keep_packets=False, keep_gpadls=self.keep_gpadls,
-                              where=where, views=self.views)
+                              where=where, scans=self.scans)
 
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:
@@ -116,7 +116,7 @@ class Tally(Check):
     """Check, each packet record handed to `on_packet(index, record)` as it comes; the
     GPADLs kept when `keep_gpadls`; rings held whole (not streamed) unless `lean`."""
 
-    views = False  # each packet is handed on whole
+    scans = False  # each packet is handed on, parsed
 
     def __init__(self, on_packet: Callable[[int, Any], None], keep_gpadls: bool = False,
                  lean: bool = True) -> None:

@@ -36,8 +36,10 @@ DERIVED: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 # Grammars that also get a `scan_NAME(data)`, by formats module: the parse over a
-# memoryview of the data whose byte strings stay views of it (no copy), for a reader
-# that checks what it parsed and keeps none of it (a PACKET's payload and VSP state).
+# memoryview of the data whose byte strings stay views of it (no copy) and whose record
+# and the structures right inside it are tuples of their fields (no container), for a
+# reader that checks what it parsed and keeps none of it (a PACKET's LibBuf fields,
+# payload and VSP state; `codec.scan`).
 SCANNED: dict[str, tuple[str, ...]] = {"packet": ("PacketRecord",)}
 
 # what generated code may use of the modules below, by the name it uses
@@ -65,7 +67,7 @@ def header(what: str) -> list[str]:
 def grammar_functions(ns: Namespace, name: str, grammar, scan: bool = False) -> list[str]:
     """`parse_NAME(data)` -> (obj, bytes used) and `build_NAME(obj)` -> bytes, both
     raising Refuse for what they leave to the plain grammar; with `scan`, also
-    `scan_NAME(data)`, the parse whose byte strings are views of `data`."""
+    `scan_NAME(data)`, the parse into tuples whose byte strings are views of `data`."""
     if not isinstance(grammar, construct.Construct):
         raise Unsupported(f"{grammar!r} is not a construct grammar")
     bodies, budget = {}, False
@@ -205,7 +207,7 @@ def module_text(module: str, roots: Roots) -> str:
     body += ["# (grammar, parse, build): what vmbtool.codec runs instead of construct",
              "GRAMMARS = (", *rows, ")"]
     if scan_rows:
-        body += ["# (grammar, scan): the parse whose byte strings are views of its data",
+        body += ["# (grammar, scan): the parse into tuples, byte strings as views of the data",
                  "SCANS = (", *scan_rows, ")"]
     if fields_rows:
         body += ["# (fields, parse, build): for a Struct made of these very fields",

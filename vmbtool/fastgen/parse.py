@@ -42,6 +42,7 @@ from vmbtool.fastgen.tree import (
     split_fmt,
     unwrap,
 )
+from vmbtool.fastpath import SCAN_TUPLE_DEPTH
 from vmbtool.formats.common import (
     GuidAdapter,
     Since,
@@ -63,7 +64,10 @@ class ParseWriter(Writer):
     def __init__(self, ns: Namespace, view: bool, indent: int, scan: bool = False) -> None:
         super().__init__(ns, indent)
         self.view = view
-        self.scan = scan  # over a memoryview, its byte strings left as views of it
+        # a scan: over a memoryview, its byte strings left as views of it, the record
+        # and the structures right inside it as tuples of their fields, not containers
+        self.scan = scan
+        self.depth = 0  # of the Struct being written
         self.k = 0
         self.end = "end"
         self.run: list[str] = []
@@ -302,6 +306,10 @@ class ParseWriter(Writer):
     def struct(self, node: Struct) -> str:
         scope: dict[str, str] = {}
         fields: dict[str, str] = {}
+        as_tuple = self.scan and self.depth < SCAN_TUPLE_DEPTH
+        if as_tuple and not all(sc.name for sc in node.subcons):
+            raise Unsupported(f"{node!r}: a scan's tuple of a Struct with unnamed fields")
+        self.depth += 1
         for sc in node.subcons:
             value = self.node(sc, scope)
             if sc.name:
@@ -310,8 +318,11 @@ class ParseWriter(Writer):
                     scope[sc.name] = value
                 else:
                     scope.pop(sc.name, None)
+        self.depth -= 1
         obj = self.var("o")
-        if all(name.isidentifier() and not keyword.iskeyword(name) for name in fields):
+        if as_tuple:
+            self.after(f"{obj} = ({', '.join(fields.values())},)")
+        elif all(name.isidentifier() and not keyword.iskeyword(name) for name in fields):
             self.after(f"{obj} = _C({', '.join(f'{k}={v}' for k, v in fields.items())})")
         else:
             self.after(f"{obj} = _C()")

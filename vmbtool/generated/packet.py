@@ -674,7 +674,7 @@ def scan_PacketRecord(data):
             raise _R
             v23 = None
         o50 = _C(kind=v21, body=v23)
-        o51 = _C(transaction_id=v4, state=v6, type=v8, send_flags=v9, ring_offset=v10, pointer=v11, completion_routine=v15, payload=v19, external=o50)
+        o51 = (v4, v6, v8, v9, v10, v11, v15, v19, o50,)
         if pos != e3: raise _R
         v52, = _S9(data, pos)
         a53 = pos + 4
@@ -682,7 +682,7 @@ def scan_PacketRecord(data):
         if e54 > end: raise _R
         v55 = data[a53:e54]
         pos = e54
-        o56 = _C(lib_buf=o51, save_buf=v55)
+        o56 = (o51, v55,)
         return o56, pos
     except (_struct_error, UnicodeDecodeError):
         raise _R from None
@@ -792,7 +792,7 @@ GRAMMARS = (
     (PacketContext, parse_PacketContext, build_PacketContext),
     (PacketRecord, parse_PacketRecord, build_PacketRecord),
 )
-# (grammar, scan): the parse whose byte strings are views of its data
+# (grammar, scan): the parse into tuples, byte strings as views of the data
 SCANS = (
     (PacketRecord, scan_PacketRecord),
 )

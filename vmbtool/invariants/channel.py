@@ -108,46 +108,50 @@ class ChannelCheck:
         return count
 
     def packet(self, record: Any) -> None:
+        """One packet's record, parsed (`packet_fields` takes a scanned one's fields)."""
+        p = record["lib_buf"]
+        self.packet_fields(p["transaction_id"], p["type"], p["state"], p["send_flags"],
+                           p["ring_offset"], len(p["payload"]), p["external"])
+
+    def packet_fields(self, txid: int, ptype: Any, pstate: Any, send_flags: int,
+                      ring_offset: int, payload_length: int, external: Any) -> None:
         if not self.rings_done:
             self._rings_checked()
         self.packet_count += 1
         if self.dead:
             return
-        ctx, p = self.ctx, record["lib_buf"]
-        txid, ptype, pstate = p["transaction_id"], p["type"], p["state"]
-        send_flags, external = p["send_flags"], p["external"]
+        ctx = self.ctx
         completion = ptype == "completion"
         key = txid << 1 | completion
         in_flight = pstate == "in_ring" or pstate == "awaiting_completion"
         # the usual packet passes each test below at once: its field path is written
         # only for a problem
         if key in self.seen or (not completion and not 0 < txid < ctx.next_transaction_id) \
-                or len(p["payload"]) > ctx.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
+                or payload_length > ctx.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
                 or external["kind"] != "none" or ptype in EXTERNAL_TYPES \
                 or (in_flight and (self.state not in OPENED_STATES
                                    or not send_flags & SendFlags.WAIT_FOR_COMPLETION)) \
                 or (completion and pstate != "backlog"):
-            self._packet_problems(p, key)
+            self._packet_problems(txid, str(ptype), str(pstate), send_flags, payload_length,
+                                  external, key)
         self.seen.add(key)
         if pstate == "in_ring":
             outgoing = self.rings.get("outgoing")
             if outgoing is not None:
-                offset = p["ring_offset"]
-                i = outgoing.find(offset)
+                i = outgoing.find(ring_offset)
                 if i < 0 or outgoing.txids[i] != txid:
                     self.problems.append((f"{self.where}.packets[txid={txid}].ring_offset",
                                           "no packet with this transaction id at ring "
-                                          f"offset {offset}"))
+                                          f"offset {ring_offset}"))
                 else:
                     outgoing.kinds[i] |= RingIndex.CLAIMED
         elif pstate == "awaiting_completion":
             self.awaiting.add(txid)
 
-    def _packet_problems(self, p: Any, key: int) -> None:
+    def _packet_problems(self, txid: int, ptype: str, pstate: str, send_flags: int,
+                         payload_length: int, external: Any, key: int) -> None:
         """Each problem of one packet's own fields, with its field path."""
         problems, ctx = self.problems, self.ctx
-        txid, ptype, pstate = p["transaction_id"], str(p["type"]), str(p["state"])
-        send_flags, payload = p["send_flags"], p["payload"]
         completion = ptype == "completion"
         pw = f"{self.where}.packets[{'completion' if completion else 'txid'}={txid}]"
         if key in self.seen:
@@ -156,12 +160,12 @@ class ChannelCheck:
         if not completion and not 0 < txid < ctx.next_transaction_id:
             problems.append((pw, f"transaction id not below next_transaction_id "
                              f"{ctx.next_transaction_id}"))
-        if len(payload) > ctx.max_packet_size:
-            problems.append((f"{pw}.payload", f"{len(payload)} bytes exceed max packet size "
-                             f"{ctx.max_packet_size}"))
+        if payload_length > ctx.max_packet_size:
+            problems.append((f"{pw}.payload", f"{payload_length} bytes exceed max packet "
+                             f"size {ctx.max_packet_size}"))
         if send_flags & ~KNOWN_SEND_FLAGS:
             problems.append((f"{pw}.send_flags", f"unknown send flags {send_flags:#x}"))
-        check_external(p["external"], pw, ctx, self.gpadls, ptype, problems)
+        check_external(external, pw, ctx, self.gpadls, ptype, problems)
         in_flight = pstate in ("in_ring", "awaiting_completion")
         if in_flight and self.state not in OPENED_STATES:
             problems.append((f"{pw}.state", f"{pstate} on a channel that was never opened"))

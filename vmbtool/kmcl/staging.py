@@ -18,15 +18,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vmbtool import codec, lean
-from vmbtool.chunks import RawChunk, decode_chunk
+from vmbtool.chunks import RawChunk, decode_chunk, scan_chunk
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
 from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
-from vmbtool.formats.packet import PacketRecord
+from vmbtool.formats.packet import PacketContext, PacketRecord
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
 LIB_BUF_SIZE = codec.prefix_layout(PacketRecord, "lib_buf")  # a PACKET's LibBuf length
+# where a scanned PACKET (`codec.scan`) holds its fields: the record a tuple of
+# (lib_buf, save_buf), the LibBuf a tuple of PacketContext's fields, in their order
+LIB_BUF = [sc.name for sc in PacketRecord.subcons].index("lib_buf")
+_LIB_FIELDS = [sc.name for sc in PacketContext.subcons]
+TXID, STATE, TYPE, SEND_FLAGS, RING_OFFSET, PAYLOAD, EXTERNAL = (
+    _LIB_FIELDS.index(name) for name in ("transaction_id", "state", "type", "send_flags",
+                                         "ring_offset", "payload", "external"))
 
 if TYPE_CHECKING:  # a check is handed in by the reader that stages (lean reads)
     from vmbtool.invariants import ChannelCheck
@@ -59,9 +66,10 @@ class RestoreStaging:
     # packets' transaction ids and order are not checked again (kmcl.restore_chunks)
     checked: bool = False
     where: str = "channel"  # how errors name the channel: `channels[i]` in a blob
-    # packets checked and dropped, none handed on: their payloads and VSP state may be
-    # parsed as views of the chunk's data, not copied (`codec.parse(views=True)`)
-    views: bool = False
+    # packets checked and dropped, none kept or handed on: each is scanned (`codec.scan`:
+    # its record and LibBuf as tuples, payload and VSP state as views, not copies)
+    scans: bool = False
+    last: tuple[int, Any] | None = None  # the last packet staged: (transaction id, state)
 
 
 def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any = None,
@@ -74,8 +82,9 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         # a packet after a packet (most chunks): in order, its channel begun
         if staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
             raise too_many_packets(raw, where)
-        return _stage_packet(staging, raw, where,
-                             decode_chunk(raw, where, views=staging.views), None)
+        if staging.scans:
+            return _stage_scanned(staging, raw, where, scan_chunk(raw, where))
+        return _stage_packet(staging, raw, where, decode_chunk(raw, where), None)
     order = ORDER.get(raw.type)
     if order is None:
         if raw.type in CHUNK_TYPES or raw.required:
@@ -112,7 +121,9 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         value = lean.array_value(raw.type, raw.data, raw.offset + CHUNK_HEADER_SIZE, where,
                                 keep=True)
     elif value is None:
-        value = decode_chunk(raw, where, views=staging.views and raw.type == ChunkType.PACKET)
+        if staging.scans and raw.type == ChunkType.PACKET:
+            return _stage_scanned(staging, raw, where, scan_chunk(raw, where))
+        value = decode_chunk(raw, where)
     return STAGE_CHUNK[raw.type](staging, raw, where, value, blocks)
 
 
@@ -163,9 +174,10 @@ def _stage_gpadls(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
 def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any,
                   blocks: Iterable[bytes] | None) -> bool:
     saved, lib = staging.saved, value["lib_buf"]
+    txid, state = lib["transaction_id"], lib["state"]
     if not staging.checked:
-        _check_new_packet(staging, lib, where)
-    staging.last_record = value
+        _check_new_packet(staging, txid, state, lib["type"], where)
+    staging.last, staging.last_record = (txid, state), value
     saved.packet_count += 1
     if staging.keep_packets:
         saved.packets.append(value)
@@ -174,6 +186,21 @@ def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
             staging.lib_bufs.append(raw.data[LIB_BUF_SIZE.size:LIB_BUF_SIZE.size + size])
     if staging.check is not None:
         staging.check.packet(value)
+    return False
+
+
+def _stage_scanned(staging: RestoreStaging, raw: RawChunk, where: str, value: Any) -> bool:
+    """A PACKET scanned for a check that keeps nothing of it: its fields as they lie in
+    the scan's tuples, handed to the check one by one."""
+    lib = value[LIB_BUF]
+    txid, state, ptype = lib[TXID], lib[STATE], lib[TYPE]
+    if not staging.checked:
+        _check_new_packet(staging, txid, state, ptype, where)
+    staging.last = (txid, state)
+    staging.saved.packet_count += 1
+    if staging.check is not None:
+        staging.check.packet_fields(txid, ptype, state, lib[SEND_FLAGS], lib[RING_OFFSET],
+                                    len(lib[PAYLOAD]), lib[EXTERNAL])
     return False
 
 
@@ -209,25 +236,25 @@ STAGE_CHUNK: dict[int, StageChunk] = {
 }
 
 
-def _check_new_packet(staging: RestoreStaging, lib: Any, where: str) -> None:
+def _check_new_packet(staging: RestoreStaging, txid: int, state: Any, ptype: Any,
+                      where: str) -> None:
     """A repeated transaction id is called one (before the order check, which it would
     fail too), as it comes: not after an endless channel. PACKET chunks come as
     packets_in_use() hands them out: the packets not in the backlog by rising
     transaction id, then the backlog in its own order."""
-    txid, state = lib["transaction_id"], lib["state"]
-    completion = lib["type"] == "completion"
+    completion = ptype == "completion"
     key = txid << 1 | completion
     check = staging.check
     if key in (check.seen if check is not None else staging.packet_keys):
         label = "completion" if completion else "txid"
         raise BlobError(f"{where}.packets[{label}={txid}]", f"duplicate transaction id {txid}")
-    last = staging.last_record
+    last = staging.last
     if last is not None and state != "backlog":
-        last = last["lib_buf"]
-        if last["state"] == "backlog" or last["transaction_id"] >= txid:
+        last_txid, last_state = last
+        if last_state == "backlog" or last_txid >= txid:
             raise BlobError(f"{where}.packets[txid={txid}]",
                             "packet chunk out of order: packets not in the backlog come "
                             f"first, by rising transaction id (after "
-                            f"txid={last['transaction_id']} {last['state']})")
+                            f"txid={last_txid} {last_state})")
     if check is None:
         staging.packet_keys.add(key)
