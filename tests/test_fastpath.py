@@ -304,6 +304,9 @@ def test_every_chunk_of_every_golden_blob(path):
         plain = grammar.parse(chunk.data)
         assert fast.build(plain) == grammar.build(plain) == chunk.data
         assert fast.build(fast.parse(chunk.data)) == chunk.data
+        if fast.pack is not None:  # the build from a scan's tuples
+            assert fast.pack(copied(fast.scan_from(chunk.data)[0])) == chunk.data
+            assert codec.pack(grammar, codec._scanned(grammar, plain), kind.name) == chunk.data
         seen.add(kind.name)
     assert {"channel", "ring", "gpadls", "packet", "pending_incoming", "channel_end",
             "scenario", "end"} <= seen
@@ -971,3 +974,42 @@ def test_a_scan_refused_by_the_fast_path_is_the_plain_parse_in_tuples(fast, monk
 
 def refusing(data):
     raise fastpath.Refuse
+
+
+@pytest.mark.parametrize("name", ["storage", "network", "pipe"])
+def test_a_saved_packet_is_packed_from_its_fields_as_built_from_its_context(name):
+    """Save builds each PACKET from the packet's fields (`state.packet_fields`, in one
+    step, `codec.pack`): the very bytes the container of `packet_context` builds."""
+    from vmbtool.scenarios import SCENARIOS
+    from vmbtool.state import packet_context, packet_fields
+
+    scenario = SCENARIOS[name].create(3)
+    scenario.run(120)
+    packets = [p for server in scenario.servers for p in server.packets_in_use()]
+    assert packets
+    grammar = GRAMMARS["packet"]
+    for packet in packets:
+        fields = packet_fields(packet)
+        context = packet_context(packet)  # the same values, the enums by name
+        assert codec._scanned(grammar, {"lib_buf": context, "save_buf": b""})[0] == tuple(
+            context[name] if name in ("state", "type") else value
+            for name, value in zip(context, fields, strict=True))
+        assert codec.pack(grammar, (fields, b"vsp"), "packet") == codec.build(
+            grammar, {"lib_buf": context, "save_buf": b"vsp"}, "packet")
+
+
+def test_a_pack_the_fast_path_refuses_is_refused_as_a_build(monkeypatch):
+    """What the generated pack refuses goes to the plain grammar, whose words name it."""
+    grammar = GRAMMARS["packet"]
+    blob = load_blob(str(BLOBS[0]), key=key_for(BLOBS[0]))
+    data = next(c.data for c in blob.chunks if c.type == 4)  # a PACKET
+    lib, save = copied(codec.scan(grammar, data, "packet"))
+    broken = ((*lib[:6], "caf\u00e9", *lib[7:]), save)  # a routine name not ASCII
+    with pytest.raises(BlobError) as packed:
+        codec.pack(grammar, broken, "packet")
+    with pytest.raises(BlobError) as built:
+        codec.build(grammar, codec._unscanned(grammar, broken), "packet")
+    assert str(packed.value) == str(built.value)
+    assert codec.pack(grammar, (lib, save), "packet") == data
+    monkeypatch.setattr(COMPILED["packet"], "pack", refusing)  # the plain grammar alone
+    assert codec.pack(grammar, (lib, save), "packet") == data

@@ -22,6 +22,7 @@ from typing import Any
 from construct import (
     Construct,
     ConstructError,
+    Container,
     FocusedSeq,
     FormatField,
     Prefixed,
@@ -62,8 +63,9 @@ def _load() -> None:
             _BY_ID[id(grammar)] = pair
             if type(grammar) is Struct:
                 _BY_FIELDS[tuple(map(id, grammar.subcons))] = pair
-        for grammar, scan_from in getattr(module, "SCANS", ()):
+        for grammar, scan_from, pack in getattr(module, "SCANS", ()):
             _BY_ID[id(grammar)].scan_from = scan_from
+            _BY_ID[id(grammar)].pack = pack
         for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
             _BY_FIELDS[tuple(map(id, fields))] = fastpath.CompiledGrammar(
                 Struct(*fields), parse_from, build)
@@ -204,6 +206,34 @@ def _scanned(node: Any, obj: Any, depth: int = 0) -> Any:
     if depth >= fastpath.SCAN_TUPLE_DEPTH:
         return obj
     return tuple(_scanned(sc, obj[sc.name], depth + 1) for sc in node.subcons)
+
+
+def pack(grammar: Construct, obj: Any, where: str) -> bytes:
+    """`build` from the shape a scan gives (`scan`: the record and the structures right
+    inside it as tuples of their fields, in the grammar's order), with no container made
+    where the grammar's generated code has a pack; the same refusals in the same words."""
+    if _enabled:
+        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
+        if fast is not None and fast.pack is not None:
+            try:
+                return fast.pack(obj)
+            except fastpath.Refuse:  # the plain grammar gives the answer or says why
+                pass
+    return build(grammar, _unscanned(grammar, obj), where)
+
+
+def _unscanned(node: Any, obj: Any, depth: int = 0) -> Any:
+    """What `_scanned` made of a parsed object, as a container again (a tuple that is
+    not of the Struct's length is left as it is, for the build to refuse)."""
+    while not isinstance(node, Struct):
+        node = getattr(node, "subcon", None)
+        if node is None:
+            return obj
+    if depth >= fastpath.SCAN_TUPLE_DEPTH or not isinstance(obj, tuple) or \
+            len(obj) != len(node.subcons):
+        return obj
+    return Container({sc.name: _unscanned(sc, value, depth + 1)
+                      for sc, value in zip(node.subcons, obj, strict=True)})
 
 
 def build(grammar: Construct, obj: Any, where: str) -> bytes:

@@ -71,15 +71,17 @@ class CompiledGrammar:
     `parse_from(data)` gives `(obj, consumed)`; `parse(data)` the object alone (trailing
     bytes ignored, as `grammar.parse`); `build(obj)` the bytes. Both raise `Refuse` for
     what they leave to the plain grammar. `scan_from`, when the grammar has one, is
-    `parse_from` into tuples whose byte strings are views of the data (`codec.scan`)."""
+    `parse_from` into tuples whose byte strings are views of the data (`codec.scan`),
+    `pack` the build from such tuples (`codec.pack`)."""
 
-    __slots__ = ("build", "grammar", "parse_from", "scan_from")
+    __slots__ = ("build", "grammar", "pack", "parse_from", "scan_from")
 
-    def __init__(self, grammar, parse_from, build, scan_from=None) -> None:
+    def __init__(self, grammar, parse_from, build, scan_from=None, pack=None) -> None:
         self.grammar = grammar
         self.parse_from = parse_from
         self.build = build
         self.scan_from = scan_from
+        self.pack = pack
 
     def parse(self, data) -> Any:
         return self.parse_from(data)[0]

@@ -117,6 +117,21 @@ def packet_context(packet: VmbPacket) -> dict:
     }
 
 
+def packet_fields(packet: VmbPacket) -> tuple:
+    """`packet_context` as a tuple of PacketContext's fields, in the grammar's order (the
+    shape `codec.pack` builds from, with no container):
+
+        PACKET_CONTEXT ::= u64 transaction_id, u8 state, u16 type, u32 send_flags,
+                           u32 ring_offset, u64 pointer, u8 routine_length,
+                           ascii completion_routine, u32 payload_length, u8 payload[],
+                           EXTERNAL_DATA
+
+    The state and type go as the sim's enum members: numbers, the grammar's own."""
+    return (packet.transaction_id, packet.state, packet.type, int(packet.send_flags),
+            packet.ring_offset, packet.pointer, packet.completion_routine_name,
+            packet.payload, external_dict(packet.external))
+
+
 def lib_buf_bytes(context: Any) -> bytes:
     """A packet's LibBuf as VmbPacketRestore takes it back: its PacketContext, built."""
     return codec.build(PacketContext, context, "lib_buf")

@@ -43,6 +43,7 @@ from vmbtool.fastgen.tree import (
     split_fmt,
     unwrap,
 )
+from vmbtool.fastpath import SCAN_TUPLE_DEPTH
 from vmbtool.formats.common import (
     GuidAdapter,
     Since,
@@ -59,11 +60,15 @@ class BuildWriter(Writer):
     values to pack, byte strings) wait in `self.pieces`, adjacent fixed-width ones fused
     into one pack, until a loop or a branch needs them written out (`flush`)."""
 
-    def __init__(self, ns: Namespace, indent: int) -> None:
+    def __init__(self, ns: Namespace, indent: int, packs: bool = False) -> None:
         super().__init__(ns, indent)
         self.pieces: list[tuple] = []
         self.out = "ap"
         self.used_out = False
+        # a pack: the record and the structures right inside it come as tuples of their
+        # fields, in the grammar's order (the shape a scan gives, `codec.pack`)
+        self.packs = packs
+        self.depth = 0  # of the Struct being written
 
     def emit(self, text: str) -> None:
         self.line(text)
@@ -295,11 +300,22 @@ class BuildWriter(Writer):
         return result
 
     def struct(self, node: Struct, value: str) -> None:
-        self.emit(f"if not isinstance({value}, dict): raise _R")
+        as_tuple = self.packs and self.depth < SCAN_TUPLE_DEPTH
+        if as_tuple:
+            if not all(sc.name and not sc.flagbuildnone for sc in node.subcons):
+                raise Unsupported(f"{node!r}: a pack's tuple of a Struct with unnamed or "
+                                  "computed fields")
+            self.emit(f"if {value}.__class__ is not tuple or len({value}) != "
+                      f"{len(node.subcons)}: raise _R")
+        else:
+            self.emit(f"if not isinstance({value}, dict): raise _R")
         scope: dict[str, str] = {}
-        for sc in node.subcons:
+        self.depth += 1
+        for i, sc in enumerate(node.subcons):
             field = self.var("f")
-            if sc.flagbuildnone:
+            if as_tuple:
+                self.emit(f"{field} = {value}[{i}]")
+            elif sc.flagbuildnone:
                 self.emit(f"{field} = {value}.get({sc.name!r}, None)")
             else:
                 self.emit(f"{field} = {value}[{sc.name!r}]")  # KeyError: refused
@@ -309,6 +325,7 @@ class BuildWriter(Writer):
                     scope[sc.name] = result
                 else:
                     scope.pop(sc.name, None)
+        self.depth -= 1
 
     def switch(self, node: Switch, value: str, scope) -> None:
         if not callable(node.keyfunc):

@@ -95,7 +95,16 @@ def grammar_functions(ns: Namespace, name: str, grammar, scan: bool = False) -> 
     if scan:
         source += [f"def scan_{name}(data):"] + (["    _E[0] = _BUDGET"] if budget else [])
         source += ["    data = _as_view(data)", *parse_body(bodies[True, True]), "", ""]
-    writer = BuildWriter(ns, indent=2)
+    source += build_function(ns, f"build_{name}", grammar, packs=False)
+    if scan:
+        source += ["", "", *build_function(ns, f"pack_{name}", grammar, packs=True)]
+    return source
+
+
+def build_function(ns: Namespace, name: str, grammar, packs: bool) -> list[str]:
+    """`NAME(obj)` -> bytes: a build of a container (`build_`), or of the tuples a
+    scan gives (`pack_`)."""
+    writer = BuildWriter(ns, indent=2, packs=packs)
     writer.node(grammar, "obj", None)
     if writer.used_out:
         writer.flush()
@@ -108,10 +117,9 @@ def grammar_functions(ns: Namespace, name: str, grammar, scan: bool = False) -> 
         else:
             tail = f"        return b''.join(({', '.join(exprs)}{',' if exprs else ''}))"
         body = [*writer.lines, tail]
-    source += [f"def build_{name}(obj):", "    try:", *body,
-               "    except (KeyError, _struct_error, UnicodeEncodeError):",
-               "        raise _R from None"]
-    return source
+    return [f"def {name}(obj):", "    try:", *body,
+            "    except (KeyError, _struct_error, UnicodeEncodeError):",
+            "        raise _R from None"]
 
 
 def _imports(text: str, roots: set[tuple[str | None, str]]) -> list[str]:
@@ -198,7 +206,7 @@ def module_text(module: str, roots: Roots) -> str:
         (fields_rows if kind == "fields" else rows).append(
             f"    ({key}, parse_{name}, build_{name}),")
         if scanned:
-            scan_rows.append(f"    ({key}, scan_{name}),")
+            scan_rows.append(f"    ({key}, scan_{name}, pack_{name}),")
         if kind == "name" and type(grammar) is Struct:
             with contextlib.suppress(Unsupported):
                 layout = record_struct(grammar).format
@@ -207,7 +215,8 @@ def module_text(module: str, roots: Roots) -> str:
     body += ["# (grammar, parse, build): what vmbtool.codec runs instead of construct",
              "GRAMMARS = (", *rows, ")"]
     if scan_rows:
-        body += ["# (grammar, scan): the parse into tuples, byte strings as views of the data",
+        body += ["# (grammar, scan, pack): the parse into tuples (byte strings as views of the",
+                 "# data) and the build from them",
                  "SCANS = (", *scan_rows, ")"]
     if fields_rows:
         body += ["# (fields, parse, build): for a Struct made of these very fields",

@@ -785,6 +785,103 @@ def build_PacketRecord(obj):
         raise _R from None
 
 
+def pack_PacketRecord(obj):
+    try:
+        if obj.__class__ is not tuple or len(obj) != 2: raise _R
+        f1 = obj[0]
+        o2 = []
+        if f1.__class__ is not tuple or len(f1) != 9: raise _R
+        f4 = f1[0]
+        f5 = f1[1]
+        v6 = f5 if isinstance(f5, int) else _em2.get(f5) if isinstance(f5, str) else None
+        if v6 is None: raise _R
+        f7 = f1[2]
+        v8 = f7 if isinstance(f7, int) else _em6.get(f7) if isinstance(f7, str) else None
+        if v8 is None: raise _R
+        f9 = f1[3]
+        f10 = f1[4]
+        f11 = f1[5]
+        f12 = f1[6]
+        if not isinstance(f12, str): raise _R
+        s13 = b'' if f12 == '' else f12.encode('ascii')
+        f14 = f1[7]
+        d15 = f14 if f14.__class__ is bytes else bytes(f14) if f14.__class__ is bytearray else None
+        if d15 is None: raise _R
+        f16 = f1[8]
+        if not isinstance(f16, dict): raise _R
+        f17 = f16['kind']
+        v18 = f17 if isinstance(f17, int) else _em16.get(f17) if isinstance(f17, str) else None
+        if v18 is None: raise _R
+        f19 = f16['body']
+        o2.append(_P17(f4, v6, v8, f9, f10, f11, len(s13)))
+        o2.append(s13)
+        o2.append(_P18(len(d15)))
+        o2.append(d15)
+        o2.append(_P7(v18))
+        try:
+            b20 = _sw11.get(f17, -1)
+        except TypeError:
+            raise _R from None
+        if b20 == 0:
+            pass
+        elif b20 == 1:
+            if not isinstance(f19, dict): raise _R
+            f21 = f19['ranges']
+            if not isinstance(f21, (list, tuple)): raise _R
+            o2.append(_P18(len(f21)))
+            for e22 in f21:
+                if not isinstance(e22, dict): raise _R
+                f23 = e22['byte_count']
+                f24 = e22['byte_offset']
+                f25 = e22['pfns']
+                if not isinstance(f25, (list, tuple)): raise _R
+                d26 = _pack('<%dQ' % len(f25), *f25)
+                o2.append(_P19(f23, f24, len(f25)))
+                o2.append(d26)
+                pass
+            pass
+        elif b20 == 2:
+            if not isinstance(f19, dict): raise _R
+            f27 = f19['handle']
+            f28 = f19['sender_owns_set']
+            v29 = 1 if f28 else 0
+            f30 = f19['ranges']
+            if not isinstance(f30, (list, tuple)): raise _R
+            o2.append(_P20(f27, v29, len(f30)))
+            for e31 in f30:
+                if not isinstance(e31, dict): raise _R
+                f32 = e31['byte_count']
+                f33 = e31['byte_offset']
+                o2.append(_P21(f32, f33))
+                pass
+            pass
+        elif b20 == 3:
+            if not isinstance(f19, dict): raise _R
+            f34 = f19['handle']
+            f35 = f19['sender_owns_set']
+            v36 = 1 if f35 else 0
+            f37 = f19['ranges']
+            if not isinstance(f37, (list, tuple)): raise _R
+            o2.append(_P20(f34, v36, len(f37)))
+            for e38 in f37:
+                if not isinstance(e38, dict): raise _R
+                f39 = e38['byte_count']
+                f40 = e38['byte_offset']
+                o2.append(_P21(f39, f40))
+                pass
+            pass
+        else:
+            raise _R
+            pass
+        d3 = b''.join(o2)
+        f41 = obj[1]
+        d42 = f41 if f41.__class__ is bytes else bytes(f41) if f41.__class__ is bytearray else None
+        if d42 is None: raise _R
+        return b''.join((_P18(len(d3)), d3, _P18(len(d42)), d42,))
+    except (KeyError, _struct_error, UnicodeEncodeError):
+        raise _R from None
+
+
 # (grammar, parse, build): what vmbtool.codec runs instead of construct
 GRAMMARS = (
     (PacketState, parse_PacketState, build_PacketState),
@@ -792,7 +889,8 @@ GRAMMARS = (
     (PacketContext, parse_PacketContext, build_PacketContext),
     (PacketRecord, parse_PacketRecord, build_PacketRecord),
 )
-# (grammar, scan): the parse into tuples, byte strings as views of the data
+# (grammar, scan, pack): the parse into tuples (byte strings as views of the
+# data) and the build from them
 SCANS = (
-    (PacketRecord, scan_PacketRecord),
+    (PacketRecord, scan_PacketRecord, pack_PacketRecord),
 )
