@@ -54,7 +54,7 @@ class RestoreStaging:
     check: ChannelCheck | None = None  # fed each part as it is staged (lean reads)
     keep_packets: bool = True  # False: packets (and pending incoming) checked, not kept
     keep_gpadls: bool = True
-    last_record: Any = None  # the last PacketRecord staged
+    last_record: Any = None  # the last PacketRecord staged, parsed (a scan sets `last`)
     lib_bufs: list[bytes] = field(default_factory=list)  # each kept packet's LibBuf bytes
     # the LibBuf the VSP's restore callback is handed, and what it parsed to: the
     # callback's VmbPacketRestore of those very bytes need not parse them again
