@@ -19,6 +19,8 @@ from vmbtool.sim.wire import KNOWN_DESCRIPTOR_FLAGS, PAGE_SIZE, pfn_count
 from vmbtool.state import SavedChannel
 
 OPENED_STATES = {ServerState.STOPPED, ServerState.PAUSED, ServerState.ACTIVE}
+# the flag as a plain int: `int & IntFlag` runs enum's Python-level operator, per packet
+WAIT_FOR_COMPLETION = int(SendFlags.WAIT_FOR_COMPLETION)
 
 
 class ChannelCheck:
@@ -130,7 +132,7 @@ class ChannelCheck:
                 or payload_length > ctx.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
                 or external["kind"] != "none" or ptype in EXTERNAL_TYPES \
                 or (in_flight and (self.state not in OPENED_STATES
-                                   or not send_flags & SendFlags.WAIT_FOR_COMPLETION)) \
+                                   or not send_flags & WAIT_FOR_COMPLETION)) \
                 or (completion and pstate != "backlog"):
             self._packet_problems(txid, str(ptype), str(pstate), send_flags, payload_length,
                                   external, key)
@@ -169,7 +171,7 @@ class ChannelCheck:
         in_flight = pstate in ("in_ring", "awaiting_completion")
         if in_flight and self.state not in OPENED_STATES:
             problems.append((f"{pw}.state", f"{pstate} on a channel that was never opened"))
-        if in_flight and not send_flags & SendFlags.WAIT_FOR_COMPLETION:
+        if in_flight and not send_flags & WAIT_FOR_COMPLETION:
             problems.append((f"{pw}.state", f"{pstate} but no completion was requested"))
         if completion and pstate != "backlog":
             problems.append((f"{pw}.state", "a queued completion can only be in the backlog"))
