@@ -367,17 +367,11 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
 
 def measure_help(res: Results, repeat: int) -> None:
     """Target 5: `vmbtool --help` against `python -c "import click"`."""
-    script = vmbtool_script()
-    help_argv = [*script, "--help"]
-    click_argv = [sys.executable, "-c", "import click"]
-    for argv in (help_argv, click_argv):  # warm the page cache
-        must(run_command(argv), argv)
-    for _ in range(repeat):
-        res.add("help", f"{' '.join(os.path.basename(a) for a in help_argv)}",
-                must(run_command(help_argv), help_argv).seconds)
-        res.add("import-click", 'python -c "import click"',
-                must(run_command(click_argv), click_argv).seconds)
-    ratio = res.median("help") / res.median("import-click")
+    help_argv = [*vmbtool_script(), "--help"]
+    ratio = alternately(res, repeat,
+                        ("help", " ".join(os.path.basename(a) for a in help_argv), help_argv),
+                        ("import-click", 'python -c "import click"',
+                         [sys.executable, "-c", "import click"]))
     res.target("5", 'vmbtool --help / python -c "import click"', ratio, "<= 1.3",
                ratio <= 1.3, f"{ratio:.2f}x")
 
@@ -385,20 +379,26 @@ def measure_help(res: Results, repeat: int) -> None:
 def measure_small_validate(res: Results, repeat: int, workdir: str) -> None:
     """Target 5, its second half: `vmbtool validate` of one small blob against
     `python -c "import click, zstandard, google_crc32c"` (the imports no vmbtool can
-    avoid), run alternately."""
+    avoid)."""
     blob = os.path.join(small_blobs(workdir, 1), "storage-0001.vmb")
-    validate_argv = [*vmbtool_script(), "validate", blob]
-    floor_argv = [sys.executable, "-c", "import click, zstandard, google_crc32c"]
-    for argv in (validate_argv, floor_argv):  # bytecode, page cache
-        must(run_command(argv), argv)
-    for _ in range(repeat):
-        res.add("small-validate", "vmbtool validate, one small blob",
-                must(run_command(validate_argv), validate_argv).seconds)
-        res.add("import-floor", 'python -c "import click, zstandard, google_crc32c"',
-                must(run_command(floor_argv), floor_argv).seconds)
-    ratio = res.median("small-validate") / res.median("import-floor")
+    floor = "import click, zstandard, google_crc32c"
+    ratio = alternately(res, repeat,
+                        ("small-validate", "vmbtool validate, one small blob",
+                         [*vmbtool_script(), "validate", blob]),
+                        ("import-floor", f'python -c "{floor}"', [sys.executable, "-c", floor]))
     res.target("5", "validate one small blob / import click, zstandard, google_crc32c",
                ratio, "<= 1.5", ratio <= 1.5, f"{ratio:.2f}x")
+
+
+def alternately(res: Results, repeat: int, *commands: tuple[str, str, list[str]]) -> float:
+    """Each (key, name, argv) run once to warm bytecode and the page cache, then all of
+    them in turn `repeat` times; the first's median over the second's."""
+    for _key, _name, argv in commands:
+        must(run_command(argv), argv)
+    for _ in range(repeat):
+        for key, name, argv in commands:
+            res.add(key, name, must(run_command(argv), argv).seconds)
+    return res.median(commands[0][0]) / res.median(commands[1][0])
 
 
 def small_blobs(workdir: str, count: int) -> str:

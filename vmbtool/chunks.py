@@ -36,8 +36,13 @@ def crc32c(data: bytes) -> int:
 def frame(chunk_type: ChunkType, obj: object, where: str = "") -> bytes:
     """Build a chunk's data with its grammar and frame it."""
     kind = CHUNK_TYPES[chunk_type]
-    data = codec.build(kind.grammar, obj, where or kind.name)
-    return frame_bytes(chunk_type, data, FLAG_REQUIRED if kind.required else 0)
+    return frame_data(chunk_type, codec.build(kind.grammar, obj, where or kind.name))
+
+
+def frame_data(chunk_type: ChunkType, data: bytes) -> bytes:
+    """Frame data already built with its chunk type's grammar (the required bit as
+    the type's kind says)."""
+    return frame_bytes(chunk_type, data, USUAL_FLAGS[chunk_type])
 
 
 def frame_bytes(chunk_type: int, data: bytes, flags: int) -> bytes:

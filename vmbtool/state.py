@@ -103,18 +103,15 @@ def external_dict(external: ExternalData | None) -> dict:
 
 
 def packet_context(packet: VmbPacket) -> dict:
-    """The library's own packet state (LibBuf)."""
-    return {
-        "transaction_id": packet.transaction_id,
-        "state": PACKET_STATE_NAMES[packet.state],
-        "type": PACKET_TYPE_NAMES[packet.type],
-        "send_flags": int(packet.send_flags),
-        "ring_offset": packet.ring_offset,
-        "pointer": packet.pointer,
-        "completion_routine": packet.completion_routine_name,
-        "payload": packet.payload,
-        "external": external_dict(packet.external),
-    }
+    """The library's own packet state (LibBuf): `packet_fields` by name, the state and
+    the type by the grammar's names of them."""
+    context = dict(zip(LIB_BUF_FIELDS, packet_fields(packet), strict=True))
+    context["state"] = PACKET_STATE_NAMES[packet.state]
+    context["type"] = PACKET_TYPE_NAMES[packet.type]
+    return context
+
+
+LIB_BUF_FIELDS = tuple(sc.name for sc in PacketContext.subcons)
 
 
 def packet_fields(packet: VmbPacket) -> tuple:

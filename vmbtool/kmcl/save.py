@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vmbtool import codec
-from vmbtool.chunks import frame, frame_bytes
+from vmbtool.chunks import frame, frame_data
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import CHUNK_TYPES, FLAG_REQUIRED, ChunkType
+from vmbtool.formats.chunk import ChunkType
 from vmbtool.formats.packet import PacketRecord
 from vmbtool.sim.wire import PacketType
 from vmbtool.state import channel_context, gpadl_table, incoming_entries, packet_fields, ring_state
 from vmbtool.status import NtStatus, NtStatusError
-
-PACKET_FLAGS = FLAG_REQUIRED if CHUNK_TYPES[ChunkType.PACKET].required else 0
 
 if TYPE_CHECKING:  # the channel and its packets are only handed in
     from vmbtool.sim.channel import ServerChannel
@@ -80,8 +78,8 @@ def channel_chunks(channel: ServerChannel) -> Iterator[bytes]:
         completion = packet.type == PacketType.COMPLETION
         save_buf = b"" if completion else _packet_save_buf(channel, packet)
         # built from the packet's fields, in one step: no container (codec.pack)
-        yield frame_bytes(ChunkType.PACKET, codec.pack(
-            PacketRecord, (packet_fields(packet), save_buf), "packet"), PACKET_FLAGS)
+        yield frame_data(ChunkType.PACKET, codec.pack(
+            PacketRecord, (packet_fields(packet), save_buf), "packet"))
     yield frame(ChunkType.INCOMING, incoming_entries(channel))
     yield frame(ChunkType.CHANNEL_END, {
         "gpadl_count": len(connection.gpadls.gpadls) if connection else 0,
