@@ -31,16 +31,23 @@ def outcome(restore) -> tuple:
         return ("refused", exc.where, exc.why, exc.status)
 
 
-# restore_file's ways through a blob, by ONE_PASS_MAX: one read that stages as it checks,
-# and two reads (validate's check, then the restore) for a larger body
-PATHS = {"one read": HUGE, "two reads": 0}
+# restore_file's ways through a blob, by its one-read bounds (ONE_PASS_MAX decoded bytes,
+# or ONE_PASS_RATIO times the compressed size): one read that stages as it checks, and
+# two reads (validate's check, then the restore) for a body beyond them
+PATHS = {"one read": (HUGE, 0), "two reads": (0, 0)}
+
+
+def take_way(monkeypatch, way: str) -> None:
+    from vmbtool.snapshot import restore as snapshot
+
+    most, ratio = PATHS[way]
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", most)
+    monkeypatch.setattr(snapshot, "ONE_PASS_RATIO", ratio)
 
 
 @pytest.fixture(params=sorted(PATHS))
 def path(request, monkeypatch):
-    from vmbtool.snapshot import restore as snapshot
-
-    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", PATHS[request.param])
+    take_way(monkeypatch, request.param)
     return request.param
 
 
@@ -116,6 +123,28 @@ def test_restore_from_buffer_gets_whole_chunks_at_most_a_buffer_at_a_time(monkey
     assert len(buffers) > 2 * len(loaded.channels)  # several buffers a channel
     for buffer in buffers:
         assert len(buffer) <= size or len(split_chunks(buffer)) == 1
+
+
+@pytest.mark.parametrize("level, reads", [(None, 1), (3, 2)])
+def test_a_body_past_one_pass_max_is_read_once_only_in_proportion_to_its_file(
+        monkeypatch, level, reads):
+    """Past ONE_PASS_MAX, a body is restored in one read only when it decodes to at most
+    ONE_PASS_RATIO times its compressed size: this storage blob stored plain decodes to
+    1x its file, compressed to 4.7x (as a compression bomb of valid state does, it would
+    make a one-read restore stage far more than its file), so that one is checked first.
+    Both restore the same channels."""
+    from vmbtool.snapshot import restore as snapshot
+
+    scenario = SCENARIOS["storage"].create(5)
+    scenario.run(150)
+    blob = save_blob(scenario, created_ns=0, level=level)
+    checks: list[int] = []
+    original = snapshot.check_file
+    monkeypatch.setattr(snapshot, "check_file", lambda *a: checks.append(1) or original(*a))
+    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)
+    assert snapshot.ONE_PASS_RATIO == 4
+    assert save_blob(restore_file(blob), created_ns=0, level=level) == blob
+    assert 1 + len(checks) == reads
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +251,10 @@ def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
                         lambda self, *fields: checked.append(1) or original_packet(self, *fields))
     monkeypatch.setattr(kmcl_restore, "check_channel",
                         lambda *a: whole.append(1) or original_whole(*a))
-    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)  # two reads
+    take_way(monkeypatch, "two reads")
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert (len(checked), len(whole)) == (packets, 0)
-    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", HUGE)  # one read: the restore checks
+    take_way(monkeypatch, "one read")  # the restore checks
     checked.clear()
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert (len(checked), len(whole)) == (packets, len(scenario.servers))
@@ -251,7 +280,7 @@ def test_a_blob_changed_between_its_check_and_its_restore_is_refused(monkeypatch
         return found
 
     monkeypatch.setattr(snapshot, "check_file", check_then_replace)
-    monkeypatch.setattr(snapshot, "ONE_PASS_MAX", 0)
+    take_way(monkeypatch, "two reads")
     with pytest.raises(BlobError) as refused:
         restore_file(str(path))
     assert (refused.value.where, refused.value.why) == (

@@ -11,6 +11,7 @@ from vmbtool.snapshot.check import (
 )
 from vmbtool.snapshot.restore import (
     ONE_PASS_MAX,
+    ONE_PASS_RATIO,
     ChannelFeed,
     RestoreFailed,
     check_config,
@@ -31,8 +32,8 @@ from vmbtool.snapshot.save import (
 )
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE", "ONE_PASS_MAX", "SAVE_BUFFER_SIZE", "ChannelFeed", "FileCheck",
-    "RestoreFailed", "check_config", "check_file", "check_reader", "check_scenario",
+    "DEFAULT_CHUNK_SIZE", "ONE_PASS_MAX", "ONE_PASS_RATIO", "SAVE_BUFFER_SIZE", "ChannelFeed",
+    "FileCheck", "RestoreFailed", "check_config", "check_file", "check_reader", "check_scenario",
     "client_state", "restore_failure", "restore_file", "restore_guest", "restore_once",
     "restore_reader", "restore_scenario", "save_blob", "save_chunks", "scenario_state",
     "split_buffers",
