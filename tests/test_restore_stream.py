@@ -238,7 +238,6 @@ def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
     alone, and what the second restores re-saves to the same blob."""
     from vmbtool.invariants.channel import ChannelCheck
     from vmbtool.kmcl import restore as kmcl_restore
-    from vmbtool.snapshot import restore as snapshot
 
     scenario = SCENARIOS["storage"].create(5)
     scenario.run(150)
