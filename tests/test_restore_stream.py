@@ -233,30 +233,38 @@ def test_fuzzer_finds_are_refused_as_validate_refuses_them(name):
 
 
 def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
-    """A body over ONE_PASS_MAX is read twice (checked in bounded memory, then
+    """A body beyond the one-read bounds is read twice (checked in bounded memory, then
     restored): each channel's invariants and each packet's checks run in the first read
-    alone, and what the second restores re-saves to the same blob."""
+    alone, and what the second restores re-saves to the same blob. A one-read restore
+    runs each of them once too, as it stages."""
     from vmbtool.invariants.channel import ChannelCheck
     from vmbtool.kmcl import restore as kmcl_restore
+    from vmbtool.snapshot import restore as snapshot
 
     scenario = SCENARIOS["storage"].create(5)
     scenario.run(150)
     blob = save_blob(scenario, created_ns=0)
     packets = check_file(blob).packets
     assert packets > 10
-    checked, whole = [], []
-    original_packet, original_whole = ChannelCheck.packet_fields, kmcl_restore.check_channel
+    checked, ends, restored = [], [], []
+    original_packet, original_end = ChannelCheck.packet_fields, ChannelCheck.channel_end
+    original_restore = kmcl_restore.restore_chunks
     monkeypatch.setattr(ChannelCheck, "packet_fields",
                         lambda self, *fields: checked.append(1) or original_packet(self, *fields))
-    monkeypatch.setattr(kmcl_restore, "check_channel",
-                        lambda *a: whole.append(1) or original_whole(*a))
+    monkeypatch.setattr(ChannelCheck, "channel_end",
+                        lambda self, end: ends.append(1) or original_end(self, end))
+    monkeypatch.setattr(snapshot, "restore_chunks",
+                        lambda channel, chunks, checked=False: restored.append(checked)
+                        or original_restore(channel, chunks, checked))
     take_way(monkeypatch, "two reads")
     assert save_blob(restore_file(blob), created_ns=0) == blob
-    assert (len(checked), len(whole)) == (packets, 0)
+    assert (len(checked), len(ends)) == (packets, len(scenario.servers))
+    assert restored and all(restored)  # the second read was told: checked
     take_way(monkeypatch, "one read")  # the restore checks
-    checked.clear()
+    checked.clear(), ends.clear(), restored.clear()
     assert save_blob(restore_file(blob), created_ns=0) == blob
-    assert (len(checked), len(whole)) == (packets, len(scenario.servers))
+    assert (len(checked), len(ends)) == (packets, len(scenario.servers))
+    assert restored and not any(restored)
 
 
 def test_a_blob_changed_between_its_check_and_its_restore_is_refused(monkeypatch, tmp_path):

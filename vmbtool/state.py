@@ -32,7 +32,8 @@ class SavedChannel:
     context: Any = None
     rings: dict[str, Any] = field(default_factory=dict)  # "incoming" / "outgoing"
     gpadls: list[Any] = field(default_factory=list)
-    packets: list[Any] = field(default_factory=list)  # PacketRecord containers
+    # PacketRecord containers; a scanning staging's (RestoreFromBuffer's): scan tuples
+    packets: list[Any] = field(default_factory=list)
     incoming: list[Any] = field(default_factory=list)
     end: Any = None
     skipped: list[int] = field(default_factory=list)  # unknown optional chunk types
@@ -216,16 +217,19 @@ def external_from(external: Any) -> ExternalData | None:
 
 
 def fill_packet(packet: VmbPacket, context: Any) -> None:
-    """Put a LibBuf's state into a freshly allocated packet object."""
-    packet.transaction_id = context["transaction_id"]
-    packet.state = PACKET_STATES[context["state"]]
-    packet.type = PACKET_TYPES[context["type"]]
-    packet.send_flags = context["send_flags"]
-    packet.ring_offset = context["ring_offset"]
-    packet.pointer = context["pointer"]
-    packet.completion_routine_name = context["completion_routine"]
-    packet.payload = bytes(context["payload"])
-    packet.external = external_from(context["external"])
+    """Put a LibBuf's state, parsed, into a freshly allocated packet object."""
+    fill_packet_fields(packet, tuple(context[name] for name in LIB_BUF_FIELDS))
+
+
+def fill_packet_fields(packet: VmbPacket, fields: tuple) -> None:
+    """`fill_packet` from the LibBuf's fields in the grammar's order (`packet_fields`'s
+    shape; a scan's, with the state and type by name and the payload a view)."""
+    (packet.transaction_id, state, ptype, packet.send_flags, packet.ring_offset,
+     packet.pointer, packet.completion_routine_name, payload, external) = fields
+    packet.state = PACKET_STATES[state]
+    packet.type = PACKET_TYPES[ptype]
+    packet.payload = bytes(payload)
+    packet.external = external_from(external)
 
 
 def incoming_from(entry: Any) -> IncomingPacket:

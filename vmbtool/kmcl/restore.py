@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vmbtool.chunks import RawChunk, split_chunks
 from vmbtool.errors import BlobError
-from vmbtool.invariants import check_channel
-from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
+from vmbtool.invariants import ChannelCheck
+from vmbtool.kmcl.staging import LIB_BUF, SAVE_BUF, TXID, TYPE, RestoreStaging, stage_chunk
 from vmbtool.sim.bus import Connection
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.sim.wire import PacketType
 from vmbtool.state import (
     config_from,
     fill_packet,
+    fill_packet_fields,
     gpadl_table_from,
     incoming_from,
-    lib_buf_bytes,
     lib_buf_context,
     ring_from,
     set_life_cycle,
@@ -91,7 +91,10 @@ def _restore(channel: ServerChannel, chunks: Callable[[], Iterable[RawChunk]],
                                             "no restore packet callback was set",
                                             "channel.restore_packet"))
     if channel.restore_context is None:
-        channel.restore_context = RestoreStaging()
+        # each packet scanned into tuples, the channel's invariants checked as its parts
+        # are staged (validate's check), unless an earlier read checked them
+        channel.restore_context = RestoreStaging(
+            scans=True, check=None if checked else ChannelCheck("channel"))
     staging: RestoreStaging = channel.restore_context
     staging.checked = checked
     try:
@@ -104,7 +107,7 @@ def _restore(channel: ServerChannel, chunks: Callable[[], Iterable[RawChunk]],
             return NtStatus.MORE_PROCESSING_REQUIRED
         saved = staging.saved
         _check_target(channel, saved)
-        problems = [] if checked else check_channel(saved, "channel")
+        problems = saved.problems or []  # the check's, at the channel end
         if problems:
             where, why = problems[0]
             raise BlobError(where, why)
@@ -171,22 +174,22 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
             channel.connection = Connection(
                 channel, None, client_to_server=incoming, server_to_client=outgoing,
                 gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
-        for number, record in enumerate(saved.packets):
-            lib = record["lib_buf"]
-            if lib["type"] == "completion":
+        for number, record in enumerate(saved.packets):  # each a scan's tuples
+            lib, save_buf = record[LIB_BUF], record[SAVE_BUF]
+            if lib[TYPE] == "completion":
                 # a completion the library queued itself: no VSP state, no callback
                 queued = VmbPacket(channel=channel)
-                fill_packet(queued, lib)
+                fill_packet_fields(queued, lib)
                 channel.backlog.append(queued)
                 continue
-            lib_buf = lib_bufs[number] if number < len(lib_bufs) else lib_buf_bytes(lib)
+            lib_buf = lib_bufs[number]
             staging.restoring = (lib_buf, lib)
-            status = restore_packet(channel, lib_buf, record["save_buf"])
+            status = restore_packet(channel, lib_buf, bytes(save_buf))
             staging.restoring = None
             if status != NtStatus.SUCCESS:
                 raise NtStatusError(_callback_failure(status),
                                     f"the VSP's restore callback failed ({_status_text(status)})",
-                                    f"channel.packets[txid={lib.transaction_id}]")
+                                    f"channel.packets[txid={lib[TXID]}]")
         channel.next_transaction_id = ctx.next_transaction_id  # allocate() moved it
         restored = len(channel.packets) + sum(p.type == PacketType.COMPLETION
                                               for p in channel.backlog)
@@ -226,14 +229,18 @@ def packet_restore(packet: VmbPacket, lib_buf: bytes) -> NtStatus:
         return NtStatus.INVALID_PARAMETER_1
     restoring = getattr(channel.restore_context, "restoring", None)
     if restoring is not None and restoring[0] is lib_buf:
-        context = restoring[1]  # the bytes the library handed the callback, parsed
+        fields = restoring[1]  # the bytes the library handed the callback, scanned
+        context = None
     else:
         try:
             context = lib_buf_context(bytes(lib_buf))
         except BlobError:
             return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]
-    fill_packet(packet, context)
+    if context is None:
+        fill_packet_fields(packet, fields)
+    else:
+        fill_packet(packet, context)
     if packet.type == PacketType.COMPLETION:
         return NtStatus.INVALID_PARAMETER_2  # queued completions are the library's own
     if packet.transaction_id in channel.packets:

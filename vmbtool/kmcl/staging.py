@@ -29,7 +29,8 @@ from vmbtool.status import NtStatus
 LIB_BUF_SIZE = codec.prefix_layout(PacketRecord, "lib_buf")  # a PACKET's LibBuf length
 # where a scanned PACKET (`codec.scan`) holds its fields: the record a tuple of
 # (lib_buf, save_buf), the LibBuf a tuple of PacketContext's fields, in their order
-LIB_BUF = [sc.name for sc in PacketRecord.subcons].index("lib_buf")
+LIB_BUF, SAVE_BUF = ([sc.name for sc in PacketRecord.subcons].index(name)
+                     for name in ("lib_buf", "save_buf"))
 _LIB_FIELDS = [sc.name for sc in PacketContext.subcons]
 TXID, STATE, TYPE, SEND_FLAGS, RING_OFFSET, PAYLOAD, EXTERNAL = (
     _LIB_FIELDS.index(name) for name in ("transaction_id", "state", "type", "send_flags",
@@ -66,8 +67,10 @@ class RestoreStaging:
     # packets' transaction ids and order are not checked again (kmcl.restore_chunks)
     checked: bool = False
     where: str = "channel"  # how errors name the channel: `channels[i]` in a blob
-    # packets checked and dropped, none kept or handed on: each is scanned (`codec.scan`:
-    # its record and LibBuf as tuples, payload and VSP state as views, not copies)
+    # each packet scanned (`codec.scan`: its record and LibBuf as tuples, payload and VSP
+    # state as views of the chunk's data, not copies), not parsed into containers: for a
+    # check that keeps none of them, and for RestoreFromBuffer, which keeps the tuples
+    # (`saved.packets`) and their LibBufs' bytes for the VSP's restore callback
     scans: bool = False
     last: tuple[int, Any] | None = None  # the last packet staged: (transaction id, state)
 
@@ -190,14 +193,18 @@ def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
 
 
 def _stage_scanned(staging: RestoreStaging, raw: RawChunk, where: str, value: Any) -> bool:
-    """A PACKET scanned for a check that keeps nothing of it: its fields as they lie in
-    the scan's tuples, handed to the check one by one."""
+    """A PACKET scanned: its fields as they lie in the scan's tuples, handed to the check
+    one by one; the tuples kept when the staging keeps packets."""
     lib = value[LIB_BUF]
     txid, state, ptype = lib[TXID], lib[STATE], lib[TYPE]
     if not staging.checked:
         _check_new_packet(staging, txid, state, ptype, where)
     staging.last = (txid, state)
     staging.saved.packet_count += 1
+    if staging.keep_packets:
+        staging.saved.packets.append(value)
+        (size,) = LIB_BUF_SIZE.unpack_from(raw.data)  # the LibBuf's bytes as saved
+        staging.lib_bufs.append(raw.data[LIB_BUF_SIZE.size:LIB_BUF_SIZE.size + size])
     if staging.check is not None:
         staging.check.packet_fields(txid, ptype, state, lib[SEND_FLAGS], lib[RING_OFFSET],
                                     len(lib[PAYLOAD]), lib[EXTERNAL])
