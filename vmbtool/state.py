@@ -130,14 +130,11 @@ def packet_fields(packet: VmbPacket) -> tuple:
             packet.payload, external_dict(packet.external))
 
 
-def lib_buf_bytes(context: Any) -> bytes:
-    """A packet's LibBuf as VmbPacketRestore takes it back: its PacketContext, built."""
-    return codec.build(PacketContext, context, "lib_buf")
-
-
-def lib_buf_context(lib_buf: bytes) -> Any:
-    """The PacketContext a LibBuf holds (a BlobError if it holds none)."""
-    return codec.parse(PacketContext, lib_buf, "lib_buf")
+def lib_buf_fields(lib_buf: bytes) -> tuple:
+    """The PacketContext a LibBuf holds, as its fields in the grammar's order
+    (`fill_packet_fields`); a BlobError if it holds none."""
+    context = codec.parse(PacketContext, lib_buf, "lib_buf")
+    return tuple(context[name] for name in LIB_BUF_FIELDS)
 
 
 def incoming_entries(channel: Channel) -> dict:

@@ -29,11 +29,10 @@ from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.sim.wire import PacketType
 from vmbtool.state import (
     config_from,
-    fill_packet,
     fill_packet_fields,
     gpadl_table_from,
     incoming_from,
-    lib_buf_context,
+    lib_buf_fields,
     ring_from,
     set_life_cycle,
 )
@@ -230,17 +229,13 @@ def packet_restore(packet: VmbPacket, lib_buf: bytes) -> NtStatus:
     restoring = getattr(channel.restore_context, "restoring", None)
     if restoring is not None and restoring[0] is lib_buf:
         fields = restoring[1]  # the bytes the library handed the callback, scanned
-        context = None
     else:
         try:
-            context = lib_buf_context(bytes(lib_buf))
+            fields = lib_buf_fields(bytes(lib_buf))
         except BlobError:
             return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]
-    if context is None:
-        fill_packet_fields(packet, fields)
-    else:
-        fill_packet(packet, context)
+    fill_packet_fields(packet, fields)
     if packet.type == PacketType.COMPLETION:
         return NtStatus.INVALID_PARAMETER_2  # queued completions are the library's own
     if packet.transaction_id in channel.packets:
