@@ -45,7 +45,8 @@ def oracle_seal(header: bytes, chunks: list[bytes], level: int | None, key: byte
         "channel_count": types[ChunkType.CHANNEL], "chunk_count": len(chunks),
         "packet_count": types[ChunkType.PACKET], "digest": digest})
     if level is not None:
-        body = zstandard.ZstdCompressor(level=level).compress(body)
+        threads = 1 if len(body) > writer_module.THREADED_MIN else 0  # the same bytes
+        body = zstandard.ZstdCompressor(level=level, threads=threads).compress(body)
         if minor >= 1:
             body += SealFrame.build({"crc32c": crc32c(body)})
     out = header + body
@@ -114,6 +115,30 @@ def test_the_streaming_writer_writes_encode_blobs_bytes(seed):
                     writer.add(chunk)
                 assert writer.finish() == len(expect)
                 assert out.getvalue() == expect
+
+
+@pytest.mark.parametrize("threaded_min", [1 << 20, 64 << 20])
+def test_a_large_body_is_compressed_on_every_core_to_one_threads_bytes(threaded_min,
+                                                                       monkeypatch):
+    """Past THREADED_MIN the body is compressed by zstd's multi-threaded mode: the bytes
+    `threads=1` makes, whatever the machine's cores (which differ from the single-threaded
+    mode's past its first job); below it, the single-threaded mode's. Either reads back."""
+    monkeypatch.setattr(writer_module, "THREADED_MIN", threaded_min)
+    rng = random.Random(7)
+    chunks = [frame_bytes(ChunkType.PACKET, bytes(rng.choice(b"abcd") for _ in range(4096))
+                          * 8 + rng.randbytes(64), FLAG_REQUIRED) for _ in range(400)]
+    header = encode_header(1, level=3, signed=False, created_ns=0)
+    blob = seal_body(header, chunks, 3, None)
+    body = b"".join(chunks)
+    end = frame(ChunkType.END, {"channel_count": 0, "chunk_count": len(chunks),
+                                "packet_count": len(chunks),
+                                "digest": hashlib.sha256(header + body).digest()})
+    threads = 1 if threaded_min < len(body) else 0
+    compressed = zstandard.ZstdCompressor(level=3, threads=threads).compress(body + end)
+    assert blob == header + compressed + SealFrame.build({"crc32c": crc32c(compressed)})
+    single = zstandard.ZstdCompressor(level=3).compress(body + end)
+    assert (compressed != single) == (threads == 1)  # 13 MB: past the first job's 8 MiB
+    assert zstandard.ZstdDecompressor().decompress(compressed) == body + end
 
 
 @pytest.mark.parametrize("seed", range(3))

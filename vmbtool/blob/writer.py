@@ -37,6 +37,10 @@ DEFAULT_LEVEL = 3
 # the body of a compressed blob is spooled, decoded, past this much memory to a
 # temporary file, and compressed from there at its end (see BlobWriter)
 SPOOL_MAX = 8 << 20
+# a body larger than this is compressed by zstd's multi-threaded mode, on every core:
+# its bytes are the same whatever the number of threads (zstd makes them so), and are
+# the single-threaded mode's up to its first job's end (8 MiB at level 3)
+THREADED_MIN = SPOOL_MAX
 
 
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
@@ -87,8 +91,9 @@ class BlobWriter:
     end: zstd (1.5.7) splits the blocks of a frame by what it sees of the whole input,
     so a streaming compressor's bytes differ from `ZstdCompressor.compress`'s for
     bodies past some 256 KB (the same size pledged, whatever the pieces), and a blob's
-    bytes have one definition. A body spooled to a file is compressed from a read-only
-    map of it, not from a copy."""
+    bytes have one definition: `ZstdCompressor(level).compress` of the body, with
+    `threads=1` past THREADED_MIN (run on every core: the same bytes). A body spooled
+    to a file is compressed from a read-only map of it, not from a copy."""
 
     def __init__(self, out: IO[bytes], header: bytes, level: int | None,
                  key: bytes | None = None) -> None:
@@ -154,9 +159,11 @@ class BlobWriter:
             self.body.close()
 
     def compress(self, body: IO[bytes]) -> bytes:
-        """The spooled body compressed as `ZstdCompressor.compress` does, in one call."""
+        """The spooled body compressed as `ZstdCompressor.compress` does, in one call:
+        past THREADED_MIN on every core (`threads=-1`), as `threads=1` would."""
         size = body.tell()
-        compressor = zstandard.ZstdCompressor(level=self.level)
+        compressor = zstandard.ZstdCompressor(level=self.level,
+                                              threads=-1 if size > THREADED_MIN else 0)
         if size <= SPOOL_MAX:
             body.seek(0)
             return compressor.compress(body.read())
