@@ -230,6 +230,7 @@ def fill_packet_fields(packet: VmbPacket, fields: tuple) -> None:
 
 
 def incoming_from(entry: Any) -> IncomingPacket:
-    return IncomingPacket(entry.transaction_id, PACKET_TYPES[str(entry.type)], entry.flags,
-                          bytes(entry.payload), external_from(entry.external),
-                          number=entry.number)
+    # by item, not attribute: a parsed container's attributes are a Python-level call each
+    return IncomingPacket(entry["transaction_id"], PACKET_TYPES[str(entry["type"])],
+                          entry["flags"], bytes(entry["payload"]),
+                          external_from(entry["external"]), number=entry["number"])

@@ -36,6 +36,9 @@ class ChannelCheck:
         self.where = where
         self.problems: Problems = Problems()
         self.ctx: Any = None
+        # the context's fields each packet is checked against (a parsed context's fields
+        # read as attributes through a Python-level call: not once a packet)
+        self.next_transaction_id = self.max_packet_size = 0
         self.state: ServerState | None = None
         self.dead = False  # a problem that makes the rest meaningless was found
         self.rings: dict[str, RingIndex | None] = {}
@@ -52,6 +55,8 @@ class ChannelCheck:
     def context(self, ctx: Any) -> None:
         where, problems = self.where, self.problems
         self.ctx = ctx
+        self.next_transaction_id, self.max_packet_size = (ctx.next_transaction_id,
+                                                          ctx.max_packet_size)
         if ctx.role != "server":
             problems.append((f"{where}.context.role", "a server channel's context says client"))
         if ctx.state not in ServerState._value2member_map_:
@@ -122,14 +127,13 @@ class ChannelCheck:
         self.packet_count += 1
         if self.dead:
             return
-        ctx = self.ctx
         completion = ptype == "completion"
         key = txid << 1 | completion
         in_flight = pstate == "in_ring" or pstate == "awaiting_completion"
         # the usual packet passes each test below at once: its field path is written
         # only for a problem
-        if key in self.seen or (not completion and not 0 < txid < ctx.next_transaction_id) \
-                or payload_length > ctx.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
+        if key in self.seen or (not completion and not 0 < txid < self.next_transaction_id) \
+                or payload_length > self.max_packet_size or send_flags & ~KNOWN_SEND_FLAGS \
                 or external["kind"] != "none" or ptype in EXTERNAL_TYPES \
                 or (in_flight and (self.state not in OPENED_STATES
                                    or not send_flags & WAIT_FOR_COMPLETION)) \
