@@ -173,7 +173,11 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
             channel.connection = Connection(
                 channel, None, client_to_server=incoming, server_to_client=outgoing,
                 gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
-        for number, record in enumerate(saved.packets):  # each a scan's tuples
+        # each staged packet (a scan's tuples) is dropped as its live one comes back, so
+        # the two are not held whole at once (a failure throws both away)
+        staged = saved.packets
+        for number, record in enumerate(staged):
+            staged[number] = None
             lib, save_buf = record[LIB_BUF], record[SAVE_BUF]
             if lib[TYPE] == "completion":
                 # a completion the library queued itself: no VSP state, no callback
@@ -181,7 +185,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 fill_packet_fields(queued, lib)
                 channel.backlog.append(queued)
                 continue
-            lib_buf = lib_bufs[number]
+            lib_buf, lib_bufs[number] = lib_bufs[number], b""
             staging.restoring = (lib_buf, lib)
             status = restore_packet(channel, lib_buf, bytes(save_buf))
             staging.restoring = None
