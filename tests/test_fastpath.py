@@ -927,7 +927,7 @@ def test_the_packet_record_has_a_scan_and_only_a_check_uses_it(monkeypatch):
 
     assert COMPILED["packet"].scan_from is not None
     asked = []
-    real_parse, real_scan = codec.parse, codec.scan
+    real_parse, real_scan, real_usual = codec.parse, codec.scan, codec.usual_scan
 
     def parse(grammar, *args, **kwargs):
         asked.append(("parse", grammar is GRAMMARS["packet"]))
@@ -937,8 +937,15 @@ def test_the_packet_record_has_a_scan_and_only_a_check_uses_it(monkeypatch):
         asked.append(("scan", grammar is GRAMMARS["packet"]))
         return real_scan(grammar, *args, **kwargs)
 
+    def usual_scan(grammar, data):  # the usual record's scan, before `scan`'s wrappers
+        obj = real_usual(grammar, data)
+        if obj is not None:
+            asked.append(("scan", grammar is GRAMMARS["packet"]))
+        return obj
+
     monkeypatch.setattr(codec, "parse", parse)
     monkeypatch.setattr(codec, "scan", scan)
+    monkeypatch.setattr(codec, "usual_scan", usual_scan)
     path = BLOBS[0]
     for consumer, expected in ((Check(), "scan"), (Tally(lambda i, r: None), "parse")):
         asked.clear()
@@ -974,6 +981,25 @@ def test_a_scan_refused_by_the_fast_path_is_the_plain_parse_in_tuples(fast, monk
 
 def refusing(data):
     raise fastpath.Refuse
+
+
+def test_the_usual_scan_takes_only_a_whole_record_and_the_chunk_scan_says_the_rest():
+    """`codec.usual_scan` (a chunk's scan before any wrapper) answers only for a whole,
+    usual record; a record cut short or followed by a byte is left to `codec.scan`,
+    which `chunks.scan_chunk` then names the problem with, in the plain grammar's words."""
+    from vmbtool.chunks import RawChunk, scan_chunk
+
+    blob = load_blob(str(BLOBS[0]), key=key_for(BLOBS[0]))
+    data = next(c.data for c in blob.chunks if c.type == 4)  # a PACKET
+    grammar = GRAMMARS["packet"]
+    assert copied(codec.usual_scan(grammar, data)) == copied(codec.scan(grammar, data, "p"))
+    for bad in (data[:-1], data + b"\0"):
+        assert codec.usual_scan(grammar, bad) is None
+        with pytest.raises(BlobError) as scanned:
+            scan_chunk(RawChunk(ChunkType.PACKET, 1, bad, 100), "channels[0]")
+        with pytest.raises(BlobError) as plain:
+            codec.parse(grammar, bad, "channels[0].packet", 112)
+        assert str(scanned.value) == str(plain.value)
 
 
 @pytest.mark.parametrize("name", ["storage", "network", "pipe"])

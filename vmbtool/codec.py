@@ -153,18 +153,22 @@ def scan(grammar: Construct, data: bytes, where: str, offset: int = 0) -> Any:
     and the structures right inside it as tuples of their fields, in the grammar's
     order, and byte strings as views of `data` where the grammar's generated code has a
     scan (`fastpath.SCAN_TUPLE_DEPTH`). The same refusals, with the same words."""
+    obj = usual_scan(grammar, data)
+    return obj if obj is not None else _whole(grammar, data, where, offset, True, True)
+
+
+def usual_scan(grammar: Construct, data: bytes) -> Any:
+    """`scan` of the usual record, by the grammar's generated scan alone, with no
+    wrapper call (a PACKET a packet); None for anything else, which `scan` takes as
+    `parse_at` does, refusals and all."""
     fast = _BY_ID.get(id(grammar)) if _enabled else None
-    if fast is not None and fast.scan_from is not None:
-        # the usual record at once (a PACKET a packet: no wrapper calls); anything else,
-        # as `parse_at` takes it, refusals and all
-        try:
-            obj, used = fast.scan_from(data)
-        except (fastpath.Refuse, fastpath.TooManyElements):
-            pass
-        else:
-            if used == len(data):
-                return obj
-    return _whole(grammar, data, where, offset, True, True)
+    if fast is None or fast.scan_from is None:
+        return None
+    try:
+        obj, used = fast.scan_from(data)
+    except (fastpath.Refuse, fastpath.TooManyElements):
+        return None
+    return obj if used == len(data) else None
 
 
 def _whole(grammar: Construct, data: bytes, where: str, offset: int, exact: bool,

@@ -27,6 +27,7 @@ from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
 LIB_BUF_SIZE = codec.prefix_layout(PacketRecord, "lib_buf")  # a PACKET's LibBuf length
+_LIB_BUF_AT = LIB_BUF_SIZE.size  # and where its bytes start
 # where a scanned PACKET (`codec.scan`) holds its fields: the record a tuple of
 # (lib_buf, save_buf), the LibBuf a tuple of PacketContext's fields, in their order
 LIB_BUF, SAVE_BUF = ([sc.name for sc in PacketRecord.subcons].index(name)
@@ -200,14 +201,17 @@ def _stage_scanned(staging: RestoreStaging, raw: RawChunk, where: str, value: An
     if not staging.checked:
         _check_new_packet(staging, txid, state, ptype, where)
     staging.last = (txid, state)
-    staging.saved.packet_count += 1
+    saved = staging.saved
+    saved.packet_count += 1
     if staging.keep_packets:
-        staging.saved.packets.append(value)
-        (size,) = LIB_BUF_SIZE.unpack_from(raw.data)  # the LibBuf's bytes as saved
-        staging.lib_bufs.append(raw.data[LIB_BUF_SIZE.size:LIB_BUF_SIZE.size + size])
-    if staging.check is not None:
-        staging.check.packet_fields(txid, ptype, state, lib[SEND_FLAGS], lib[RING_OFFSET],
-                                    len(lib[PAYLOAD]), lib[EXTERNAL])
+        saved.packets.append(value)
+        data = raw.data
+        (size,) = LIB_BUF_SIZE.unpack_from(data)  # the LibBuf's bytes as saved
+        staging.lib_bufs.append(data[_LIB_BUF_AT:_LIB_BUF_AT + size])
+    check = staging.check
+    if check is not None:
+        check.packet_fields(txid, ptype, state, lib[SEND_FLAGS], lib[RING_OFFSET],
+                            len(lib[PAYLOAD]), lib[EXTERNAL])
     return False
 
 

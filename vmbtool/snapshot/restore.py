@@ -177,7 +177,7 @@ class ChannelFeed:
             elif self.server is None:  # (RestoreFromBuffer would say so of its buffer too)
                 raise BlobError(f"channels[{index}].chunk@{raw.offset}.type",
                                 "state before the channel chunk")
-            size = CHUNK_HEADER_SIZE + raw.length
+            size = CHUNK_HEADER_SIZE + len(raw.data)  # a Feed's chunks come whole
             if self.pending and self.size + size > self.buffer_size:
                 self.restore(index, final=False)
             self.pending.append(raw)
