@@ -1,7 +1,7 @@
-"""The lean read (validate, inspect's summary) checks what
-`check_channel` checks in a channel read whole (what RestoreFromBuffer checks), in bounded
-memory: rings streamed in blocks, packets counted and never kept, a cap on packet objects
-per channel, a cap on listed problems."""
+"""The lean read (validate, inspect's summary) checks what the same checks find in a
+channel read whole (`check_channel` here, the oracle), in bounded memory: rings streamed
+in blocks, packets counted and never kept, a cap on packet objects per channel, a cap on
+listed problems."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ from vmbtool.blob.consumers import Check, Keep
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.invariants import check_channel, check_ring
+from vmbtool.invariants import ChannelCheck, check_ring
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
 from vmbtool.snapshot import check_file
-from vmbtool.state import ring_state
+from vmbtool.state import SavedChannel, ring_state
 
 BLOBS = sorted(FIXTURE_DIR.glob("v*/*.vmb"))
 
@@ -59,6 +59,23 @@ def test_lean_read_of_a_fixture_finds_no_problem_and_counts_every_packet(
     assert all(ring.data is None for saved, _ in channels for ring in saved.rings.values())
 
 
+def check_channel(saved: SavedChannel, where: str) -> list[tuple[str, str]]:
+    """The oracle: every problem of one channel read whole (`load_blob`'s containers),
+    its parts fed to the channel check in blob order."""
+    if saved.context is None:
+        return [(where, "no channel context chunk")]
+    check = ChannelCheck(where)
+    check.context(saved.context)
+    for direction in ("incoming", "outgoing"):
+        if direction in saved.rings:
+            check.ring(saved.rings[direction])
+    check.gpadl_table(saved.gpadls)
+    for record in saved.packets:
+        check.packet(record)
+    check.pending_incoming(saved.incoming)
+    return check.channel_end(saved.end)
+
+
 @pytest.fixture(scope="module")
 def lies(tmp_path_factory) -> dict[str, Path]:
     return build_lies(tmp_path_factory, "lean-lie")
@@ -67,8 +84,7 @@ def lies(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("lie", list(LIES))
 def test_lean_read_lists_the_problems_the_whole_check_lists(lie, lies, stream_every_ring):
     """Every semantic lie: the lean read's problems (rings streamed) are exactly, in
-    order, those `check_channel` (RestoreFromBuffer's check) finds in the channels
-    load_blob reads whole."""
+    order, those `check_channel` finds in the channels load_blob reads whole."""
     try:
         whole = load_blob(str(lies[lie]))
     except BlobError as exc:  # a lie the reader refuses outright: so must the lean read

@@ -24,7 +24,7 @@ stage_chunk: out of order, twice, before CHANNEL,           DATA_ERROR
 stage_chunk: chunk data that does not parse (grammar)       DATA_ERROR
 final chunk: blob's offer differs from the channel's        INVALID_PARAMETER
 final chunk: the offer is already on the bus                INVALID_DEVICE_STATE
-final chunk: invariant (check_channel) fails, e.g. the      DATA_ERROR
+final chunk: invariant (ChannelCheck) fails, e.g. the       DATA_ERROR
              CHANNEL_END counts, a saved state ACTIVE
 _apply: the VSP's restore callback fails                    the callback's own failure status
         (VmbPacketRestore's INVALID_PARAMETER_2 passes        (INSUFFICIENT_RESOURCES,

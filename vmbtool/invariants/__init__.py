@@ -10,7 +10,7 @@ first MAX_PROBLEMS kept (`problems`; read there, so a test that lowers it patche
 `vmbtool.invariants.problems`).
 """
 
-from vmbtool.invariants.channel import OPENED_STATES, ChannelCheck, check_channel
+from vmbtool.invariants.channel import OPENED_STATES, ChannelCheck
 from vmbtool.invariants.external import EXTERNAL_TYPES, check_external, check_external_shape
 from vmbtool.invariants.guest import check_guest
 from vmbtool.invariants.problems import MAX_PROBLEMS, Problem, Problems
@@ -25,6 +25,6 @@ from vmbtool.invariants.rings import (
 
 __all__ = [
     "EXTERNAL_TYPES", "MAX_PROBLEMS", "OPENED_STATES", "WALK_BLOCK", "ChannelCheck", "Problem",
-    "Problems", "RingIndex", "check_channel", "check_external", "check_external_shape",
+    "Problems", "RingIndex", "check_external", "check_external_shape",
     "check_guest", "check_ring", "check_ring_control", "used_bytes", "walk_ring",
 ]

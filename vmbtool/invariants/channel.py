@@ -1,5 +1,5 @@
-"""A saved server channel's checks, fed its parts in blob order (`ChannelCheck`), or
-read whole (`check_channel`)."""
+"""A saved server channel's checks, fed its parts in blob order (`ChannelCheck`): by
+validate's lean read as they stream past, by RestoreFromBuffer as it stages them."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from vmbtool.invariants.rings import RingIndex, check_ring
 from vmbtool.sim.config import MAX_FRIENDLY_NAME, ServerState
 from vmbtool.sim.packet import KNOWN_SEND_FLAGS, SendFlags
 from vmbtool.sim.wire import KNOWN_DESCRIPTOR_FLAGS, PAGE_SIZE, pfn_count
-from vmbtool.state import SavedChannel
 
 OPENED_STATES = {ServerState.STOPPED, ServerState.PAUSED, ServerState.ACTIVE}
 # the flag as a plain int: `int & IntFlag` runs enum's Python-level operator, per packet
@@ -245,18 +244,3 @@ class ChannelCheck:
                                       f"says {getattr(end, name)}, the channel has {actual}"))
         return self.problems
 
-
-def check_channel(saved: SavedChannel, where: str) -> list[Problem]:
-    """Every semantic problem of one saved server channel, read whole."""
-    if saved.context is None:
-        return [(where, "no channel context chunk")]
-    check = ChannelCheck(where)
-    check.context(saved.context)
-    for direction in ("incoming", "outgoing"):
-        if direction in saved.rings:
-            check.ring(saved.rings[direction])
-    check.gpadl_table(saved.gpadls)
-    for record in saved.packets:
-        check.packet(record)
-    check.pending_incoming(saved.incoming)
-    return check.channel_end(saved.end)

@@ -8,9 +8,10 @@
     hands lib_buf to VmbPacketRestore(packet, lib_buf, size) to put the library's packet
     state back, then restores its own state from save_buf.
 
-Restore takes whole chunks, stages them (vmbtool.kmcl.staging), checks every invariant
-on the final chunk and only then changes the channel; a failure at any point leaves the
-freshly allocated channel exactly as it was.
+Restore takes whole chunks, stages them (vmbtool.kmcl.staging: each PACKET scanned into
+tuples) and checks each as it is staged (validate's `ChannelCheck`: the whole channel's
+invariants at the final chunk), and only then changes the channel; a failure at any
+point leaves the freshly allocated channel exactly as it was.
 """
 
 from __future__ import annotations
