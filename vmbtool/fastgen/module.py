@@ -94,7 +94,8 @@ def grammar_functions(ns: Namespace, name: str, grammar, scan: bool = False) -> 
                *parse_body(bodies[False, False]), "", ""]
     if scan:
         source += [f"def scan_{name}(data):"] + (["    _E[0] = _BUDGET"] if budget else [])
-        source += ["    data = _as_view(data)", *parse_body(bodies[True, True]), "", ""]
+        source += ["    data = memoryview(data) if data.__class__ is bytes else _as_view(data)",
+                   *parse_body(bodies[True, True]), "", ""]
     source += build_function(ns, f"build_{name}", grammar, packs=False)
     if scan:
         source += ["", "", *build_function(ns, f"pack_{name}", grammar, packs=True)]

@@ -590,7 +590,7 @@ def parse_PacketRecord(data):
 
 def scan_PacketRecord(data):
     _E[0] = _BUDGET
-    data = _as_view(data)
+    data = memoryview(data) if data.__class__ is bytes else _as_view(data)
     pos = 0
     end = len(data)
     try:
