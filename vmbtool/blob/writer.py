@@ -38,8 +38,10 @@ DEFAULT_LEVEL = 3
 # temporary file, and compressed from there at its end (see BlobWriter)
 SPOOL_MAX = 8 << 20
 # a body larger than this is compressed by zstd's multi-threaded mode, on every core:
-# its bytes are the same whatever the number of threads (zstd makes them so), and are
-# the single-threaded mode's up to its first job's end (8 MiB at level 3)
+# its bytes are the same whatever the number of threads ("the multi-threaded output is
+# the same for any number of threads": facebook/zstd#2238; the one-call case that broke
+# it, #2327, is fixed; tests/test_upgrade_stream.py holds the bytes to threads=1's),
+# and are the single-threaded mode's up to its first job's end (8 MiB at level 3)
 THREADED_MIN = SPOOL_MAX
 
 
