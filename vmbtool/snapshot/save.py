@@ -75,22 +75,13 @@ def save_chunks(scenario: Scenario, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
 def paused_gc() -> Iterator[None]:
     """The cyclic garbage collector off while a save or a restore makes its many small
     objects (it was 22-28% of a 100,000-packet restore's time; the objects it would
-    walk are not garbage), and back as it was after.
-
-    What was made meanwhile goes to the oldest generation at once (`gc.freeze` and
-    `gc.unfreeze`), where two collections would have moved it: the first collection
-    after a restore walked its 240,000 objects (0.06-0.1 s of 1.8 s), and the next
-    one again. Not when the caller has frozen objects of its own: `gc.unfreeze` would
-    thaw those too."""
+    walk are not garbage), and back as it was after."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
             gc.enable()
 
 
