@@ -292,3 +292,41 @@ def test_a_blob_changed_between_its_check_and_its_restore_is_refused(monkeypatch
         restore_file(str(path))
     assert (refused.value.where, refused.value.why) == (
         "end.digest", "the blob changed between its check and its restore")
+
+
+# -- the garbage collector around a bulk save or restore ------------------------------------
+
+
+def test_garbage_made_while_the_collector_is_paused_is_collected_after_it():
+    """paused_gc turns the collector off for a save or a restore and back on after it,
+    and leaves what the block made to the collector's usual passes: a cycle dropped in
+    the block is gone once allocations have run the young collections again. (Moving
+    what a block made straight to the oldest generation, with gc.freeze and
+    gc.unfreeze, spared a restore's first collections; it also kept such cycles from
+    ever being collected, and a fuzzing process grew by 56 KB a restore and save.)"""
+    import gc
+    import weakref
+
+    from vmbtool.snapshot.save import paused_gc
+
+    class Node:
+        pass
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        node = Node()
+        node.me = node
+        dropped = weakref.ref(node)
+        del node
+    assert gc.isenabled()
+    kept = [[] for _ in range(50_000)]  # allocations that run the young collections
+    assert dropped() is None
+    del kept
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
