@@ -1042,11 +1042,12 @@ def _set(path: str, value):
     (_set("header.compression", "lz4"), "header.compression"),
     (_set("scenario.seed", "x"), "scenario.seed"),
     (_drop("header.level"), "header.level"),
+    (_set("header.level", 35), "header.level: 35 is not a zstd level"),  # fuzzer, s9
     (_drop("format.major"), "format.major"),
     (_set("extra_chunks", [{"after_chunk": 0}]), "extra_chunks[0].type: missing"),
 ], ids=["not-an-object", "no-header", "no-channels", "bad-hex", "bad-state",
-        "bad-compression", "bad-seed", "no-header-level", "no-format-major",
-        "extra-chunk-without-type"])
+        "bad-compression", "bad-seed", "no-header-level", "header-level-past-zstd",
+        "no-format-major", "extra-chunk-without-type"])
 def test_encode_bad_document_is_one_error_line(blobs, tmp_path, edit, where):
     doc = json.loads(ok("decode", blobs["storage"]).stdout)
     doc = edit(doc) or doc

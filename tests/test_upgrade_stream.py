@@ -117,6 +117,25 @@ def test_the_streaming_writer_writes_encode_blobs_bytes(seed):
                 assert out.getvalue() == expect
 
 
+@pytest.mark.parametrize("level", [23, 127])
+def test_a_level_zstd_has_not_is_refused_before_anything_is_written(level):
+    """The header's level is an i8; zstd compresses at levels up to 22. A writer asked
+    for more (an edited document's, a blob header's that upgrade carries over) says so
+    at header.level, as one error, before it writes a byte (the fuzzer found
+    zstandard's own ValueError coming through `encode`)."""
+    out = io.BytesIO()
+    header = encode_header(1, level=3, signed=False, created_ns=0)
+    with pytest.raises(BlobError) as refused:
+        BlobWriter(out, header, level)
+    assert (refused.value.where, refused.value.why) == (
+        "header.level", f"{level} is not a zstd level: zstd compresses at levels up to 22")
+    assert out.getvalue() == b""
+    with pytest.raises(BlobError):
+        seal_body(header, [], level, None)
+    assert seal_body(header, [], 22, None)  # zstd's highest, and its fast negative ones
+    assert seal_body(header, [], -5, None)
+
+
 @pytest.mark.parametrize("threaded_min", [1 << 20, 64 << 20])
 def test_a_large_body_is_compressed_on_every_core_to_one_threads_bytes(threaded_min,
                                                                        monkeypatch):

@@ -19,6 +19,7 @@ from vmbtool.chunks import (
     crc32c,
     frame,
 )
+from vmbtool.errors import BlobError
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
 from vmbtool.formats.chunk import (
     CHUNK_HEADER_SIZE,
@@ -32,6 +33,7 @@ from vmbtool.formats.header import (
     HeaderPrefix,
     HeaderTrailer,
 )
+from vmbtool.status import NtStatus
 
 DEFAULT_LEVEL = 3
 # the body of a compressed blob is spooled, decoded, past this much memory to a
@@ -43,6 +45,8 @@ SPOOL_MAX = 8 << 20
 # it, #2327, is fixed; tests/test_upgrade_stream.py holds the bytes to threads=1's),
 # and are the single-threaded mode's up to its first job's end (8 MiB at level 3)
 THREADED_MIN = SPOOL_MAX
+# the highest level zstd compresses at (the header's i8 `level` holds up to 127)
+MAX_LEVEL = zstandard.MAX_COMPRESSION_LEVEL
 
 
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
@@ -99,6 +103,9 @@ class BlobWriter:
 
     def __init__(self, out: IO[bytes], header: bytes, level: int | None,
                  key: bytes | None = None) -> None:
+        if level is not None and level > MAX_LEVEL:  # refused before anything is written
+            raise BlobError("header.level", f"{level} is not a zstd level: zstd compresses "
+                            f"at levels up to {MAX_LEVEL}", NtStatus.INVALID_PARAMETER)
         self.out, self.header, self.level = out, header, level
         self.mac = hmac.new(key, digestmod=hashlib.sha256) if key else None
         self.digest = hashlib.sha256(header)
