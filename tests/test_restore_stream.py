@@ -254,14 +254,15 @@ def test_a_restore_after_its_check_does_not_check_again(monkeypatch):
     monkeypatch.setattr(ChannelCheck, "channel_end",
                         lambda self, end: ends.append(1) or original_end(self, end))
     monkeypatch.setattr(snapshot, "restore_chunks",
-                        lambda channel, chunks, checked=False: restored.append(checked)
-                        or original_restore(channel, chunks, checked))
+                        lambda channel, chunks, told=False: restored.append(told)
+                        or original_restore(channel, chunks, told))
     take_way(monkeypatch, "two reads")
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert (len(checked), len(ends)) == (packets, len(scenario.servers))
     assert restored and all(restored)  # the second read was told: checked
     take_way(monkeypatch, "one read")  # the restore checks
-    checked.clear(), ends.clear(), restored.clear()
+    for counted in (checked, ends, restored):
+        counted.clear()
     assert save_blob(restore_file(blob), created_ns=0) == blob
     assert (len(checked), len(ends)) == (packets, len(scenario.servers))
     assert restored and not any(restored)
