@@ -57,8 +57,11 @@ class RestoreStaging:
     keep_packets: bool = True  # False: packets (and pending incoming) checked, not kept
     keep_gpadls: bool = True
     last_record: Any = None  # the last PacketRecord staged, parsed (a scan sets `last`)
-    lib_bufs: list[bytes] = field(default_factory=list)  # each kept packet's LibBuf bytes
-    # the LibBuf the VSP's restore callback is handed, and what it parsed to: the
+    # each kept packet's LibBuf bytes, as saved: what RestoreFromBuffer (a scanning
+    # staging) hands the VSP's restore callback; a reader that keeps parsed packets
+    # (decode, diff) applies none of them and keeps no bytes
+    lib_bufs: list[bytes] = field(default_factory=list)
+    # the LibBuf the VSP's restore callback is handed, and its scanned fields: the
     # callback's VmbPacketRestore of those very bytes need not parse them again
     restoring: tuple[bytes, Any] | None = None
     # transaction id << 1 | is a queued completion, of each packet staged (without a
@@ -185,9 +188,6 @@ def _stage_packet(staging: RestoreStaging, raw: RawChunk, where: str, value: Any
     saved.packet_count += 1
     if staging.keep_packets:
         saved.packets.append(value)
-        if raw.data:  # the LibBuf's bytes as saved: what VmbPacketRestore takes back
-            (size,) = LIB_BUF_SIZE.unpack_from(raw.data)
-            staging.lib_bufs.append(raw.data[LIB_BUF_SIZE.size:LIB_BUF_SIZE.size + size])
     if staging.check is not None:
         staging.check.packet(value)
     return False
@@ -206,7 +206,7 @@ def _stage_scanned(staging: RestoreStaging, raw: RawChunk, where: str, value: An
     if staging.keep_packets:
         saved.packets.append(value)
         data = raw.data
-        (size,) = LIB_BUF_SIZE.unpack_from(data)  # the LibBuf's bytes as saved
+        (size,) = LIB_BUF_SIZE.unpack_from(data)  # what VmbPacketRestore takes back
         staging.lib_bufs.append(data[_LIB_BUF_AT:_LIB_BUF_AT + size])
     check = staging.check
     if check is not None:
