@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,7 @@ BODY = Framing("truncated chunk header", "truncated: {length} bytes declared, {p
 
 def iter_chunks(read: Callable[[int], bytes], *, base: int = 0, framing: Framing = BODY,
                 admit: Callable[[int, int, int, int], None] | None = None,
+                admitted: Container[int] = (),
                 stream_if: Callable[[int, int], bool] | None = None,
                 on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
     """The chunk stream: framed chunks read from `read(n)` (fewer bytes only at the
@@ -151,7 +152,8 @@ def iter_chunks(read: Callable[[int], bytes], *, base: int = 0, framing: Framing
     blob's body and a buffer handed to RestoreFromBuffer go through it alike.
 
     `base` is the offset of the first chunk (errors say `chunk@<offset>`). `admit(type,
-    flags, length, offset)` may refuse a chunk before its data is read. A chunk
+    flags, length, offset)` may refuse a chunk before its data is read (one of a type in
+    `admitted` is not asked about). A chunk
     `stream_if(type, length)` picks comes with its data as `blocks` (each also handed to
     `on_block`), its CRC checked after the last; whatever the caller left unread of them
     is read before the next chunk.
@@ -175,7 +177,7 @@ def iter_chunks(read: Callable[[int], bytes], *, base: int = 0, framing: Framing
         kind, flags, reserved, length, crc = unpack(head)
         if reserved or usual_flags.get(kind) != flags or length > limits.MAX_CHUNK_LENGTH:
             check_chunk_header(parse_chunk_header(head, offset), offset)  # says what, if
-        if admit is not None:
+        if admit is not None and kind not in admitted:
             admit(kind, flags, length, offset)
         if stream_if is not None and stream_if(kind, length):
             blocks = chunk_blocks(read, length, crc, offset, framing, on_block)

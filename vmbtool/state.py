@@ -226,7 +226,7 @@ def fill_packet_fields(packet: VmbPacket, fields: tuple) -> None:
     packet.state = PACKET_STATES[state]
     packet.type = PACKET_TYPES[ptype]
     packet.payload = bytes(payload)
-    packet.external = external_from(external)
+    packet.external = None if external["kind"] == "none" else external_from(external)
 
 
 def incoming_from(entry: Any) -> IncomingPacket:

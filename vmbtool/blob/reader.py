@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -48,6 +48,7 @@ from vmbtool.status import NtStatus
 
 def body_chunks(stream: IO[bytes] | BodyPipe,
                 admit: Callable[[int, int, int, int], None] | None = None,
+                admitted: Container[int] = (),
                 stream_if: Callable[[int, int], bool] | None = None,
                 on_block: Callable[[bytes], None] | None = None) -> Iterator[RawChunk]:
     """The chunk stream of a (decompressed) body: `chunks.iter_chunks` over it, a zstd
@@ -61,7 +62,7 @@ def body_chunks(stream: IO[bytes] | BodyPipe,
 
     # (a BodyPipe says SourceFailed itself: the most read body goes without the wrapper)
     return iter_chunks(stream.read if isinstance(stream, BodyPipe) else read, admit=admit,
-                       stream_if=stream_if, on_block=on_block)
+                       admitted=admitted, stream_if=stream_if, on_block=on_block)
 
 
 @dataclass
@@ -243,7 +244,8 @@ class BlobReader(ChannelSorting):
         stream_if = consumer.streams if consumer.lean else None
         on_block = digest.update if digest is not None else None
         raw = None
-        for raw in body_chunks(stream, self.admit, stream_if, on_block):
+        # (`admit` is about unknown types: a known one is not asked about)
+        for raw in body_chunks(stream, self.admit, self.known, stream_if, on_block):
             if self.end is not None:
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
             if keeps_chunks:
@@ -257,7 +259,7 @@ class BlobReader(ChannelSorting):
                 digest.update(raw.head)  # (iter_chunks' chunks come with their header)
                 digest.update(raw.data)
             tally.chunks += 1
-            tally.bytes += CHUNK_HEADER_SIZE + raw.length
+            tally.bytes += CHUNK_HEADER_SIZE + (raw.declared or 0)  # (iter_chunks' say it)
             staging = add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks

@@ -176,7 +176,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 gpadls=gpadl_table_from(saved.gpadls, ctx.next_gpadl_handle))
         # each staged packet (a scan's tuples) is dropped as its live one comes back, so
         # the two are not held whole at once (a failure throws both away)
-        staged = saved.packets
+        staged, completions = saved.packets, 0
         for number, record in enumerate(staged):
             staged[number] = None
             lib, save_buf = record[LIB_BUF], record[SAVE_BUF]
@@ -185,6 +185,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                 queued = VmbPacket(channel=channel)
                 fill_packet_fields(queued, lib)
                 channel.backlog.append(queued)
+                completions += 1
                 continue
             lib_buf, lib_bufs[number] = lib_bufs[number], b""
             staging.restoring = (lib_buf, lib)
@@ -195,8 +196,8 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
                                     f"the VSP's restore callback failed ({_status_text(status)})",
                                     f"channel.packets[txid={lib[TXID]}]")
         channel.next_transaction_id = ctx.next_transaction_id  # allocate() moved it
-        restored = len(channel.packets) + sum(p.type == PacketType.COMPLETION
-                                              for p in channel.backlog)
+        # (packet_restore refuses a completion: the backlog's are the ones queued here)
+        restored = len(channel.packets) + completions
         if restored != len(saved.packets) or any(
                 p.state == PacketState.ALLOCATED and p.transaction_id >= ctx.next_transaction_id
                 for p in channel.packets.values()):

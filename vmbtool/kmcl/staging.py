@@ -89,8 +89,10 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         # a packet after a packet (most chunks): in order, its channel begun
         if staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
             raise too_many_packets(raw, where)
-        if staging.scans:
-            return _stage_scanned(staging, raw, where, scan_chunk(raw, where))
+        if staging.scans:  # (the usual record's scan first, with no wrapper)
+            value = codec.usual_scan(PacketRecord, raw.data)
+            return _stage_scanned(staging, raw, where,
+                                  scan_chunk(raw, where) if value is None else value)
         return _stage_packet(staging, raw, where, decode_chunk(raw, where), None)
     order = ORDER.get(raw.type)
     if order is None:
