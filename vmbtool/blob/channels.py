@@ -23,6 +23,7 @@ from vmbtool.kmcl.staging import ORDER, RestoreStaging
 from vmbtool.status import NtStatus
 
 RING_CONTROL_SIZE = RingControl.sizeof()
+_PACKET = ChunkType.PACKET  # (bound once: see kmcl.staging)
 
 
 def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -43,7 +44,7 @@ class ChannelSorting:
                   channel_chunks: list[RawChunk]) -> RestoreStaging | None:
         index = self.tally.channels
         consumer = self.consumer
-        if raw.type == ChunkType.PACKET and staging is not None:  # most chunks of a blob
+        if raw.type == _PACKET and staging is not None:  # most chunks of a blob
             if consumer.keeps_channel_chunks:
                 channel_chunks.append(raw)
             consumer.take(staging, raw, index)

@@ -23,6 +23,7 @@ from vmbtool.invariants import ChannelCheck
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 
 STREAMED_MIN = 1 << 20  # a ring chunk this large is streamed through a lean read
+_PACKET, _CHANNEL_END = ChunkType.PACKET, ChunkType.CHANNEL_END  # (bound once: see kmcl.staging)
 
 
 class Consumer:
@@ -125,7 +126,7 @@ class Tally(Check):
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:
         super().take(staging, raw, index, value, blocks)
-        if raw.type == ChunkType.PACKET:
+        if raw.type == _PACKET:
             self.on_packet(index, staging.last_record)
 
 
@@ -143,9 +144,9 @@ class Feed(Consumer):
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:
         self.feed(index, raw)
-        if raw.type == ChunkType.PACKET:
+        if raw.type == _PACKET:
             staging.saved.packet_count += 1
-        elif raw.type == ChunkType.CHANNEL_END:
+        elif raw.type == _CHANNEL_END:
             staging.saved.end = decode_chunk(raw, f"channels[{index}]")
 
     def scenario(self, raw: RawChunk) -> Any:

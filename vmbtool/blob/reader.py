@@ -45,6 +45,8 @@ from vmbtool.kmcl.staging import RestoreStaging
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
+_END = ChunkType.END  # (bound once: see kmcl.staging)
+
 
 def body_chunks(stream: IO[bytes] | BodyPipe,
                 admit: Callable[[int, int, int, int], None] | None = None,
@@ -250,7 +252,7 @@ class BlobReader(ChannelSorting):
                 raise BlobError(f"chunk@{raw.offset}", "chunks after the end chunk")
             if keeps_chunks:
                 self.chunks.append(raw)
-            if raw.type == ChunkType.END:
+            if raw.type == _END:
                 self.end = decode_chunk(raw, "blob")
                 self.check_end(digest.digest() if digest is not None else
                                stream.digest_before(raw.offset), raw.offset)

@@ -47,6 +47,7 @@ SPOOL_MAX = 8 << 20
 THREADED_MIN = SPOOL_MAX
 # the highest level zstd compresses at (the header's i8 `level` holds up to 127)
 MAX_LEVEL = zstandard.MAX_COMPRESSION_LEVEL
+_PACKET, _CHANNEL = ChunkType.PACKET, ChunkType.CHANNEL  # (bound once: see kmcl.staging)
 
 
 def encode_blob(body_chunks: list[bytes], channel_count: int, *, level: int | None,
@@ -129,8 +130,8 @@ class BlobWriter:
         packets = channels = count = 0
         while pos < size:
             chunk_type, _flags, _reserved, length, _crc = unpack(chunks, pos)
-            packets += chunk_type == ChunkType.PACKET
-            channels += chunk_type == ChunkType.CHANNEL
+            packets += chunk_type == _PACKET
+            channels += chunk_type == _CHANNEL
             count += 1
             pos += CHUNK_HEADER_SIZE + length
         self.packets, self.channels = self.packets + packets, self.channels + channels

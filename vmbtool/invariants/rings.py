@@ -24,6 +24,7 @@ from vmbtool.sim.wire import (
 )
 
 WALK_BLOCK = 256 << 10  # a streamed ring walk holds a few blocks of this size
+_COMPLETION = PacketType.COMPLETION  # (bound once: see kmcl.staging)
 
 
 def check_ring_control(state, where: str, problems: list[Problem]) -> bool:
@@ -125,7 +126,7 @@ class RingIndex:
         self.offsets.append(wire.offset)
         self.txids.append(wire.transaction_id)
         self.kinds.append((wire.flags & FLAG_COMPLETION_REQUESTED) |
-                          (self.COMPLETION if wire.type == PacketType.COMPLETION else 0))
+                          (self.COMPLETION if wire.type == _COMPLETION else 0))
 
     def find(self, offset: int) -> int:
         """The index of the packet starting at `offset`, or -1."""

@@ -43,6 +43,10 @@ if TYPE_CHECKING:  # the channel is only handed in, the staged state only read
     from vmbtool.sim.channel import Channel, ServerChannel
     from vmbtool.state import SavedChannel
 
+# (bound once: see kmcl.staging)
+_SUCCESS, _COMPLETION = NtStatus.SUCCESS, PacketType.COMPLETION
+_ALLOCATED, _IN_RING, _BACKLOG = PacketState.ALLOCATED, PacketState.IN_RING, PacketState.BACKLOG
+
 
 def _check_target(channel: ServerChannel, saved: SavedChannel) -> None:
     """The fresh channel must be configured with the same offer."""
@@ -191,7 +195,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
             staging.restoring = (lib_buf, lib)
             status = restore_packet(channel, lib_buf, bytes(save_buf))
             staging.restoring = None
-            if status != NtStatus.SUCCESS:
+            if status != _SUCCESS:
                 raise NtStatusError(_callback_failure(status),
                                     f"the VSP's restore callback failed ({_status_text(status)})",
                                     f"channel.packets[txid={lib[TXID]}]")
@@ -199,7 +203,7 @@ def _apply(channel: ServerChannel, staging: RestoreStaging) -> None:
         # (packet_restore refuses a completion: the backlog's are the ones queued here)
         restored = len(channel.packets) + completions
         if restored != len(saved.packets) or any(
-                p.state == PacketState.ALLOCATED and p.transaction_id >= ctx.next_transaction_id
+                p.state == _ALLOCATED and p.transaction_id >= ctx.next_transaction_id
                 for p in channel.packets.values()):
             raise NtStatusError(NtStatus.DATA_ERROR, "the VSP did not restore every packet",
                                 "channel.packets")
@@ -221,7 +225,7 @@ def rebuild_in_ring(channel: Channel) -> None:
     """What we wrote and the peer has not read, from a walk of the outgoing ring (of a
     restored server channel, or of a client channel the snapshot rebuilt)."""
     by_offset = {p.ring_offset: p for p in channel.packets.values()
-                 if p.state == PacketState.IN_RING}
+                 if p.state == _IN_RING}
     channel.in_ring = deque(
         (wire.offset, by_offset.get(wire.offset)) for wire in channel.outgoing_ring.packets())
 
@@ -242,12 +246,12 @@ def packet_restore(packet: VmbPacket, lib_buf: bytes) -> NtStatus:
             return NtStatus.INVALID_PARAMETER_2
     del channel.packets[packet.transaction_id]
     fill_packet_fields(packet, fields)
-    if packet.type == PacketType.COMPLETION:
+    if packet.type == _COMPLETION:
         return NtStatus.INVALID_PARAMETER_2  # queued completions are the library's own
     if packet.transaction_id in channel.packets:
         return NtStatus.INVALID_PARAMETER_2
     channel.packets[packet.transaction_id] = packet
-    if packet.state == PacketState.BACKLOG:
+    if packet.state == _BACKLOG:
         channel.backlog.append(packet)
-    return NtStatus.SUCCESS
+    return _SUCCESS
 

@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # the channel and its packets are only handed in
     from vmbtool.sim.channel import ServerChannel
     from vmbtool.sim.packet import VmbPacket
 
+# (bound once: see kmcl.staging)
+_SUCCESS, _BUFFER_TOO_SMALL = NtStatus.SUCCESS, NtStatus.BUFFER_TOO_SMALL
+_PACKET, _COMPLETION = ChunkType.PACKET, PacketType.COMPLETION
+
 
 @dataclass
 class SaveContext:
@@ -48,13 +52,13 @@ def _packet_save_buf(channel: ServerChannel, packet: VmbPacket) -> bytes:
     if channel.save_packet is None:
         return b""
     status, data, needed = channel.save_packet(channel, packet, 0)
-    if status == NtStatus.SUCCESS:
+    if status == _SUCCESS:
         return b""
-    if status != NtStatus.BUFFER_TOO_SMALL or needed <= 0:
+    if status != _BUFFER_TOO_SMALL or needed <= 0:
         raise NtStatusError(NtStatus(status), "the VSP's save callback failed",
                             f"packets[txid={packet.transaction_id}]")
     status, data, _ = channel.save_packet(channel, packet, needed)
-    if status != NtStatus.SUCCESS or len(data) > needed:
+    if status != _SUCCESS or len(data) > needed:
         raise NtStatusError(NtStatus(status), "the VSP's save callback failed on its 2nd call",
                             f"packets[txid={packet.transaction_id}]")
     return bytes(data)
@@ -75,10 +79,10 @@ def channel_chunks(channel: ServerChannel) -> Iterator[bytes]:
                             f"in use, a blob holds at most {cap} a channel", "packets")
     for packet in packets:
         # queued completions are the library's own: no VSP state to ask for
-        completion = packet.type == PacketType.COMPLETION
+        completion = packet.type == _COMPLETION
         save_buf = b"" if completion else _packet_save_buf(channel, packet)
         # built from the packet's fields, in one step: no container (codec.pack)
-        yield frame_data(ChunkType.PACKET, codec.pack(
+        yield frame_data(_PACKET, codec.pack(
             PacketRecord, (packet_fields(packet), save_buf), "packet"))
     yield frame(ChunkType.INCOMING, incoming_entries(channel))
     yield frame(ChunkType.CHANNEL_END, {

@@ -45,6 +45,10 @@ ORDER: dict[int, int] = {
     ChunkType.CHANNEL: 0, ChunkType.RING: 1, ChunkType.GPADLS: 2,
     ChunkType.PACKET: 3, ChunkType.INCOMING: 4, ChunkType.CHANNEL_END: 5}
 PACKET_ORDER = ORDER[ChunkType.PACKET]
+# The enum members a packet meets on a hot path are bound once, in each module that
+# meets them: on Python 3.11 each `ChunkType.PACKET` runs EnumType's __getattr__ hook
+# (gone in 3.12), and those lookups were 10% of a restore's instructions (callgrind).
+_PACKET = ChunkType.PACKET
 
 
 @dataclass
@@ -85,7 +89,7 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
 
     `value` is the chunk already decoded; a ring streamed in `blocks` comes without
     its data (only a `check` reads them)."""
-    if raw.type == ChunkType.PACKET and staging.last_order == PACKET_ORDER and value is None:
+    if raw.type == _PACKET and staging.last_order == PACKET_ORDER and value is None:
         # a packet after a packet (most chunks): in order, its channel begun
         if staging.saved.packet_count >= limits.MAX_PACKETS_PER_CHANNEL:
             raise too_many_packets(raw, where)

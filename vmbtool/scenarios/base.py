@@ -27,6 +27,9 @@ from vmbtool.sim import (
 from vmbtool.status import NtStatus
 from vmbtool.text import plural
 
+# (each packet's save and restore meet these: bound once, as in kmcl.staging)
+_SUCCESS, _BUFFER_TOO_SMALL = NtStatus.SUCCESS, NtStatus.BUFFER_TOO_SMALL
+
 
 class ScenarioError(RuntimeError):
     """A simulated VSP or VSC saw its library call fail: a bug in the simulation."""
@@ -211,15 +214,15 @@ class Scenario:
         """First call passes size 0: a VSP with state fails it and says how much it needs."""
         state = self.encode_packet_state(packet)
         if size < len(state):
-            return NtStatus.BUFFER_TOO_SMALL, b"", len(state)
-        return NtStatus.SUCCESS, state, len(state)
+            return _BUFFER_TOO_SMALL, b"", len(state)
+        return _SUCCESS, state, len(state)
 
     def restore_packet(self, channel: ServerChannel, lib_buf: bytes, save_buf: bytes) -> NtStatus:
         packet = channel.packet_allocate()
         if packet is None:
             return NtStatus.INSUFFICIENT_RESOURCES
         status = kmcl.packet_restore(packet, lib_buf)
-        if status != NtStatus.SUCCESS:
+        if status != _SUCCESS:
             return status
         if packet.completion_routine_name:
             routine = self.completion_routines().get(packet.completion_routine_name)

@@ -27,6 +27,9 @@ from vmbtool.status import NtStatus
 if TYPE_CHECKING:
     from vmbtool.sim.bus import Connection, VmBus
 
+# (bound once: on Python 3.11 each `PacketState.BACKLOG` runs EnumType's __getattr__ hook)
+_BACKLOG = PacketState.BACKLOG
+
 
 @dataclass
 class ChannelStats:
@@ -354,7 +357,7 @@ class Channel(ChannelInit):
     def packets_in_use(self) -> list[VmbPacket]:
         """Canonical order: sent or allocated packets by txid, then the backlog in order."""
         settled = sorted(
-            (p for p in self.packets.values() if p.state != PacketState.BACKLOG),
+            (p for p in self.packets.values() if p.state != _BACKLOG),
             key=lambda p: p.transaction_id,
         )
         return settled + list(self.backlog)

@@ -38,6 +38,12 @@ class PacketType(IntEnum):
     COMPLETION = 0xB
 
 
+# each ring packet's type is looked up here, and its members bound once: on Python 3.11
+# `PacketType(x)` and `PacketType.INBAND` run EnumType's Python-level hooks at each use
+_PACKET_TYPES = {int(t): t for t in PacketType}
+_INBAND, _COMPLETION = PacketType.INBAND, PacketType.COMPLETION
+
+
 class WireError(ValueError):
     """A packet breaks the reader rules; `where` names the field."""
 
@@ -129,7 +135,7 @@ def encode_extra_header(external: ExternalData | None) -> bytes:
 def decode_extra_header(ptype: int, buf: bytes | memoryview) -> ExternalData | None:
     """Parse the bytes between the descriptor and offset8*8 for packet type `ptype`."""
     n = len(buf)
-    if ptype in (PacketType.INBAND, PacketType.COMPLETION):
+    if ptype == _INBAND or ptype == _COMPLETION:
         return None
     if n < 8:
         raise WireError("extra_header", f"{n} bytes, need 8 for type {ptype:#x}")
@@ -221,14 +227,14 @@ def wire_packet(raw: bytes, offset: int) -> WirePacket:
         raise WireError("trailer", f"{trailer:#x} != start index {offset} << 32")
     external = decode_extra_header(ptype, raw[DESCRIPTOR_SIZE:header_length])
     return WirePacket(
-        PacketType(ptype), flags, txid, raw[header_length:length], external,
+        _PACKET_TYPES[ptype], flags, txid, raw[header_length:length], external,
         offset=offset, length=length, header_length=header_length, trailer=trailer,
     )
 
 
 def check_descriptor(ptype: int, offset8: int, len8: int, flags: int) -> None:
     """DOMAIN §5 reader rules."""
-    if ptype not in PacketType._value2member_map_:
+    if ptype not in _PACKET_TYPES:
         raise WireError("descriptor.type", f"unknown packet type {ptype:#x}")
     if offset8 < 2:
         raise WireError("descriptor.offset8",

@@ -55,6 +55,7 @@ def restore_scenario(scenario: Scenario, state: Any, stats: dict[int, Any]) -> N
 # restored in a second read.
 ONE_PASS_MAX = 12 << 20
 ONE_PASS_RATIO = 4
+_CHANNEL, _CHANNEL_END = ChunkType.CHANNEL, ChunkType.CHANNEL_END  # (bound once: see kmcl.staging)
 
 
 def reads_once(reader: BlobReader) -> bool:
@@ -172,7 +173,7 @@ class ChannelFeed:
 
     def take(self, index: int, raw: RawChunk) -> None:
         try:
-            if raw.type == ChunkType.CHANNEL and self.server is None:  # its first chunk
+            if raw.type == _CHANNEL and self.server is None:  # its first chunk
                 self.start_channel(index, decode_chunk(raw, f"channels[{index}]"))
             elif self.server is None:  # (RestoreFromBuffer would say so of its buffer too)
                 raise BlobError(f"channels[{index}].chunk@{raw.offset}.type",
@@ -182,7 +183,7 @@ class ChannelFeed:
                 self.restore(index, final=False)
             self.pending.append(raw)
             self.size += size
-            if raw.type == ChunkType.CHANNEL_END:
+            if raw.type == _CHANNEL_END:
                 self.restore(index, final=True)
                 self.scenario.servers.append(self.server)
                 self.server = None
