@@ -23,7 +23,6 @@ from vmbtool.kmcl.staging import ORDER, RestoreStaging
 from vmbtool.status import NtStatus
 
 RING_CONTROL_SIZE = RingControl.sizeof()
-_PACKET = ChunkType.PACKET  # (bound once: see kmcl.staging)
 
 
 def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -42,13 +41,11 @@ class ChannelSorting:
 
     def add_chunk(self, staging: RestoreStaging | None, raw: RawChunk,
                   channel_chunks: list[RawChunk]) -> RestoreStaging | None:
+        """A chunk of the body (not END), with the channel it belongs to: `staging`, or
+        None between channels. (A PACKET inside a channel, most chunks of a blob, is
+        handed to the consumer by `BlobReader.read_channels` itself.)"""
         index = self.tally.channels
         consumer = self.consumer
-        if raw.type == _PACKET and staging is not None:  # most chunks of a blob
-            if consumer.keeps_channel_chunks:
-                channel_chunks.append(raw)
-            consumer.take(staging, raw, index)
-            return staging
         if raw.type == ChunkType.SCENARIO:
             if staging is not None or self.scenario is not None:
                 raise BlobError(f"chunk@{raw.offset}", "scenario chunk out of place")

@@ -45,7 +45,7 @@ from vmbtool.kmcl.staging import RestoreStaging
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
-_END = ChunkType.END  # (bound once: see kmcl.staging)
+_END, _PACKET = ChunkType.END, ChunkType.PACKET  # (bound once: see kmcl.staging)
 
 
 def body_chunks(stream: IO[bytes] | BodyPipe,
@@ -242,7 +242,8 @@ class BlobReader(ChannelSorting):
         staging: RestoreStaging | None = None
         channel_chunks: list[RawChunk] = []
         tally, consumer, add_chunk = self.tally, self.consumer, self.add_chunk
-        keeps_chunks = consumer.keeps_chunks
+        keeps_chunks, keeps_channel_chunks = consumer.keeps_chunks, consumer.keeps_channel_chunks
+        take = consumer.take
         stream_if = consumer.streams if consumer.lean else None
         on_block = digest.update if digest is not None else None
         raw = None
@@ -262,6 +263,11 @@ class BlobReader(ChannelSorting):
                 digest.update(raw.data)
             tally.chunks += 1
             tally.bytes += CHUNK_HEADER_SIZE + (raw.declared or 0)  # (iter_chunks' say it)
+            if raw.type == _PACKET and staging is not None:  # most chunks: handed on here
+                if keeps_channel_chunks:
+                    channel_chunks.append(raw)
+                take(staging, raw, tally.channels)
+                continue
             staging = add_chunk(staging, raw, channel_chunks)
             if staging is not None and staging.saved.end is not None:
                 saved, chunks = staging.saved, channel_chunks

@@ -7,6 +7,7 @@ RNG needs saving and a restored scenario carries on exactly as the original woul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import struct
@@ -224,16 +225,22 @@ class Scenario:
         status = kmcl.packet_restore(packet, lib_buf)
         if status != _SUCCESS:
             return status
-        if packet.completion_routine_name:
-            routine = self.completion_routines().get(packet.completion_routine_name)
+        name = packet.completion_routine_name
+        if name:
+            routine = self.routines_by_name.get(name)
             if routine is None:
                 return NtStatus.INVALID_PARAMETER  # a routine this VSP never had
-            packet.set_completion_routine(packet.completion_routine_name, routine)
+            packet.set_completion_routine(name, routine)
         return self.decode_packet_state(channel, packet, save_buf)
 
     def completion_routines(self) -> dict[str, Callable[[VmbPacket, int, bytes], None]]:
         """Completion routines by the name a save keeps of them (host and guest)."""
         return {}
+
+    @functools.cached_property
+    def routines_by_name(self) -> dict[str, Callable[[VmbPacket, int, bytes], None]]:
+        """`completion_routines()`, asked once (a restore looks one up a packet)."""
+        return self.completion_routines()
 
     def encode_packet_state(self, packet: VmbPacket) -> bytes:
         """The VSP's own per-transaction state for a packet object (may be empty)."""
