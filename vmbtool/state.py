@@ -125,9 +125,11 @@ def packet_fields(packet: VmbPacket) -> tuple:
                            EXTERNAL_DATA
 
     The state and type go as the sim's enum members: numbers, the grammar's own."""
+    external = packet.external
     return (packet.transaction_id, packet.state, packet.type, int(packet.send_flags),
             packet.ring_offset, packet.pointer, packet.completion_routine_name,
-            packet.payload, external_dict(packet.external))
+            packet.payload, {"kind": "none", "body": None} if external is None else
+            external_dict(external))
 
 
 def lib_buf_fields(lib_buf: bytes) -> tuple:
