@@ -15,13 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_semantic_lies import LIES, build_lies
 
-from vmbtool import invariants, tools
+from vmbtool import codec, invariants, lean, tools
 from vmbtool.blob import BlobReader, load_blob
 from vmbtool.blob import consumers as blob_consumers
 from vmbtool.blob.consumers import Check, Keep
 from vmbtool.cli import main
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
+from vmbtool.formats.chunk import ChunkType
+from vmbtool.formats.incoming import Incoming, PendingIncoming
 from vmbtool.invariants import ChannelCheck, check_ring
 from vmbtool.sim.ring import RingBuffer
 from vmbtool.sim.wire import PacketType
@@ -237,3 +239,52 @@ def test_a_wrapped_ring_past_1_mib_is_spooled_and_walked_the_same():
     assert list(streamed.offsets) == list(whole.offsets) == \
         [w.offset for w in ring.packets()]
     assert list(streamed.txids) == list(range(1, txid + 1))
+
+
+def _scenario_chunk(path: Path):
+    blob = load_blob(str(path), key_for(path))
+    return next(raw for raw in blob.chunks if raw.type == ChunkType.SCENARIO)
+
+
+@pytest.mark.parametrize("path", [p for p in BLOBS if p.stem == "network"],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_kept_array_in_one_call_is_what_element_by_element_keeps(path, monkeypatch):
+    """A kept array within its cap (a guest's pending incoming, the INCOMING and GPADLS
+    chunks RestoreFromBuffer stages) is parsed by its generated code in one call: the
+    entries the element-by-element walk keeps."""
+    raw = _scenario_chunk(path)
+    args = (raw.data, 0, limits.MAX_GUESTS, limits.MAX_PACKETS_PER_CHANNEL)
+    calls = []
+    real = codec.usual_parse_at
+    monkeypatch.setattr(codec, "usual_parse_at", lambda *a: calls.append(a[0]) or real(*a))
+    one_call = lean.scenario(*args, keep=True)
+    assert calls and all(grammar is PendingIncoming for grammar in calls)
+    monkeypatch.setattr(codec, "usual_parse_at", lambda *a: None)  # element by element
+    walked = lean.scenario(*args, keep=True)
+    assert [g.pending_incoming.packets for g in one_call.guests] == \
+        [g.pending_incoming.packets for g in walked.guests]
+    assert sum(len(g.pending_incoming.packets) for g in walked.guests) > 0
+
+
+def test_a_kept_array_the_generated_code_refuses_fails_as_the_walk_says(monkeypatch):
+    """An entry of unknown packet type: the one-call parse refuses, and the walk names
+    the entry, as it always has."""
+    answers = []
+    real = codec.usual_parse_at
+    monkeypatch.setattr(codec, "usual_parse_at",
+                        lambda *a: answers.append(real(*a)) or answers[-1])
+    entries = [{"number": n, "transaction_id": n + 1, "type": "inband", "flags": 0,
+                "payload": b"x" * n, "external": {"kind": "none", "body": None}}
+               for n in range(3)]
+    data = bytearray(PendingIncoming.build({"packets": entries}))
+    second = 4 + len(Incoming.build(entries[0]))  # where the second entry starts
+    data[second + 16:second + 18] = (0x7777).to_bytes(2, "little")  # its type
+    with pytest.raises(BlobError) as refused:
+        lean.array_value(ChunkType.INCOMING, bytes(data), 100, "channel", keep=True)
+    assert answers == [None]  # tried, and refused
+    assert refused.value.where.startswith("channel.pending_incoming.packets.items")
+    assert refused.value.where.endswith("(offset 100)")
+    data[second + 16:second + 18] = (6).to_bytes(2, "little")  # inband again
+    kept = lean.array_value(ChunkType.INCOMING, bytes(data), 100, "channel", keep=True)
+    assert answers[-1] is not None and [e.payload for e in kept.packets] == \
+        [b"", b"x", b"xx"]

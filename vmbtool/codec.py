@@ -171,6 +171,20 @@ def usual_scan(grammar: Construct, data: bytes) -> Any:
     return obj if used == len(data) else None
 
 
+def usual_parse_at(grammar: Construct, data: bytes, pos: int) -> tuple[Any, int] | None:
+    """`parse_at` of the usual structure by the grammar's generated parse alone (what a
+    lean read keeps of an array, in one call); None for anything else, which
+    `parse_at` takes, refusals and all."""
+    fast = (_BY_ID.get(id(grammar)) or compiled(grammar)) if _enabled else None
+    if fast is None:
+        return None
+    try:
+        obj, used = fast.parse_from(memoryview(data)[pos:] if pos else data)
+    except (fastpath.Refuse, fastpath.TooManyElements):
+        return None
+    return obj, pos + used
+
+
 def _whole(grammar: Construct, data: bytes, where: str, offset: int, exact: bool,
            scanned: bool) -> Any:
     obj, end = parse_at(grammar, data, 0, where, offset, scan=scanned)
