@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_KEY, ROOT
+from conftest import FIXTURE_DIR, FIXTURE_KEY, ROOT
 from test_semantic_lies import build_lies
 
 from vmbtool import kmcl
@@ -331,3 +331,35 @@ def test_garbage_made_while_the_collector_is_paused_is_collected_after_it():
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_a_restore_drops_its_reader_before_the_collector_is_back_on(path, monkeypatch):
+    """The collector's first pass after a restore walks every object alive: the reader
+    and what it parsed (a guest's pending incoming entries) are gone by then, in each
+    way through; the restored channels are what is left."""
+    import contextlib
+    import weakref
+
+    from vmbtool.blob import reader as blob_reader
+    from vmbtool.snapshot import restore as snapshot
+
+    readers: list[weakref.ref] = []
+    real_init = blob_reader.BlobReader.__init__
+
+    def init(self, *args, **kwargs):
+        readers.append(weakref.ref(self))
+        real_init(self, *args, **kwargs)
+
+    alive_at_exit: list[int] = []
+    real_paused = snapshot.paused_gc
+
+    @contextlib.contextmanager
+    def paused():
+        with real_paused():
+            yield
+            alive_at_exit.append(sum(ref() is not None for ref in readers))
+
+    monkeypatch.setattr(blob_reader.BlobReader, "__init__", init)
+    monkeypatch.setattr(snapshot, "paused_gc", paused)
+    restored = restore_file(str(FIXTURE_DIR / "v1.1" / "network.vmb"))
+    assert restored.servers and readers and alive_at_exit == [0]

@@ -77,15 +77,20 @@ def restore_file(source: str | bytes | IO[bytes], key: bytes | None = None,
     restore's own reason. Any other body is checked first (`check_file`), then restored."""
     with paused_gc():
         with rereadable(source) as src:
+            error: VmbtoolError | None = None
             with BlobReader(src, key, Whole(), reads=reads,
                             defer_seal=True) as reader:
-                if reads_once(reader):
+                once = reads_once(reader)
+                if once:
                     try:
-                        return restore_reader(reader, buffer_size)
+                        restored = restore_reader(reader, buffer_size)
                     except RestoreFailed as failed:
-                        error: VmbtoolError | None = failed.error
-                else:
-                    error = None
+                        error = failed.error
+            # what the reader holds (the guests' entries, parsed) goes before the collector
+            # is back on: its first pass walks every object alive
+            del reader
+            if once and error is None:
+                return restored
             found = check_file(src, key, reads)
             if found.problems:
                 raise BlobError(*found.problems[0])
