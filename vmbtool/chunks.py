@@ -265,6 +265,5 @@ def scan_chunk(raw: RawChunk, where: str) -> Any:
     """The chunk's data scanned (`codec.scan`: tuples, views of the data), for a check
     that keeps nothing of it; not kept with the chunk."""
     kind = CHUNK_TYPES[raw.type]
-    usual = codec.usual_scan(kind.grammar, raw.data)  # (no field path is written for it)
-    return usual if usual is not None else codec.scan(
-        kind.grammar, raw.data, f"{where}.{kind.name}", raw.offset + CHUNK_HEADER_SIZE)
+    return codec.scan(kind.grammar, raw.data, f"{where}.{kind.name}",
+                      raw.offset + CHUNK_HEADER_SIZE)

@@ -256,7 +256,7 @@ def restore_guest(scenario: Scenario, client: ClientChannel, guest: Any, index: 
         raise BlobError(f"{where}.context.state",
                         f"the guest channel is {'' if client.opened else 'not '}open, the "
                         f"server channel is {'' if server.connection else 'not '}open")
-    routines = scenario.completion_routines()
+    routines = scenario.routines_by_name
     client.packets, client.backlog = {}, deque()
     for record in guest.packets:
         packet = VmbPacket(channel=client)
