@@ -8,26 +8,20 @@ chunks.
 A reader that meets a chunk type it does not know skips it when the required bit is
 clear and refuses the blob when it is set. `CHUNK_TYPES` says, for each type, the
 grammar its data parses with, whether it is required and the format version that
-added it; readers, writers, the schema and FORMAT.md's table all look types up there.
+added it (`kinds.CHUNK_KINDS`, which names the grammars; readers, writers, the schema
+and FORMAT.md's table all look types up there).
 """
 
-from dataclasses import dataclass
-from enum import IntEnum
+from dataclasses import replace
 
-from construct import Const, Construct, Int8ul, Int16ul, Int32ul, Struct
+from construct import Const, Int8ul, Int16ul, Int32ul, Struct
 
-from . import version_tuple
-from .channel import ChannelContext
-from .end import BlobEnd, ChannelEnd
-from .gpadl import GpadlTable
-from .incoming import PendingIncoming
-from .packet import PacketRecord
-from .ring import RingState
-from .scenario import ScenarioState
-from .stats import Annotation, ChannelStats
+from . import channel, end, gpadl, incoming, packet, ring, scenario, stats
+from .kinds import CHUNK_KINDS, FLAG_REQUIRED, KNOWN_CHUNK_FLAGS, ChunkKind, ChunkType
+from .kinds import known_to as _known_to
 
-FLAG_REQUIRED = 0x1  # ChunkHeader.flags bit 0
-KNOWN_CHUNK_FLAGS = FLAG_REQUIRED
+__all__ = ["CHUNK_HEADER_SIZE", "CHUNK_TYPES", "FLAG_REQUIRED", "KNOWN_CHUNK_FLAGS",
+           "ChunkHeader", "ChunkKind", "ChunkType", "known_to"]
 
 ChunkHeader = Struct(
     "type" / Int16ul,
@@ -40,45 +34,20 @@ ChunkHeader = Struct(
 CHUNK_HEADER_SIZE = ChunkHeader.sizeof()
 
 
-class ChunkType(IntEnum):
-    CHANNEL = 0x0001
-    RING = 0x0002
-    GPADLS = 0x0003
-    PACKET = 0x0004
-    INCOMING = 0x0005
-    CHANNEL_END = 0x0006
-    STATS = 0x0007
-    SCENARIO = 0x0010
-    NOTE = 0x0011
-    END = 0x00FF
+_MODULES = {m.__name__.rpartition(".")[2]: m
+            for m in (channel, end, gpadl, incoming, packet, ring, scenario, stats)}
 
 
-@dataclass(frozen=True)
-class ChunkKind:
-    type: ChunkType
-    name: str
-    grammar: Construct
-    required: bool
-    since: str = "1.0"  # the format version that added the chunk type
+def _grammar(name: str):
+    module, _, grammar = name.partition(".")
+    return getattr(_MODULES[module], grammar)
 
 
+# `kinds.CHUNK_KINDS` with each chunk type's grammar itself
 CHUNK_TYPES: dict[int, ChunkKind] = {
-    kind.type: kind
-    for kind in (
-        ChunkKind(ChunkType.CHANNEL, "channel", ChannelContext, True),
-        ChunkKind(ChunkType.RING, "ring", RingState, True),
-        ChunkKind(ChunkType.GPADLS, "gpadls", GpadlTable, True),
-        ChunkKind(ChunkType.PACKET, "packet", PacketRecord, True),
-        ChunkKind(ChunkType.INCOMING, "pending_incoming", PendingIncoming, True),
-        ChunkKind(ChunkType.CHANNEL_END, "channel_end", ChannelEnd, True),
-        ChunkKind(ChunkType.STATS, "stats", ChannelStats, False, "1.1"),
-        ChunkKind(ChunkType.SCENARIO, "scenario", ScenarioState, True),
-        ChunkKind(ChunkType.NOTE, "note", Annotation, False, "1.1"),
-        ChunkKind(ChunkType.END, "end", BlobEnd, True),
-    )
-}
+    t: replace(kind, grammar=_grammar(kind.grammar)) for t, kind in CHUNK_KINDS.items()}
 
 
 def known_to(reads: tuple[int, int]) -> dict[int, ChunkKind]:
     """The chunk types a reader of format `reads` knows: those added up to it."""
-    return {t: k for t, k in CHUNK_TYPES.items() if version_tuple(k.since) <= reads}
+    return _known_to(reads, CHUNK_TYPES)

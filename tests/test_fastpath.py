@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from uuid import UUID
 
+import construct.core
 import pytest
 from conftest import FIXTURE_KEY, ROOT
 from construct import (
@@ -130,9 +131,15 @@ def key_for(path: Path) -> bytes | None:
     return KEY if path.stem.endswith("-signed") else None
 
 
+# what a fast parse builds, standing for construct's own values (`vmbtool.fastpath`)
+STANDS_FOR = {fastpath.FieldContainer: Container, fastpath.FieldList: ListContainer,
+              fastpath.EnumIntegerString: EnumIntegerString,
+              fastpath.EnumInteger: construct.core.EnumInteger}
+
+
 def kind(obj) -> type:
-    """A fast parse's FieldContainer stands for construct's Container."""
-    return Container if type(obj) is fastpath.FieldContainer else type(obj)
+    """The construct class a value is or stands for."""
+    return STANDS_FOR.get(type(obj), type(obj))
 
 
 def same(a, b, where="obj") -> None:
@@ -707,14 +714,36 @@ def test_since_fields():
     assert fast.build({"a": 1, "b": 2}) == b"\x01\x00\x02\x00\x00\x00"
 
 
-def test_enum_fields_are_the_grammars_own_strings():
+def test_enum_fields_stand_for_the_grammars_own_strings():
     obj = COMPILED["packet"].parse(GOOD_PACKET)
     state = obj.lib_buf.state
-    assert isinstance(state, EnumIntegerString) and state == "in_ring" and int(state) == 2
-    assert str(state) == "in_ring"
-    assert state is GRAMMARS["PacketContext"].state.decmapping[2]  # prebuilt, shared
+    plain = GRAMMARS["PacketContext"].state.decmapping[2]
+    assert isinstance(state, fastpath.EnumIntegerString) and state == "in_ring"
+    assert int(state) == state.intvalue == int(plain) == 2
+    assert str(state) == "in_ring" and repr(state) == repr(plain)
+    assert state is COMPILED["packet"].parse(GOOD_PACKET).lib_buf.state  # prebuilt, shared
     assert isinstance(obj.lib_buf.external.body, type(None))
     assert COMPILED["gpadls"].parse(struct.pack("<I", 0)).gpadls == ListContainer()
+
+
+def test_the_fast_parse_builds_what_stands_for_constructs_containers():
+    fast = COMPILED["packet"].parse(GOOD_PACKET)
+    plain = GRAMMARS["packet"].parse(GOOD_PACKET)
+    assert fast == plain and plain == fast and not (fast != plain)
+    assert "_io" in plain and "_io" not in fast  # construct's private entry, ignored
+    assert fast != {**plain, "save_buf": b"other"} and fast != [1]
+    # printed as construct prints its own
+    assert str(fast) == str(plain) and repr(fast) == repr(plain)
+    gpadls = COMPILED["gpadls"].parse(struct.pack("<I", 0)).gpadls
+    assert isinstance(gpadls, fastpath.FieldList) and repr(gpadls) == repr(ListContainer())
+    # fields set and deleted as attributes are entries, as on a Container
+    fast.extra = 1
+    assert fast["extra"] == 1
+    del fast.extra
+    assert "extra" not in fast
+    with pytest.raises(AttributeError):
+        del fast.extra
+    assert fast.copy() == fast and type(fast.copy()) is fastpath.FieldContainer
 
 
 def test_leftover_bytes_message_is_the_plain_one():
@@ -930,17 +959,17 @@ def test_the_packet_record_has_a_scan_and_only_a_check_uses_it(monkeypatch):
     real_parse, real_scan, real_usual = codec.parse, codec.scan, codec.usual_scan
 
     def parse(grammar, *args, **kwargs):
-        asked.append(("parse", grammar is GRAMMARS["packet"]))
+        asked.append(("parse", codec.compiled(grammar) is COMPILED["packet"]))
         return real_parse(grammar, *args, **kwargs)
 
     def scan(grammar, *args, **kwargs):
-        asked.append(("scan", grammar is GRAMMARS["packet"]))
+        asked.append(("scan", codec.compiled(grammar) is COMPILED["packet"]))
         return real_scan(grammar, *args, **kwargs)
 
     def usual_scan(grammar, data):  # the usual record's scan, before `scan`'s wrappers
         obj = real_usual(grammar, data)
         if obj is not None:
-            asked.append(("scan", grammar is GRAMMARS["packet"]))
+            asked.append(("scan", codec.compiled(grammar) is COMPILED["packet"]))
         return obj
 
     monkeypatch.setattr(codec, "parse", parse)

@@ -4,10 +4,11 @@ program must run it without ever importing the generator."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import FIXTURE_KEY_FILE, ROOT
 
 from vmbtool import codec, fastgen
 from vmbtool.fastgen.__main__ import TARGET, stale
@@ -62,3 +63,59 @@ def generate_once() -> dict[str, str]:
     if not _FILES:
         _FILES.update(fastgen.generate())
     return _FILES
+
+
+# a process that runs vmbtool's commands, one after the other, and says whether construct
+# (or a module of grammars) was ever imported
+_RUN_COMMANDS = """
+import json, sys
+from vmbtool.cli import main
+codes = []
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit as exc:
+        codes.append(exc.code)
+    else:
+        codes.append(0)
+grammars = sorted(m for m in sys.modules if m == "construct" or m.startswith(
+    "vmbtool.formats.") and m not in ("vmbtool.formats.limits", "vmbtool.formats.kinds"))
+print(json.dumps([codes, grammars]))
+"""
+
+
+def _imported_by(commands: list[list[str]]) -> tuple[list, list[str]]:
+    result = subprocess.run([sys.executable, "-c", _RUN_COMMANDS, json.dumps(commands)],
+                            capture_output=True, text=True, check=True)
+    codes, grammars = json.loads(result.stdout.splitlines()[-1])
+    return codes, grammars
+
+
+def test_the_usual_validate_restore_and_save_never_import_construct(tmp_path):
+    """Target 5 of issue 15: what a blob's happy path does not need is not imported on
+    it. Every record of these blobs is taken by the generated code, so neither
+    construct nor a module of grammars is ever loaded."""
+    fixtures = ROOT / "fixtures"
+    commands = [["validate", str(p)] for p in sorted(fixtures.glob("v1*/*.vmb"))
+                if not p.stem.endswith("-signed")]
+    commands += [["validate", "--key-file", str(FIXTURE_KEY_FILE), str(p)]
+                 for p in sorted(fixtures.glob("v1*/*-signed.vmb"))]
+    commands += [["restore", str(fixtures / "v1.1" / "network.vmb")],
+                  ["save", "--scenario", "network", "-o", str(tmp_path / "n.vmb")],
+                  ["validate", str(tmp_path / "n.vmb")]]
+    codes, grammars = _imported_by(commands)
+    assert codes == [0] * len(commands)
+    assert grammars == []
+
+
+def test_a_record_the_generated_code_refuses_loads_the_grammar_for_its_error():
+    code = ("import sys\nfrom vmbtool import codec\nfrom vmbtool.errors import BlobError\n"
+            "record = codec.named('packet.PacketRecord')\n"
+            "assert 'construct' not in sys.modules\n"
+            "try:\n    codec.parse(record, b'\\x05\\x00\\x00', 'packet', 40)\n"
+            "except BlobError as exc:\n    print(exc)\n"
+            "assert 'construct' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == \
+        "bad blob at packet.lib_buf (offset 40): truncated: 4 bytes needed, 3 left"

@@ -110,8 +110,9 @@ def test_inspect_shows_a_signed_header_without_the_key_marked_unverified(mixed, 
                                      "key (--key-file) to verify and read it")
     from vmbtool.formats.header import FileHeader, HeaderPrefix, HeaderTrailer
 
-    # the header's parts and nothing of the body
-    assert set(parsed) <= {FileHeader, HeaderPrefix, HeaderTrailer}
+    # the header's parts and nothing of the body (as their generated code or themselves)
+    assert {codec.compiled(grammar) for grammar in parsed} <= {
+        codec.compiled(grammar) for grammar in (FileHeader, HeaderPrefix, HeaderTrailer)}
     doc = json.loads(cli("inspect", mixed / "storage-signed.vmb", "--json").stdout)
     assert doc["decoded"] is False
     assert doc["header"]["signature"] == "unverified" and doc["header"]["signed"] is True

@@ -1,6 +1,8 @@
 """The chunk stream: framing a chunk, and splitting a buffer of whole chunks
-(RestoreFromBuffer's input). The chunk header, the chunk types and their table are
-`vmbtool.formats.chunk`'s.
+(RestoreFromBuffer's input). The chunk header is `vmbtool.formats.chunk`'s, the chunk
+types and their table `vmbtool.formats.kinds`'; each type's data parses with the code
+generated from its grammar (`codec.named`), so no construct is imported for a usual
+chunk.
 
     CHUNK ::= HEADER(type, flags, reserved, length, crc32c) DATA[length]
 """
@@ -17,15 +19,8 @@ import google_crc32c
 from vmbtool import codec
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import (
-    CHUNK_HEADER_SIZE,
-    CHUNK_TYPES,
-    FLAG_REQUIRED,
-    KNOWN_CHUNK_FLAGS,
-    ChunkHeader,
-    ChunkType,
-)
-from vmbtool.generated.chunk import CHUNK_HEADER_LAYOUT
+from vmbtool.formats.kinds import CHUNK_KINDS, FLAG_REQUIRED, KNOWN_CHUNK_FLAGS, ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_LAYOUT, CHUNK_HEADER_SIZE, ChunkHeader
 from vmbtool.status import NtStatus
 
 
@@ -35,8 +30,8 @@ def crc32c(data: bytes) -> int:
 
 def frame(chunk_type: ChunkType, obj: object, where: str = "") -> bytes:
     """Build a chunk's data with its grammar and frame it."""
-    kind = CHUNK_TYPES[chunk_type]
-    return frame_data(chunk_type, codec.build(kind.grammar, obj, where or kind.name))
+    kind = CHUNK_KINDS[chunk_type]
+    return frame_data(chunk_type, codec.build(GRAMMARS[chunk_type], obj, where or kind.name))
 
 
 def frame_data(chunk_type: ChunkType, data: bytes) -> bytes:
@@ -98,7 +93,7 @@ class RawChunk:
 def check_chunk_header(header: Any, offset: int) -> None:
     if header["flags"] & ~KNOWN_CHUNK_FLAGS:
         raise BlobError(f"chunk@{offset}.flags", f"unknown flag bits {header['flags']:#x}")
-    kind = CHUNK_TYPES.get(header["type"])
+    kind = CHUNK_KINDS.get(header["type"])
     if kind is not None and bool(header["flags"] & FLAG_REQUIRED) != kind.required:
         # the END chunk's own header is under no checksum: its flags byte must be exact
         raise BlobError(f"chunk@{offset}.flags", f"a {kind.name} chunk has the required bit "
@@ -111,7 +106,9 @@ def check_chunk_header(header: Any, offset: int) -> None:
 
 CHUNK_HEADER = CHUNK_HEADER_LAYOUT  # the grammar's layout, as a struct (generated)
 # the flags byte each known chunk type's header has (the required bit, as its kind says)
-USUAL_FLAGS = {t: FLAG_REQUIRED if kind.required else 0 for t, kind in CHUNK_TYPES.items()}
+USUAL_FLAGS = {t: FLAG_REQUIRED if kind.required else 0 for t, kind in CHUNK_KINDS.items()}
+# each known chunk type's grammar, as the code generated from it
+GRAMMARS = {t: codec.named(kind.grammar) for t, kind in CHUNK_KINDS.items()}
 STREAM_BLOCK = 256 << 10  # a streamed chunk's data comes in blocks of this size
 
 
@@ -253,10 +250,10 @@ def decode_chunk(raw: RawChunk, where: str) -> Any:
     a chunk handed on (a reader's to RestoreFromBuffer) is not parsed again."""
     if raw.parsed is not None:
         return raw.parsed
-    kind = CHUNK_TYPES.get(raw.type)
+    kind = CHUNK_KINDS.get(raw.type)
     if kind is None:
         return None
-    raw.parsed = codec.parse(kind.grammar, raw.data, f"{where}.{kind.name}",
+    raw.parsed = codec.parse(GRAMMARS[raw.type], raw.data, f"{where}.{kind.name}",
                              raw.offset + CHUNK_HEADER_SIZE)
     return raw.parsed
 
@@ -264,6 +261,6 @@ def decode_chunk(raw: RawChunk, where: str) -> Any:
 def scan_chunk(raw: RawChunk, where: str) -> Any:
     """The chunk's data scanned (`codec.scan`: tuples, views of the data), for a check
     that keeps nothing of it; not kept with the chunk."""
-    kind = CHUNK_TYPES[raw.type]
-    return codec.scan(kind.grammar, raw.data, f"{where}.{kind.name}",
+    kind = CHUNK_KINDS[raw.type]
+    return codec.scan(GRAMMARS[raw.type], raw.data, f"{where}.{kind.name}",
                       raw.offset + CHUNK_HEADER_SIZE)

@@ -9,32 +9,29 @@ grammars ahead of time, same answers; see `vmbtool.fastpath`); what it refuses
 error. Any other exception of the fast path is a bug and is not hidden. A grammar with
 no generated code goes to construct. `use_fast_path(False)` or the environment variable
 VMBTOOL_PLAIN_GRAMMARS=1 turns the fast path off.
+
+A grammar is given either as the generated code that stands for it (what the readers'
+usual paths name: `vmbtool.generated.packet.PacketRecord`, or `named("packet.
+PacketRecord")`) or as the grammar object of `vmbtool.formats`. Construct is imported
+only when a plain grammar is run or asked for: a read whose every record the generated
+code takes never imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import struct
 from io import BytesIO
-from typing import Any
-
-from construct import (
-    Construct,
-    ConstructError,
-    Container,
-    FocusedSeq,
-    FormatField,
-    Prefixed,
-    Renamed,
-    StreamError,
-    Struct,
-    Subconstruct,
-)
+from typing import TYPE_CHECKING, Any
 
 from vmbtool import fastpath, plainwords
 from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
+
+if TYPE_CHECKING:
+    from construct import Construct, ConstructError
 
 _enabled = os.environ.get("VMBTOOL_PLAIN_GRAMMARS", "") in ("", "0")
 
@@ -51,25 +48,35 @@ _FOUND_LIMIT = 512
 
 
 def _load() -> None:
-    """Index the generated code, imported with the first grammar asked for (importing
-    the codec stays light). A Struct made elsewhere of the very same fields as a
-    generated one (blob.RingControl, lean.ScenarioHead) parses and builds as that one."""
+    """Index the generated code by the grammars it stands for, when a grammar object is
+    first met (this imports every grammar, and construct). A Struct made elsewhere of the
+    very same fields as a generated one parses and builds as that one."""
     global _loaded
+    from construct import Struct
+
     from vmbtool import generated
 
-    for module in generated.MODULES:
-        for grammar, parse_from, build in module.GRAMMARS:
-            pair = fastpath.CompiledGrammar(grammar, parse_from, build)
-            _BY_ID[id(grammar)] = pair
+    for module in generated.modules():
+        for fast in module.GRAMMARS:
+            grammar = fast.grammar
+            _BY_ID[id(grammar)] = fast
             if type(grammar) is Struct:
-                _BY_FIELDS[tuple(map(id, grammar.subcons))] = pair
-        for grammar, scan_from, pack in getattr(module, "SCANS", ()):
-            _BY_ID[id(grammar)].scan_from = scan_from
-            _BY_ID[id(grammar)].pack = pack
-        for fields, parse_from, build in getattr(module, "SAME_FIELDS", ()):
-            _BY_FIELDS[tuple(map(id, fields))] = fastpath.CompiledGrammar(
-                Struct(*fields), parse_from, build)
+                _BY_FIELDS.setdefault(tuple(map(id, grammar.subcons)), fast)
     _loaded = True
+
+
+def named(ref: str) -> Any:
+    """The grammar of `vmbtool.formats` named `ref` ("packet.PacketRecord") as the
+    generated code that stands for it (the plain grammar when it has none), without
+    importing the grammars."""
+    module, _, name = ref.partition(".")
+    found = getattr(importlib.import_module(f"vmbtool.generated.{module}"), name, None)
+    return found if found is not None else getattr(fastpath.formats_module(module), name)
+
+
+def _plain(grammar: Any) -> Any:
+    """The grammar object itself, of generated code or of a grammar."""
+    return grammar.grammar if grammar.__class__ is fastpath.CompiledGrammar else grammar
 
 
 def use_fast_path(enabled: bool = True) -> bool:
@@ -83,8 +90,10 @@ def fast_path_enabled() -> bool:
     return _enabled
 
 
-def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
+def compiled(grammar: Construct | fastpath.CompiledGrammar) -> fastpath.CompiledGrammar | None:
     """The grammar's generated fast path, or None when it has none."""
+    if grammar.__class__ is fastpath.CompiledGrammar:
+        return grammar  # type: ignore[return-value]
     fast = _BY_ID.get(id(grammar))
     if fast is not None:
         return fast
@@ -94,6 +103,8 @@ def compiled(grammar: Construct) -> fastpath.CompiledGrammar | None:
     entry = _found.get(id(grammar))
     if entry is not None and entry[0] is grammar:
         return entry[1]
+    from construct import Struct
+
     if type(grammar) is Struct and getattr(grammar, "parsed", None) is None:
         fast = _BY_FIELDS.get(tuple(map(id, grammar.subcons)))
     if len(_found) >= _FOUND_LIMIT:
@@ -113,6 +124,8 @@ def field_path(exc: ConstructError, base: str) -> str:
 
 def reason(exc: ConstructError) -> str:
     """What went wrong, in plain words (`plainwords`), without construct's path."""
+    from construct import StreamError
+
     text = str(exc).splitlines()
     detail = plainwords.plain(text[-1]) if text else "malformed"
     if isinstance(exc, StreamError) and not detail.startswith("truncated"):
@@ -123,6 +136,8 @@ def reason(exc: ConstructError) -> str:
 def build_reason(exc: Exception) -> str:
     """Why a value could not be built: construct's own errors, and the Python errors a
     grammar's adapters raise on a value of the wrong type (uuid, int(), a missing key)."""
+    from construct import ConstructError
+
     if isinstance(exc, ConstructError):
         return reason(exc)
     if isinstance(exc, KeyError):
@@ -161,7 +176,8 @@ def usual_scan(grammar: Construct, data: bytes) -> Any:
     """`scan` of the usual record, by the grammar's generated scan alone, with no
     wrapper call (a PACKET a packet); None for anything else, which `scan` takes as
     `parse_at` does, refusals and all."""
-    fast = _BY_ID.get(id(grammar)) if _enabled else None
+    fast = (grammar if grammar.__class__ is fastpath.CompiledGrammar else
+            _BY_ID.get(id(grammar))) if _enabled else None
     if fast is None or fast.scan_from is None:
         return None
     try:
@@ -175,7 +191,7 @@ def usual_parse_at(grammar: Construct, data: bytes, pos: int) -> tuple[Any, int]
     """`parse_at` of the usual structure by the grammar's generated parse alone (what a
     lean read keeps of an array, in one call); None for anything else, which
     `parse_at` takes, refusals and all."""
-    fast = (_BY_ID.get(id(grammar)) or compiled(grammar)) if _enabled else None
+    fast = compiled(grammar) if _enabled else None
     if fast is None:
         return None
     try:
@@ -203,7 +219,7 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
     too many PFNs under. (The plain grammar's BytesIO is made only when it is asked: one
     over a whole chunk costs a copy of it.)"""
     if _enabled:
-        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
+        fast = compiled(grammar)
         if fast is not None:
             scan_from = fast.scan_from if scan else None
             try:
@@ -215,6 +231,9 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
                 pass
             else:
                 return (obj if scan_from or not scan else _scanned(grammar, obj)), pos + used
+    from construct import ConstructError
+
+    grammar = _plain(grammar)
     try:
         stream = BytesIO(data)
         stream.seek(pos)
@@ -228,6 +247,8 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
 def _scanned(node: Any, obj: Any, depth: int = 0) -> Any:
     """A parsed object in the shape a scan gives it (`scan`): each Struct down to
     SCAN_TUPLE_DEPTH, through the wrappers around it, a tuple of its fields."""
+    from construct import Struct
+
     while not isinstance(node, Struct):
         node = getattr(node, "subcon", None)
         if node is None:
@@ -242,18 +263,20 @@ def pack(grammar: Construct, obj: Any, where: str) -> bytes:
     inside it as tuples of their fields, in the grammar's order), with no container made
     where the grammar's generated code has a pack; the same refusals in the same words."""
     if _enabled:
-        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
+        fast = compiled(grammar)
         if fast is not None and fast.pack is not None:
             try:
                 return fast.pack(obj)
             except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
-    return build(grammar, _unscanned(grammar, obj), where)
+    return build(grammar, _unscanned(_plain(grammar), obj), where)
 
 
 def _unscanned(node: Any, obj: Any, depth: int = 0) -> Any:
     """What `_scanned` made of a parsed object, as a container again (a tuple that is
     not of the Struct's length is left as it is, for the build to refuse)."""
+    from construct import Container, Struct
+
     while not isinstance(node, Struct):
         node = getattr(node, "subcon", None)
         if node is None:
@@ -267,14 +290,16 @@ def _unscanned(node: Any, obj: Any, depth: int = 0) -> Any:
 
 def build(grammar: Construct, obj: Any, where: str) -> bytes:
     if _enabled:
-        fast = _BY_ID.get(id(grammar)) or compiled(grammar)
+        fast = compiled(grammar)
         if fast is not None:
             try:
                 return fast.build(obj)
             except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
+    from construct import ConstructError
+
     try:
-        return grammar.build(obj)
+        return _plain(grammar).build(obj)
     except (ConstructError, ValueError, TypeError, KeyError, OverflowError) as exc:
         path = field_path(exc, where) if isinstance(exc, ConstructError) else where
         raise BlobError(path, f"cannot encode: {build_reason(exc)}",
@@ -285,7 +310,12 @@ def prefix_layout(grammar: Construct, field: str) -> struct.Struct:
     """The `struct.Struct` of the length or count in front of one field of a Struct
     grammar (a `Prefixed`, `PrefixedArray` or length-prefixed string): for a hot path
     that needs only that number (a PACKET's LibBuf size, an array's count), read as
-    the grammar lays it out."""
+    the grammar lays it out (for generated code, as the generator read it there)."""
+    if grammar.__class__ is fastpath.CompiledGrammar and field in grammar.prefixes:
+        return struct.Struct(grammar.prefixes[field])
+    from construct import FocusedSeq, FormatField, Prefixed, Renamed, Subconstruct
+
+    grammar = _plain(grammar)
     node: Any = grammar
     for sub in getattr(grammar, "subcons", ()):
         if sub.name == field:

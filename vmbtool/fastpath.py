@@ -8,19 +8,25 @@ grammar, which gives the answer or the precise error. Any other exception from
 generated code is a bug and reaches the caller. `TooManyElements` is no refusal either:
 the plain grammar would build the arrays the budget forbids.
 
-Parsed containers are `FieldContainer`s, lacking construct's private `_io` entry (the
-stream); `Container` equality and everything here ignore `_` keys.
+Neither this module nor the generated code imports construct (nor the grammars of
+`vmbtool.formats`, which do): a read whose every record the fast path takes never loads
+it. What they build stands for construct's own values: `FieldContainer` for `Container`
+(equal to it, printed as it, lacking only the private `_io` entry: `Container` equality
+and everything here ignore `_` keys), `FieldList` for `ListContainer`,
+`EnumIntegerString` and `EnumInteger` for the enum values of the same names. Each
+grammar's generated code is a `CompiledGrammar`, named like the grammar it stands for,
+which loads that grammar (and construct) only when it is asked for it.
 """
 
 from __future__ import annotations
 
+import importlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from construct import Container
-
-__all__ = ["ELEMENT_BUDGET", "CompiledGrammar", "FieldContainer", "Refuse",
-           "TooManyElements"]
+__all__ = ["ELEMENT_BUDGET", "CompiledGrammar", "EnumInteger", "EnumIntegerString",
+           "FieldContainer", "FieldList", "Refuse", "TooManyElements"]
 
 
 class Refuse(Exception):
@@ -50,13 +56,13 @@ SCAN_TUPLE_DEPTH = 2
 _MISSING = object()
 
 
-class FieldContainer(Container):
-    """The `Container` the generated parsers build: the same dict, equal to and printed
-    as construct's, but its fields read as attributes about four times faster.
-
-    construct's `Container.__getattr__` runs only after the ordinary lookup has failed
-    and raised; here the field is looked up first. (No grammar names a field after a
-    dict method, which would hide the method.)"""
+class FieldContainer(dict):
+    """The container the generated parsers build, standing for construct's `Container`:
+    a dict whose fields read as attributes (about four times faster than construct's,
+    whose `__getattr__` runs only after the ordinary lookup has failed and raised),
+    equal to a `Container` of the same fields (entries named `_...` ignored, as
+    `Container` does) and printed as one. (No grammar names a field after a dict method,
+    which would hide the method.)"""
 
     __slots__ = ()
 
@@ -64,30 +70,137 @@ class FieldContainer(Container):
         value = _get(self, name, _missing)
         return object.__getattribute__(self, name) if value is _missing else value
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, dict):
+            return False
+        mine = {k: v for k, v in self.items() if not _private(k)}
+        theirs = {k: v for k, v in other.items() if not _private(k)}
+        return mine == theirs
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> FieldContainer:
+        return FieldContainer(self)
+
+    def __repr__(self) -> str:
+        return repr(_construct().Container(self))
+
+    def __str__(self) -> str:
+        return str(_construct().Container(self))
+
+
+class FieldList(list):
+    """The list the generated parsers build for an array, standing for construct's
+    `ListContainer` (equal to it as lists are; printed as one)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(_construct().ListContainer(self))
+
+    def __str__(self) -> str:
+        return str(_construct().ListContainer(self))
+
+
+class EnumIntegerString(str):
+    """An enum field's value, standing for construct's class of the same name: the
+    member's name, and its number as `int()` and `.intvalue`."""
+
+    intvalue: int
+
+    def __repr__(self) -> str:
+        return f"EnumIntegerString.new({self.intvalue}, {str.__repr__(self)})"
+
+    def __int__(self) -> int:
+        return self.intvalue
+
+    @staticmethod
+    def new(intvalue: int, stringvalue: str) -> EnumIntegerString:
+        value = EnumIntegerString(stringvalue)
+        value.intvalue = intvalue
+        return value
+
+
+class EnumInteger(int):
+    """A number a (non-strict) enum field has no name for, as construct gives it."""
+
+
+def enum_names(mapping: dict[int, str]) -> dict[int, EnumIntegerString]:
+    """An enum's table from numbers to its values (the generated parsers'), built once."""
+    return {number: EnumIntegerString.new(number, name) for number, name in mapping.items()}
+
+
+def _private(key: object) -> bool:
+    return isinstance(key, str | bytes) and key[:1] in ("_", b"_")
+
+
+def _construct() -> Any:
+    """construct itself, for printing a container as construct does (never on a read)."""
+    return importlib.import_module("construct")
+
+
+def formats_module(name: str) -> Any:
+    """`vmbtool.formats.<name>`, imported when a grammar is first asked for."""
+    return importlib.import_module(f"vmbtool.formats.{name}")
+
 
 class CompiledGrammar:
-    """A grammar's generated pair, as the codec holds it.
+    """A grammar's generated code, as the generated modules name it and the codec runs it.
 
     `parse_from(data)` gives `(obj, consumed)`; `parse(data)` the object alone (trailing
     bytes ignored, as `grammar.parse`); `build(obj)` the bytes. Both raise `Refuse` for
     what they leave to the plain grammar. `scan_from`, when the grammar has one, is
     `parse_from` into tuples whose byte strings are views of the data (`codec.scan`),
-    `pack` the build from such tuples (`codec.pack`)."""
+    `pack` the build from such tuples (`codec.pack`). `size` is the grammar's size when it
+    has one fixed size, `fields` a Struct's field names in its order, `prefixes` the
+    `struct` formats of the counts and lengths in front of its fields
+    (`codec.prefix_layout`). `grammar` is the plain grammar it stands for:
+    given, or loaded (with construct) by `plain()` when first asked for."""
 
-    __slots__ = ("build", "grammar", "pack", "parse_from", "scan_from")
+    __slots__ = ("_grammar", "build", "fields", "name", "pack", "parse_from", "plain",
+                 "prefixes", "scan_from", "size")
 
-    def __init__(self, grammar, parse_from, build, scan_from=None, pack=None) -> None:
-        self.grammar = grammar
+    def __init__(self, grammar: Any, parse_from: Callable, build: Callable,
+                 scan_from: Callable | None = None, pack: Callable | None = None, *,
+                 name: str = "", plain: Callable[[], Any] | None = None,
+                 size: int | None = None, fields: tuple[str, ...] = (),
+                 prefixes: dict[str, str] | None = None) -> None:
+        self._grammar = grammar
+        self.plain = plain
+        self.name = name
         self.parse_from = parse_from
         self.build = build
         self.scan_from = scan_from
         self.pack = pack
+        self.size = size
+        self.fields = fields
+        self.prefixes = prefixes or {}
+
+    @property
+    def grammar(self) -> Any:
+        if self._grammar is None and self.plain is not None:
+            self._grammar = self.plain()
+        return self._grammar
 
     def parse(self, data) -> Any:
         return self.parse_from(data)[0]
 
     def __repr__(self) -> str:
-        return f"<CompiledGrammar of {self.grammar!r}>"
+        return f"<CompiledGrammar of {self.name or repr(self._grammar)}>"
 
 
 GUID_TEXT: dict[bytes, str] = {}

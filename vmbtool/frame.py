@@ -14,7 +14,7 @@ import google_crc32c
 
 from vmbtool import codec
 from vmbtool.errors import BlobError, VmbtoolError
-from vmbtool.formats.frames import (
+from vmbtool.generated.frames import (
     SKIPPABLE_MAGIC,
     SKIPPABLE_MAGIC_MASK,
     ZSTD_BLOCK_RESERVED,
@@ -34,9 +34,9 @@ from vmbtool.formats.frames import (
 from vmbtool.inputs import CHANGED
 from vmbtool.status import NtStatus
 
-SEAL_SIZE = SealFrame.sizeof()
-FRAME_START_SIZE = ZstdFrameStart.sizeof()
-BLOCK_HEADER_SIZE = ZstdBlockHeader.sizeof()
+SEAL_SIZE = SealFrame.size
+FRAME_START_SIZE = ZstdFrameStart.size
+BLOCK_HEADER_SIZE = ZstdBlockHeader.size
 
 # (offset, size, what) of the bytes the walk needs next, in rising order
 Need = tuple[int, int, str]
@@ -147,7 +147,7 @@ def check_seal(f: IO[bytes], start: int, seal_at: int, end: int) -> int:
 def skip_frames(f: IO[bytes], pos: int, end: int) -> None:
     """Skippable frames a newer minor put after the body: checked for shape, not read."""
     while pos < end:
-        head_size = SkippableFrameHeader.sizeof()
+        head_size = SkippableFrameHeader.size
         if end - pos < head_size:
             raise BlobError(f"body (offset {pos})", "truncated frame after the body")
         head = codec.parse(SkippableFrameHeader, read_at(f, pos, head_size, "body"), "body", pos)

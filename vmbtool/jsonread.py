@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from vmbtool.errors import JsonError
-from vmbtool.formats.header import MAGIC
+from vmbtool.generated.header import MAGIC
 
 # what Python's JSON reader follows before it gives up (its recursion limit, about)
 JSON_READER_DEPTH = 1000

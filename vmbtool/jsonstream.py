@@ -24,7 +24,7 @@ from vmbtool.blob import BlobReader
 from vmbtool.blob.consumers import Whole
 from vmbtool.diff import MISSING, Change, ignored, read_side, walk
 from vmbtool.errors import InputError, OutputError
-from vmbtool.formats.chunk import ChunkType
+from vmbtool.formats.kinds import ChunkType
 from vmbtool.jsonview import channel_json, header_json, plain, scenario_json
 from vmbtool.output import WHAT, why_not
 

@@ -8,9 +8,8 @@ JSON can describe a lie that `validate` then catches.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-
-from construct import Container, ListContainer
 
 from vmbtool import codec, docshape, jsonread, shapes
 from vmbtool.blob import Blob, seal_body
@@ -18,8 +17,8 @@ from vmbtool.chunks import crc32c, frame, frame_bytes
 from vmbtool.docshape import CONFIG_FIELDS, COUNTERS, PACKET_STATE_JSON
 from vmbtool.errors import BlobError, JsonError
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import ChunkType
-from vmbtool.formats.header import FileHeader, HeaderTrailer
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.header import FileHeader, HeaderTrailer
 from vmbtool.sim.config import ClientState, ServerState
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
@@ -28,10 +27,11 @@ PACKET_STATE_GRAMMAR = {v: k for k, v in PACKET_STATE_JSON.items()}
 
 
 def plain(obj: Any) -> Any:
-    """construct containers -> JSON-ready values (bytes as hex, enums as names)."""
+    """Parsed containers (construct's, or the fast path's that stand for them) ->
+    JSON-ready values (bytes as hex, enums as names)."""
     if isinstance(obj, dict):
         return {k: plain(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, (list, ListContainer)):
+    if isinstance(obj, list):
         return [plain(v) for v in obj]
     if isinstance(obj, (bytes, bytearray)):
         return bytes(obj).hex()
@@ -64,7 +64,7 @@ def state_value(role: str, name: Any, where: str) -> int:
                         f"{shapes.show(name)}") from None
 
 
-def context_json(ctx: Container) -> dict:
+def context_json(ctx: Mapping) -> dict:
     return {
         "role": str(ctx.role),
         "offer": {"interface_type": ctx.interface_type,
@@ -85,7 +85,7 @@ def context_build(ch: dict, where: str) -> dict:
         raise BlobError(where, f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
 
 
-def packet_json(record: Container) -> dict:
+def packet_json(record: Mapping) -> dict:
     lib = plain(record.lib_buf)
     return {"transaction_id": lib["transaction_id"],
             "state": PACKET_STATE_JSON[lib["state"]], "type": lib["type"],
@@ -109,7 +109,7 @@ def packet_build(p: dict, where: str) -> dict:
         raise BlobError(where, f"missing field {exc}", NtStatus.INVALID_PARAMETER) from None
 
 
-def incoming_json(entry: Container) -> dict:
+def incoming_json(entry: Mapping) -> dict:
     return plain(entry)
 
 
@@ -117,7 +117,7 @@ def incoming_build(entry: dict, where: str) -> dict:
     return {**entry, "payload": unhex(entry.get("payload"), f"{where}.payload")}
 
 
-def ring_json(ring: Container, with_data: bool) -> dict:
+def ring_json(ring: Mapping, with_data: bool) -> dict:
     out = {k: v for k, v in plain(ring).items() if k != "direction"}
     if not with_data:
         out.pop("data")
@@ -229,7 +229,7 @@ def _encode(doc: dict, key: bytes | None) -> bytes:
         "compression": header["compression"], "level": header["level"], "reserved": 0,
         "writer_version": header["writer_version"], "created_ns": header["created_ns"],
         "channel_count": header["channel_count"]}, "header")
-    trailer = HeaderTrailer.sizeof()
+    trailer = HeaderTrailer.size
     if not len(head) + trailer <= header["header_size"] <= limits.MAX_HEADER_SIZE:
         raise BlobError("header.header_size", f"{header['header_size']} is not "
                         f"{len(head) + trailer}..{limits.MAX_HEADER_SIZE}",

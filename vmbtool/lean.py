@@ -12,16 +12,20 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from construct import Construct, Container
-
 from vmbtool import codec
 from vmbtool.errors import BlobError
+from vmbtool.fastpath import FieldContainer
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import ChunkType
-from vmbtool.formats.gpadl import Gpadl, GpadlTable
-from vmbtool.formats.incoming import Incoming, PendingIncoming
-from vmbtool.formats.packet import PacketRecord
-from vmbtool.formats.scenario import GuestChannel, ScenarioHead, ScenarioState
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.gpadl import Gpadl, GpadlTable
+from vmbtool.generated.incoming import Incoming, PendingIncoming
+from vmbtool.generated.packet import PacketRecord
+from vmbtool.generated.scenario import (
+    GuestChannel,
+    GuestChannel_context,
+    ScenarioHead,
+    ScenarioState,
+)
 from vmbtool.invariants import check_guest
 from vmbtool.status import NtStatus
 
@@ -39,7 +43,7 @@ class Cursor:
         self.data, self.pos, self.base = data, 0, base
         self.chunk_where = chunk_where  # what codec.parse of the whole chunk is told
 
-    def take(self, grammar: Construct, where: str) -> Any:
+    def take(self, grammar: Any, where: str) -> Any:
         """The next structure; an error names it as parsing the whole chunk would (the
         field path from the chunk down, the offset of the chunk's data)."""
         obj, self.pos = codec.parse_at(grammar, self.data, self.pos, where, self.base,
@@ -57,7 +61,7 @@ class Cursor:
         self.pos += layout.size
         return int(count)
 
-    def array(self, element: Construct, where: str, cap: int,
+    def array(self, element: Any, where: str, cap: int,
               layout: struct.Struct) -> Iterator[Any]:
         """An array's elements, one at a time. A count its data cannot hold fails where
         the data runs out, as a whole parse would; more than `cap` elements that are
@@ -75,8 +79,8 @@ class Cursor:
             return None
         return int(layout.unpack_from(self.data, self.pos)[0])
 
-    def kept(self, element: Construct, where: str, cap: int,
-             layout: struct.Struct, whole: Construct | None = None) -> list[Any]:
+    def kept(self, element: Any, where: str, cap: int,
+             layout: struct.Struct, whole: Any | None = None) -> list[Any]:
         """An array's elements, kept: as `array` reads them, with the same errors. A
         count past `cap` is walked without keeping anything (it fails on the way: the
         data runs out, or the cap is reached), so at most `cap` elements are held.
@@ -89,7 +93,8 @@ class Cursor:
             usual = codec.usual_parse_at(whole, self.data, self.pos)
             if usual is not None:
                 obj, self.pos = usual
-                return list(obj[whole.subcons[0].name])
+                (items,) = obj.values()  # (the array is the one field of `whole`)
+                return list(items)
         entries = self.array(element, where, cap, layout)
         if count is None or count > cap:
             for _ in entries:
@@ -106,7 +111,7 @@ class Cursor:
 # the array chunks a reader takes apart element by element: (the chunk's name, its
 # array's field, the element's grammar, the name of its cap in formats.limits, read when
 # a chunk is, the count's layout, and the chunk's own grammar: the array alone)
-ARRAYS: dict[int, tuple[str, str, Construct, str, struct.Struct, Construct]] = {
+ARRAYS: dict[int, tuple[str, str, Any, str, struct.Struct, Any]] = {
     ChunkType.INCOMING: ("pending_incoming", "packets", Incoming, "MAX_PACKETS_PER_CHANNEL",
                          INCOMING_COUNT, PendingIncoming),
     ChunkType.GPADLS: ("gpadls", "gpadls", Gpadl, "MAX_GPADLS_PER_CHANNEL", GPADL_COUNT,
@@ -115,7 +120,7 @@ ARRAYS: dict[int, tuple[str, str, Construct, str, struct.Struct, Construct]] = {
 
 
 def array_value(chunk_type: int, data: bytes, base: int, where: str,
-                keep: bool = False) -> Container:
+                keep: bool = False) -> FieldContainer:
     """A PENDING_INCOMING or GPADLS chunk, element by element under the caps, with the
     errors a whole parse gives: walked as it is read (a check holds none of it), or kept
     (RestoreFromBuffer), a count past a cap then refused before more than the cap is
@@ -129,7 +134,7 @@ def array_value(chunk_type: int, data: bytes, base: int, where: str,
         cursor.finish(f"{where}.{name}")
     else:
         items = _walked(cursor, cursor.array(element, at, cap, layout), f"{where}.{name}")
-    return Container(**{field: items})
+    return FieldContainer({field: items})
 
 
 def _walked(cursor: Cursor, items: Iterator[Any], where: str) -> Iterator[Any]:
@@ -139,7 +144,7 @@ def _walked(cursor: Cursor, items: Iterator[Any], where: str) -> Iterator[Any]:
 
 
 def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int,
-             keep: bool = False) -> Container:
+             keep: bool = False) -> FieldContainer:
     """A SCENARIO chunk with each guest checked as it is read: its context and problems
     stay (`check_scenario` takes them), its packets and pending incoming only when
     `keep` (a restore needs them; a count past a cap is refused before more than the cap
@@ -147,7 +152,6 @@ def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int,
     cursor = Cursor(data, base, "scenario.scenario")
     head = cursor.take(ScenarioHead, "scenario.scenario")
     guests = []
-    context_grammar, _packets, _incoming = GuestChannel.subcons
     at = "scenario.scenario.guests"
     count = cursor.peek_count(GUEST_COUNT)
     keep = keep and count is not None and count <= guest_cap
@@ -155,13 +159,13 @@ def scenario(data: bytes, base: int, guest_cap: int, packet_cap: int,
         if index == guest_cap:
             raise BlobError(f"{at} (offset {base})", f"more than {guest_cap} guest channels",
                             NtStatus.INSUFFICIENT_RESOURCES)
-        guest = Container(context=cursor.take(context_grammar, f"{at}.items.context"))
+        guest = FieldContainer(context=cursor.take(GuestChannel_context, f"{at}.items.context"))
         take = cursor.kept if keep else cursor.array
         packets = take(PacketRecord, f"{at}.items.packets", packet_cap, GUEST_PACKET_COUNT)
         where = f"{at}.items.pending_incoming.packets"
         entries = cursor.kept(Incoming, where, packet_cap, INCOMING_COUNT, PendingIncoming) \
             if keep else cursor.array(Incoming, where, packet_cap, INCOMING_COUNT)
-        guest.packets, guest.pending_incoming = packets, Container(packets=entries)
+        guest.packets, guest.pending_incoming = packets, FieldContainer(packets=entries)
         guest.problems = check_guest(guest, f"scenario.guests[{index}]")  # reads both through
         if not keep:
             del guest.packets, guest.pending_incoming

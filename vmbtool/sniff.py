@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from vmbtool.formats.header import MAGIC
+from vmbtool.generated.header import MAGIC
 
 SNIFF_SIZE = 64 << 10  # what is read to tell: enough for the start of any JSON document
 SHOWN_BYTES = 8

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from vmbtool import codec
-from vmbtool.formats.packet import PacketContext
+from vmbtool.generated.packet import PacketContext
 from vmbtool.sim.channel import Channel
 from vmbtool.sim.config import ChannelConfig
 from vmbtool.sim.gpadl import Gpadl, GpadlTable
@@ -112,7 +112,7 @@ def packet_context(packet: VmbPacket) -> dict:
     return context
 
 
-LIB_BUF_FIELDS = tuple(sc.name for sc in PacketContext.subcons)
+LIB_BUF_FIELDS = PacketContext.fields
 
 
 def packet_fields(packet: VmbPacket) -> tuple:

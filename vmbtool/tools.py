@@ -11,7 +11,7 @@ from vmbtool import codec, stop
 from vmbtool.blob import HEADER_PREFIX_SIZE, open_source
 from vmbtool.errors import BlobError, InputError, VmbtoolError
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
-from vmbtool.formats.header import MAGIC, HeaderPrefix
+from vmbtool.generated.header import MAGIC, HeaderPrefix
 from vmbtool.inputs import blobs_in, names_a_stream, read_key_file
 from vmbtool.sim.packet import PacketState
 from vmbtool.sim.wire import PacketType

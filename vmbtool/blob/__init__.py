@@ -23,7 +23,7 @@ from vmbtool.blob.reader import BlobReader, BlobTally
 from vmbtool.blob.source import open_source, rereadable
 from vmbtool.blob.writer import DEFAULT_LEVEL, encode_blob, seal_body, sign, write_atomic
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS
-from vmbtool.formats.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAGS
+from vmbtool.generated.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAGS
 
 __all__ = [
     "DEFAULT_LEVEL", "FLAG_SIGNED", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_PREFIX_SIZE",

@@ -12,17 +12,13 @@ from vmbtool import codec
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import (
-    CHUNK_HEADER_SIZE,
-    CHUNK_TYPES,
-    FLAG_REQUIRED,
-    ChunkType,
-)
-from vmbtool.formats.ring import RingControl
+from vmbtool.formats.kinds import CHUNK_KINDS, FLAG_REQUIRED, ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
+from vmbtool.generated.ring import RingControl
 from vmbtool.kmcl.staging import ORDER, RestoreStaging
 from vmbtool.status import NtStatus
 
-RING_CONTROL_SIZE = RingControl.sizeof()
+RING_CONTROL_SIZE = RingControl.size
 
 
 def split_head(blocks: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
@@ -54,7 +50,7 @@ class ChannelSorting:
         if raw.type in (ChunkType.STATS, ChunkType.NOTE) and raw.type in self.known:
             if staging is not None:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
-                                f"{CHUNK_TYPES[raw.type].name} chunk inside a channel")
+                                f"{CHUNK_KINDS[raw.type].name} chunk inside a channel")
             self.add_annex(raw)
             return None
         if raw.type not in self.known and not raw.required and staging is None:
@@ -69,9 +65,9 @@ class ChannelSorting:
                 raise BlobError("header.channel_count",
                                 f"says {self.header.channel_count}, but channels[{index}] "
                                 f"follows at chunk@{raw.offset}")
-            if raw.type != ChunkType.CHANNEL and raw.type in CHUNK_TYPES:
+            if raw.type != ChunkType.CHANNEL and raw.type in CHUNK_KINDS:
                 raise BlobError(f"channels[{index}] (chunk@{raw.offset})",
-                                f"{CHUNK_TYPES[raw.type].name} chunk outside a channel")
+                                f"{CHUNK_KINDS[raw.type].name} chunk outside a channel")
             staging = consumer.staging(index)
         if consumer.keeps_channel_chunks:
             channel_chunks.append(raw)

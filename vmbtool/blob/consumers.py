@@ -18,7 +18,8 @@ from typing import Any
 from vmbtool import lean
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
 from vmbtool.invariants import ChannelCheck
 from vmbtool.kmcl.staging import RestoreStaging, stage_chunk
 

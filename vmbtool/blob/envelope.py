@@ -17,8 +17,12 @@ from vmbtool.chunks import (
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats import FORMAT_MAJOR, READS, limits
-from vmbtool.formats.frames import SignatureFrame
-from vmbtool.formats.header import (
+from vmbtool.frame import (
+    blocks,
+    read_at,
+)
+from vmbtool.generated.frames import SignatureFrame
+from vmbtool.generated.header import (
     FLAG_SIGNED,
     HEADER_SIZE,
     KNOWN_HEADER_FLAGS,
@@ -27,14 +31,10 @@ from vmbtool.formats.header import (
     HeaderPrefix,
     HeaderTrailer,
 )
-from vmbtool.frame import (
-    blocks,
-    read_at,
-)
 from vmbtool.keys import SIGNED_NEEDS_KEY, UNSIGNED_REFUSED, accepts_unsigned
 from vmbtool.status import NtStatus
 
-HEADER_PREFIX_SIZE = HeaderPrefix.sizeof()
+HEADER_PREFIX_SIZE = HeaderPrefix.size
 
 
 def read_stream_header(stream: IO[bytes]) -> bytes:
@@ -75,13 +75,13 @@ def read_header(f: IO[bytes], size: int, reads: tuple[int, int] = READS) -> tupl
     header_bytes = prefix_bytes + f.read(prefix.header_size - HEADER_PREFIX_SIZE)
     if len(header_bytes) < prefix.header_size:  # it was `size` bytes long when opened
         raise BlobError(f"header (offset {len(header_bytes)})", inputs.CHANGED)
-    trailer_at = len(header_bytes) - HeaderTrailer.sizeof()
+    trailer_at = len(header_bytes) - HeaderTrailer.size
     stored_crc = codec.parse(HeaderTrailer, header_bytes[trailer_at:], "header",
                              trailer_at).header_crc32c
     if crc32c(header_bytes[:trailer_at]) != stored_crc:
         raise BlobError(f"header.header_crc32c (offset {len(header_bytes) - 4})",
                         "checksum mismatch", NtStatus.CRC_ERROR)
-    header = codec.parse(FileHeader, header_bytes[:FileHeader.sizeof()], "header", 0)
+    header = codec.parse(FileHeader, header_bytes[:FileHeader.size], "header", 0)
     if header.flags & ~KNOWN_HEADER_FLAGS:
         raise BlobError("header.flags (offset 16)", f"unknown flag bits {header.flags:#x}")
     return header, header_bytes
@@ -97,7 +97,7 @@ def verify_signature(f: IO[bytes], size: int, header: Any, key: bytes | None) ->
         return size
     if key is None:
         raise BlobError("signature", SIGNED_NEEDS_KEY, NtStatus.UNSUCCESSFUL)
-    frame_size = SignatureFrame.sizeof()
+    frame_size = SignatureFrame.size
     at = size - frame_size
     if at < header.header_size:
         raise BlobError("signature", "truncated: no signature frame")

@@ -25,15 +25,7 @@ from vmbtool.chunks import (
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats import FORMAT_MAJOR, READS
-from vmbtool.formats.chunk import (
-    CHUNK_HEADER_SIZE,
-    ChunkType,
-    known_to,
-)
-from vmbtool.formats.frames import SEALED_SINCE, SealFrame
-from vmbtool.formats.header import (
-    FLAG_SIGNED,
-)
+from vmbtool.formats.kinds import ChunkType, known_to
 from vmbtool.frame import (
     SealScan,
     check_seal,
@@ -41,6 +33,9 @@ from vmbtool.frame import (
     skip_frames,
     zstd_frame_end,
 )
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
+from vmbtool.generated.frames import SEALED_SINCE, SealFrame
+from vmbtool.generated.header import FLAG_SIGNED
 from vmbtool.kmcl.staging import RestoreStaging
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
@@ -142,13 +137,13 @@ class BlobReader(ChannelSorting):
         sealed = (FORMAT_MAJOR, minor) >= SEALED_SINCE and self.reads >= SEALED_SINCE
         newer = minor > self.reads[1]
         if sealed and not newer:
-            seal_at = end - SealFrame.sizeof()
+            seal_at = end - SealFrame.size
             if self.defer_seal:
                 self.deferred_seal = read_seal(self.f, start, seal_at, end)
                 return seal_at
             return self.check_sealed_frame()
         frame_end = zstd_frame_end(self.f, start, end)
-        pos = check_seal(self.f, start, frame_end, end) + SealFrame.sizeof() if sealed \
+        pos = check_seal(self.f, start, frame_end, end) + SealFrame.size if sealed \
             else frame_end
         if newer:
             skip_frames(self.f, pos, end)
@@ -161,7 +156,7 @@ class BlobReader(ChannelSorting):
         """A sealed body of this reader's minor: the seal's CRC32C, then the zstd frame,
         which must end right at the seal."""
         start, end = self.header.header_size, self.body_end
-        seal_at = check_seal(self.f, start, end - SealFrame.sizeof(), end)
+        seal_at = check_seal(self.f, start, end - SealFrame.size, end)
         frame_end = zstd_frame_end(self.f, start, seal_at)
         if frame_end != seal_at:
             raise BlobError(f"body (offset {frame_end})",

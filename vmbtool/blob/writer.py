@@ -21,12 +21,10 @@ from vmbtool.chunks import (
 )
 from vmbtool.errors import BlobError
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR
-from vmbtool.formats.chunk import (
-    CHUNK_HEADER_SIZE,
-    ChunkType,
-)
-from vmbtool.formats.frames import SEALED_SINCE, SealFrame, SignatureFrame
-from vmbtool.formats.header import (
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
+from vmbtool.generated.frames import SEALED_SINCE, SealFrame, SignatureFrame
+from vmbtool.generated.header import (
     FLAG_SIGNED,
     HEADER_SIZE,
     FileHeader,

@@ -16,6 +16,7 @@ import struct
 
 from construct import (
     Bytes,
+    BytesInteger,
     Const,
     Enum,
     FormatField,
@@ -33,6 +34,8 @@ from vmbtool.fastgen.tree import (
     PASS,
     SMALL_BYTES,
     Unsupported,
+    byte_order,
+    bytes_integer,
     expression,
     format_field,
     padded,
@@ -150,6 +153,15 @@ class BuildWriter(Writer):
         if kind is FormatField:
             self.fixed(*split_fmt(node), value)
             return value
+        if kind is BytesInteger:
+            size, signed = bytes_integer(node), node.signed
+            low, high = (-(1 << (8 * size - 1)), 1 << (8 * size - 1)) if signed else \
+                (0, 1 << (8 * size))
+            self.emit(f"if {value}.__class__ is not int or not {low} <= {value} < {high}: "
+                      "raise _R")
+            self.fixed(None, f"{size}s",
+                       f"{value}.to_bytes({size}, {byte_order(node)!r}, signed={signed!r})")
+            return value
         if kind is Const:
             return self.const(node, value, scope)
         if kind is Bytes:
@@ -167,7 +179,7 @@ class BuildWriter(Writer):
             return data
         if kind in (Enum, StrictEnum):
             raw = self.var()
-            table = self.ns.reference(node, "encmapping", "em")
+            table = self.ns.enum_numbers(node)
             self.emit(f"{raw} = {value} if isinstance({value}, int) else "
                       f"{table}.get({value}) if isinstance({value}, str) else None")
             self.emit(f"if {raw} is None: raise _R")

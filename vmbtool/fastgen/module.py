@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import construct
-from construct import Struct
+from construct import SizeofError, Struct
 
 import vmbtool.formats
+from vmbtool import codec
 from vmbtool.fastgen.build import BuildWriter
-from vmbtool.fastgen.names import Namespace, Roots
+from vmbtool.fastgen.names import Namespace, literal
 from vmbtool.fastgen.parse import ParseWriter
 from vmbtool.fastgen.tree import Unsupported, record_struct
 from vmbtool.fastpath import CompiledGrammar
@@ -27,12 +28,10 @@ FORMATS = Path(vmbtool.formats.__file__).parent
 # the formats modules, each with a generated module of the same name
 MODULES = tuple(sorted(p.stem for p in FORMATS.glob("*.py") if p.stem != "__init__"))
 
-# Grammars the runtime makes of the formats' own parts and parses through the codec, by
-# formats module: (name, "fields" or "object", expression over the module's names). The
-# codec takes a Struct of the very same fields ("fields") for the one generated here; an
-# "object" is that very object.
-DERIVED: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "scenario": (("GuestChannel_context", "object", "GuestChannel.subcons[0]"),),  # lean
+# Grammars the runtime takes of the formats' own parts and parses through the codec, by
+# formats module: (name, expression over the module's names).
+DERIVED: dict[str, tuple[tuple[str, str], ...]] = {
+    "scenario": (("GuestChannel_context", "GuestChannel.subcons[0]"),),  # lean
 }
 
 # Grammars that also get a `scan_NAME(data)`, by formats module: the parse over a
@@ -46,7 +45,10 @@ SCANNED: dict[str, tuple[str, ...]] = {"packet": ("PacketRecord",)}
 PRELUDE = {
     "_Struct": ("struct", "Struct"), "_struct_error": ("struct", "error"),
     "_pack": ("struct", "pack"), "_unpack_from": ("struct", "unpack_from"),
-    "_LC": ("construct", "ListContainer"), "_EI": ("construct.core", "EnumInteger"),
+    "_LC": ("vmbtool.fastpath", "FieldList"), "_EI": ("vmbtool.fastpath", "EnumInteger"),
+    "_CG": ("vmbtool.fastpath", "CompiledGrammar"),
+    "_enum_names": ("vmbtool.fastpath", "enum_names"),
+    "_formats": ("vmbtool.fastpath", "formats_module"),
     "_BUDGET": ("vmbtool.fastpath", "ELEMENT_BUDGET"), "_E": ("vmbtool.fastpath", "ELEMENTS"),
     "_gb": ("vmbtool.fastpath", "GUID_BYTES"), "_gt": ("vmbtool.fastpath", "GUID_TEXT"),
     "_C": ("vmbtool.fastpath", "FieldContainer"),
@@ -123,15 +125,12 @@ def build_function(ns: Namespace, name: str, grammar, packs: bool) -> list[str]:
             "        raise _R from None"]
 
 
-def _imports(text: str, roots: set[tuple[str | None, str]]) -> list[str]:
+def _imports(text: str) -> list[str]:
     """The import lines of a module whose code is `text` (isort's order)."""
     by_module: dict[str, list[str]] = {}
     for alias, (module, name) in PRELUDE.items():
         if re.search(rf"(?<![\w.]){re.escape(alias)}\b", text):
             by_module.setdefault(module, []).append(f"{name} as {alias}")
-    for module, name in roots:
-        if module is not None:
-            by_module.setdefault(f"vmbtool.formats.{module}", []).append(name)
     groups: list[list[str]] = [[], [], []]  # standard library, third party, vmbtool
     for module in sorted(by_module):
         names = sorted(by_module[module], key=_isort_key)
@@ -160,7 +159,9 @@ def defined_names(module: str) -> list[str]:
     names = []
     for node in tree.body:
         if isinstance(node, ast.Assign):
-            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for target in node.targets:
+                parts = target.elts if isinstance(target, ast.Tuple) else [target]
+                names += [t.id for t in parts if isinstance(t, ast.Name)]
     return names
 
 
@@ -170,58 +171,97 @@ def grammars_of(module: str) -> list[tuple[str, Any]]:
             if not name.startswith("_") and isinstance(getattr(loaded, name), construct.Construct)]
 
 
-def all_roots() -> Roots:
-    roots = Roots()
-    roots.add_all([(name, grammar, module) for module in MODULES
-                   for name, grammar in grammars_of(module)])
-    return roots
-
-
 def _upper(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
 
 
-def module_text(module: str, roots: Roots) -> str:
-    """The generated module of one formats module."""
-    ns = Namespace(roots)
-    functions: list[str] = []
-    rows, fields_rows, scan_rows, layouts, skipped = [], [], [], [], []
+def _prefixes(grammar) -> dict[str, str]:
+    """The `struct` formats of the counts and lengths in front of a Struct's fields
+    (`codec.prefix_layout`), for a hot path that reads only them."""
+    found = {}
+    for sub in getattr(grammar, "subcons", ()) if type(grammar) is Struct else ():
+        with contextlib.suppress(KeyError, TypeError):
+            found[sub.name] = codec.prefix_layout(grammar, sub.name).format
+    return found
+
+
+def _size(grammar) -> int | None:
+    try:
+        return grammar.sizeof()
+    except SizeofError:
+        return None
+
+
+def handle(module: str, name: str, grammar, expr: str, scanned: bool) -> list[str]:
+    """The module-level name of one grammar's generated code (`fastpath.CompiledGrammar`),
+    named as the grammar is, which loads the grammar itself only when asked for it."""
+    functions = [f"parse_{name}", f"build_{name}"]
+    if scanned:
+        functions += [f"scan_{name}", f"pack_{name}"]
+    lines = [f"{name} = _CG(", f"    None, {', '.join(functions)},",
+             f"    name={literal(f'{module}.{name}')}, "
+             f"plain=lambda: _formats({literal(module)}).{expr},"]
+    size, prefixes = _size(grammar), _prefixes(grammar)
+    if size is not None:
+        lines.append(f"    size={size},")
+    if type(grammar) is Struct:
+        lines.append(f"    fields={literal(tuple(sub.name for sub in grammar.subcons))},")
+    if prefixes:
+        lines.append(f"    prefixes={literal(prefixes)},")
+    lines[-1] = lines[-1].rstrip(",") + ")"
+    return lines
+
+
+def constants(module: str) -> list[str]:
+    """The plain values a module of grammars defines (magics, flags, sizes, versions:
+    public upper-case names of ints, bytes, strings and tuples of them), written out, so
+    that a reader takes them from the generated module without importing the grammars.
+    (A formats module without grammars imports no construct: it is imported itself.)"""
     loaded = importlib.import_module(f"vmbtool.formats.{module}")
-    targets = [(name, grammar, "name", name) for name, grammar in grammars_of(module)]
-    for name, kind, expr in DERIVED.get(module, ()):
-        value = eval(expr, vars(loaded))  # noqa: S307 - the constant expressions above
-        targets.append((name, Struct(*value) if kind == "fields" else value, kind, expr))
-    for name, grammar, kind, expr in targets:
-        saved = (len(ns.definitions), dict(ns.by_key), set(ns.imports))
+    lines = []
+    for name in defined_names(module):
+        value = getattr(loaded, name)
+        if name.startswith("_") or not name.isupper() or isinstance(value, construct.Construct):
+            continue
+        with contextlib.suppress(Unsupported):
+            lines.append(f"{name} = {literal(value)}")
+    return lines
+
+
+def module_text(module: str) -> str:
+    """The generated module of one formats module."""
+    ns = Namespace()
+    functions: list[str] = []
+    handles, names, layouts, skipped = [], [], [], []
+    loaded = importlib.import_module(f"vmbtool.formats.{module}")
+    targets = [(name, grammar, name) for name, grammar in grammars_of(module)]
+    for name, expr in DERIVED.get(module, ()):
+        targets.append((name, eval(expr, vars(loaded)), expr))  # noqa: S307 - see DERIVED
+    for name, grammar, expr in targets:
+        saved = (len(ns.definitions), dict(ns.by_key))
         scanned = name in SCANNED.get(module, ())
         try:
             code = grammar_functions(ns, name, grammar, scanned)
         except Unsupported as exc:  # construct alone for it; nothing of it is kept
             del ns.definitions[saved[0]:]
-            ns.by_key, ns.imports = saved[1], saved[2]
+            ns.by_key = saved[1]
             skipped.append(f"# {name}: not generated ({exc})")
             continue
-        ns.imports.add((module, expr.split(".")[0]))
         functions += [*code, "", ""]
-        key = f"tuple({expr})" if kind == "fields" else expr
-        (fields_rows if kind == "fields" else rows).append(
-            f"    ({key}, parse_{name}, build_{name}),")
-        if scanned:
-            scan_rows.append(f"    ({key}, scan_{name}, pack_{name}),")
-        if kind == "name" and type(grammar) is Struct:
+        handles += handle(module, name, grammar, expr, scanned)
+        names.append(name)
+        if expr == name and type(grammar) is Struct:
             with contextlib.suppress(Unsupported):
                 layout = record_struct(grammar).format
                 layouts.append(f"{_upper(name)}_LAYOUT = _Struct({layout!r})")
-    body = [*ns.definitions, "", "", *functions]
-    body += ["# (grammar, parse, build): what vmbtool.codec runs instead of construct",
-             "GRAMMARS = (", *rows, ")"]
-    if scan_rows:
-        body += ["# (grammar, scan, pack): the parse into tuples (byte strings as views of the",
-                 "# data) and the build from them",
-                 "SCANS = (", *scan_rows, ")"]
-    if fields_rows:
-        body += ["# (fields, parse, build): for a Struct made of these very fields",
-                 "SAME_FIELDS = (", *fields_rows, ")"]
+    values = constants(module) if names else []  # (a module of grammars)
+    body = ([f"# the values vmbtool.formats.{module} defines", *values, "", ""] if values else [])
+    body += [*ns.definitions, "", "", *functions]
+    body += ["# each grammar's generated code, named as the grammar (vmbtool.fastpath);",
+             "# the grammar itself (and construct) is imported only when asked for",
+             *handles, "",
+             "# what vmbtool.codec runs instead of construct",
+             "GRAMMARS = (" + "".join(f"{n}, " for n in names).rstrip(" ") + ")"]
     if layouts:
         body += ["# the layouts of the Structs of fixed-width integers alone (their fields' "
                  "order)", *layouts]
@@ -229,24 +269,27 @@ def module_text(module: str, roots: Roots) -> str:
     text = "\n".join(body)
     lines = [*header(f"the grammars of vmbtool.formats.{module}"),
              f'"""The fast path of vmbtool.formats.{module} (see vmbtool.fastpath)."""', "",
-             *_imports(text, ns.imports), "", *body]
+             *_imports(text), "", *body]
     return "\n".join(lines).replace("\n\n\n\n", "\n\n\n").rstrip("\n") + "\n"
 
 
 def package_text() -> str:
-    imports = ", ".join(MODULES)
+    names = ", ".join(repr(m) for m in MODULES)
     lines = [*header("the list of formats modules"),
-             '"""The fast paths generated from the grammars (see vmbtool.fastpath); the',
-             'codec takes them from MODULES."""', "",
-             f"from vmbtool.generated import {imports}", "",
-             f"MODULES = ({imports},)"]
+             '"""The fast paths generated from the grammars (see vmbtool.fastpath): one',
+             'module for each module of vmbtool.formats, imported as it is needed."""', "",
+             "from importlib import import_module", "",
+             f"NAMES = ({names},)", "", "",
+             "def modules() -> tuple:",
+             '    """Every generated module (the codec indexes them all when it meets a',
+             '    grammar object rather than the generated code that stands for it)."""',
+             '    return tuple(import_module(f"vmbtool.generated.{name}") for name in NAMES)']
     return "\n".join(lines) + "\n"
 
 
 def generate() -> dict[str, str]:
     """Every file of vmbtool/generated/, by name, as the command writes it."""
-    roots = all_roots()
-    files = {f"{module}.py": module_text(module, roots) for module in MODULES}
+    files = {f"{module}.py": module_text(module) for module in MODULES}
     files["__init__.py"] = package_text()
     return files
 
@@ -254,12 +297,10 @@ def generate() -> dict[str, str]:
 def compile_grammar(grammar) -> CompiledGrammar:
     """The generated parse and build of any grammar, compiled and run here (tests);
     `Unsupported` when it uses what the generator does not know."""
-    roots = Roots()
-    roots.add_all([("_G", grammar, None)])
-    ns = Namespace(roots)
+    ns = Namespace()
     code = grammar_functions(ns, "G", grammar)
     body = [*ns.definitions, "", *code]
-    text = "\n".join([*_imports("\n".join(body), set()), *body]) + "\n"
-    namespace: dict[str, Any] = {"_G": grammar}
+    text = "\n".join([*_imports("\n".join(body)), *body]) + "\n"
+    namespace: dict[str, Any] = {}
     exec(compile(text, "<fastgen>", "exec"), namespace)  # noqa: S102
     return CompiledGrammar(grammar, namespace["parse_G"], namespace["build_G"])

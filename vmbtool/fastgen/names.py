@@ -1,21 +1,19 @@
-"""The module-level names generated code uses: precompiled structs, literal tables and
-references to the grammar's own objects (enum tables), each written once as a line of
-source (`definitions`) and named by what it is.
+"""The module-level names generated code uses: precompiled structs and literal tables
+(enum tables too), each written once as a line of source (`definitions`) and named by
+what it is.
 
-Nothing is pickled: a value is either a literal Python can write back exactly (ints,
-strings, bytes, None, bools, and tuples and dicts of them) or an expression over the
-names a formats module defines (`Roots`), which the generated module imports.
+Nothing is pickled and nothing of the grammars is imported: a value is a literal Python
+can write back exactly (ints, strings, bytes, None, bools, and tuples and dicts of
+them).
 
 Also the writers' common base (`Writer`) and a Switch's table of branches.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
-from construct import Renamed, Struct, Switch
+from construct import Switch
 
 from vmbtool.fastgen.tree import Unsupported
 
@@ -32,58 +30,12 @@ def literal(value: Any) -> str:
     raise Unsupported(f"{value!r}: no literal for a {kind.__name__}")
 
 
-class Roots:
-    """Where the nodes of the grammars are: a source expression for each, reached from
-    the names formats modules define (`add`), the first way found kept."""
-
-    def __init__(self) -> None:
-        self.paths: dict[int, tuple[str, str | None, str]] = {}  # id -> expr, module, root
-        self.keep: list[Any] = []  # the nodes, so their ids stay theirs
-
-    def add_all(self, named: Iterable[tuple[str, Any, str | None]]) -> None:
-        """Nodes by (name, node, formats module or None), then everything inside them,
-        breadth first: a node gets the shortest expression there is."""
-        pending = deque((name, name, node, module) for name, node, module in named)
-        while pending:
-            root, expr, current, module = pending.popleft()
-            if id(current) in self.paths:
-                continue
-            self.paths[id(current)] = (expr, module, root)
-            self.keep.append(current)
-            pending.extend((root, e, n, module) for e, n in self._children(expr, current))
-
-    @staticmethod
-    def _children(expr: str, node) -> Iterable[tuple[str, Any]]:
-        for i, sub in enumerate(getattr(node, "subcons", None) or ()):
-            name = getattr(sub, "name", None)
-            by_name = type(node) is Struct and isinstance(name, str) and name.isidentifier() \
-                and getattr(node, name, None) is sub  # (a field not named like a method)
-            yield (f"{expr}.{name}" if by_name else f"{expr}.subcons[{i}]"), sub
-        for attr in ("subcon", "lengthfield"):
-            sub = getattr(node, attr, None)
-            if sub is not None and hasattr(sub, "_parse"):
-                yield f"{expr}.{attr}", sub
-        if type(node) is Switch:
-            for key, case in node.cases.items():
-                yield f"{expr}.cases[{literal(key)}]", case
-            yield f"{expr}.default", node.default
-
-    def find(self, node) -> tuple[str, str | None, str]:
-        found = self.paths.get(id(node))
-        if found is None:
-            shown = node.subcon if type(node) is Renamed else node
-            raise Unsupported(f"{shown!r}: not reachable from a name of the formats")
-        return found
-
-
 class Namespace:
     """The definitions of one generated module, shared by all its grammars."""
 
-    def __init__(self, roots: Roots) -> None:
-        self.roots = roots
+    def __init__(self) -> None:
         self.definitions: list[str] = []
         self.by_key: dict[Any, str] = {}
-        self.imports: set[tuple[str | None, str]] = set()  # (module, name) of roots used
 
     def define(self, source: str, prefix: str, key: Any = None) -> str:
         key = ("source", source) if key is None else key
@@ -102,12 +54,17 @@ class Namespace:
     def table(self, value: dict | tuple, prefix: str) -> str:
         return self.define(literal(value), prefix)
 
-    def reference(self, node, attribute: str, prefix: str) -> str:
-        """`node.attribute` of the grammar itself (an enum's tables: its own
-        EnumIntegerStrings), through the formats name the node is reached from."""
-        expr, module, root = self.roots.find(node)
-        self.imports.add((module, root))
-        return self.define(f"{expr}.{attribute}", prefix)
+    def enum_names(self, node) -> str:
+        """An enum's table from numbers to its values (`fastpath.EnumIntegerString`s, as
+        the grammar's own `decmapping`), written out: no grammar is imported for it."""
+        table = {int(number): str(name) for number, name in node.decmapping.items()}
+        return self.define(f"_enum_names({literal(table)})", "dm")
+
+    def enum_numbers(self, node) -> str:
+        """An enum's table from names to numbers (the grammar's `encmapping`), written
+        out."""
+        table = {str(name): int(number) for name, number in node.encmapping.items()}
+        return self.define(literal(table), "em")
 
     def unpacker(self, fmt: str) -> str:
         return self.define(f"_Struct({fmt!r}).unpack_from", "S")

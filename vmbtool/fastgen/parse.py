@@ -13,6 +13,7 @@ import struct
 
 from construct import (
     Bytes,
+    BytesInteger,
     Const,
     Enum,
     FormatField,
@@ -30,6 +31,8 @@ from vmbtool.fastgen.tree import (
     PASS,
     SMALL_BYTES,
     Unsupported,
+    byte_order,
+    bytes_integer,
     expression,
     format_field,
     is_int_field,
@@ -183,6 +186,12 @@ class ParseWriter(Writer):
             return self.node(node.subcon, scope)
         if kind is FormatField:
             return self.read_int(node)
+        if kind is BytesInteger:
+            (raw,), value = self.read(None, f"{bytes_integer(node)}s"), self.var()
+            self.after(f"{value} = int.from_bytes({raw}, {byte_order(node)!r}, "
+                       f"signed={node.signed!r})")
+            self.ints.add(value)
+            return value
         if kind is Const:
             value = self.node(node.subcon, scope)
             self.after(f"if not {value} == {self.ns.const(node.value)}: raise _R")
@@ -197,7 +206,7 @@ class ParseWriter(Writer):
             return value
         if kind in (Enum, StrictEnum):
             raw = self.node(node.subcon, scope)
-            value, table = self.var(), self.ns.reference(node, "decmapping", "dm")
+            value, table = self.var(), self.ns.enum_names(node)
             self.after(f"{value} = {table}.get({raw})")
             if kind is StrictEnum:
                 self.after(f"if {value} is None: raise _R")

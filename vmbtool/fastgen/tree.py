@@ -14,6 +14,7 @@ import construct
 from construct import (
     Array,
     Bytes,
+    BytesInteger,
     Const,
     Enum,
     FixedSized,
@@ -155,12 +156,28 @@ def referenceable(node) -> bool:
     return type(node) in (Enum, StrictEnum, StrictFlagAdapter, GuidAdapter, StringEncoded)
 
 
+def bytes_integer(node) -> int:
+    """The width of a BytesInteger (a 24-bit integer: Int24ul), which must be fixed."""
+    if type(node.length) is not int or node.length < 1:
+        raise Unsupported(f"{node!r}: a BytesInteger of no fixed width")
+    return node.length
+
+
+def byte_order(node) -> str:
+    """A BytesInteger's byte order, as `int.from_bytes` names it (`swapped`: little)."""
+    if node.swapped not in (True, False):
+        raise Unsupported(f"{node!r}: a byte order decided by the context")
+    return "little" if node.swapped else "big"
+
+
 def minsize(node) -> int:
     """A lower bound of the bytes `node` consumes when it parses."""
     node = unwrap(node)
     kind = type(node)
     if kind is FormatField:
         return node.length
+    if kind is BytesInteger:
+        return bytes_integer(node)
     if kind is Bytes:
         return node.length if type(node.length) is int else 0
     if kind in (Const, Enum, StrictEnum, StrictFlagAdapter, GuidAdapter, StringEncoded):

@@ -2,9 +2,15 @@
 # Do not edit: change the grammars or the generator (vmbtool/fastgen/) and run
 # the command again. tests/test_generated.py fails while this file differs from
 # what the command writes.
-"""The fast paths generated from the grammars (see vmbtool.fastpath); the
-codec takes them from MODULES."""
+"""The fast paths generated from the grammars (see vmbtool.fastpath): one
+module for each module of vmbtool.formats, imported as it is needed."""
 
-from vmbtool.generated import channel, chunk, common, end, frames, gpadl, header, incoming, limits, packet, ring, scenario, stats, vsp
+from importlib import import_module
 
-MODULES = (channel, chunk, common, end, frames, gpadl, header, incoming, limits, packet, ring, scenario, stats, vsp,)
+NAMES = ('channel', 'chunk', 'common', 'end', 'frames', 'gpadl', 'header', 'incoming', 'kinds', 'limits', 'packet', 'ring', 'scenario', 'stats', 'vsp',)
+
+
+def modules() -> tuple:
+    """Every generated module (the codec indexes them all when it meets a
+    grammar object rather than the generated code that stands for it)."""
+    return tuple(import_module(f"vmbtool.generated.{name}") for name in NAMES)

@@ -9,19 +9,21 @@ from struct import Struct as _Struct, error as _struct_error
 from vmbtool.fastpath import (
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
     Refuse as _R,
     as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
     guid_bytes as _guid_bytes,
     guid_text as _guid_text,
 )
-from vmbtool.formats.channel import ChannelContext
 
 
-_dm0 = ChannelContext.role.subcon.decmapping
+_dm0 = _enum_names({0: 'server', 1: 'client'})
 _S1 = _Struct('<BB16s16sHLLLLLLLLLH').unpack_from
 _S2 = _Struct('<QQL').unpack_from
-_em3 = ChannelContext.role.subcon.encmapping
+_em3 = {'server': 0, 'client': 1}
 _P4 = _Struct('<BB16s16sHLLLLLLLLLH').pack
 _P5 = _Struct('<QQL').pack
 
@@ -104,7 +106,13 @@ def build_ChannelContext(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (ChannelContext, parse_ChannelContext, build_ChannelContext),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+ChannelContext = _CG(
+    None, parse_ChannelContext, build_ChannelContext,
+    name='channel.ChannelContext', plain=lambda: _formats('channel').ChannelContext,
+    fields=('role', 'state', 'interface_type', 'interface_instance', 'subchannel_index', 'flags', 'max_packet_size', 'max_external_data_size', 'max_chain_length', 'client_context_size', 'mmio_megabytes', 'mmio_megabytes_optional', 'incoming_ring_pages', 'outgoing_ring_pages', 'friendly_name', 'next_transaction_id', 'next_incoming_number', 'next_gpadl_handle',),
+    prefixes={'friendly_name': '<H'})
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (ChannelContext,)

@@ -6,8 +6,17 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.chunk import ChunkHeader
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    formats_module as _formats,
+)
+
+
+# the values vmbtool.formats.chunk defines
+CHUNK_HEADER_SIZE = 12
 
 
 _S0 = _Struct('<HBBLL').unpack_from
@@ -54,9 +63,15 @@ def build_ChunkHeader(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (ChunkHeader, parse_ChunkHeader, build_ChunkHeader),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+ChunkHeader = _CG(
+    None, parse_ChunkHeader, build_ChunkHeader,
+    name='chunk.ChunkHeader', plain=lambda: _formats('chunk').ChunkHeader,
+    size=12,
+    fields=('type', 'flags', 'reserved', 'length', 'crc32c',))
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (ChunkHeader,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 CHUNK_HEADER_LAYOUT = _Struct('<HBBLL')

@@ -11,21 +11,22 @@ from struct import (
     unpack_from as _unpack_from,
 )
 
-from construct import ListContainer as _LC
-
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
+    FieldList as _LC,
     Refuse as _R,
     TooManyElements as _TME,
     as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
     guid_bytes as _guid_bytes,
     guid_text as _guid_text,
 )
-from vmbtool.formats.common import ByteRange, ExternalData, ExternalKind, GpaRange, Guid, StrictFlag
 
 
 _S0 = _Struct('<16s').unpack_from
@@ -33,9 +34,9 @@ _P1 = _Struct('<16s').pack
 _flag2 = {0: False, 1: True}
 _S3 = _Struct('<B').unpack_from
 _P4 = _Struct('<B').pack
-_dm5 = ExternalKind.decmapping
+_dm5 = _enum_names({0: 'none', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct'})
 _S6 = _Struct('<H').unpack_from
-_em7 = ExternalKind.encmapping
+_em7 = {'none': 0, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9}
 _P8 = _Struct('<H').pack
 _S9 = _Struct('<LLL').unpack_from
 _P10 = _Struct('<LLL').pack
@@ -444,14 +445,36 @@ def build_ExternalData(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (Guid, parse_Guid, build_Guid),
-    (StrictFlag, parse_StrictFlag, build_StrictFlag),
-    (ExternalKind, parse_ExternalKind, build_ExternalKind),
-    (GpaRange, parse_GpaRange, build_GpaRange),
-    (ByteRange, parse_ByteRange, build_ByteRange),
-    (ExternalData, parse_ExternalData, build_ExternalData),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+Guid = _CG(
+    None, parse_Guid, build_Guid,
+    name='common.Guid', plain=lambda: _formats('common').Guid,
+    size=16)
+StrictFlag = _CG(
+    None, parse_StrictFlag, build_StrictFlag,
+    name='common.StrictFlag', plain=lambda: _formats('common').StrictFlag,
+    size=1)
+ExternalKind = _CG(
+    None, parse_ExternalKind, build_ExternalKind,
+    name='common.ExternalKind', plain=lambda: _formats('common').ExternalKind,
+    size=2)
+GpaRange = _CG(
+    None, parse_GpaRange, build_GpaRange,
+    name='common.GpaRange', plain=lambda: _formats('common').GpaRange,
+    fields=('byte_count', 'byte_offset', 'pfns',),
+    prefixes={'pfns': '<L'})
+ByteRange = _CG(
+    None, parse_ByteRange, build_ByteRange,
+    name='common.ByteRange', plain=lambda: _formats('common').ByteRange,
+    size=8,
+    fields=('byte_count', 'byte_offset',))
+ExternalData = _CG(
+    None, parse_ExternalData, build_ExternalData,
+    name='common.ExternalData', plain=lambda: _formats('common').ExternalData,
+    fields=('kind', 'body',))
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (Guid, StrictFlag, ExternalKind, GpaRange, ByteRange, ExternalData,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 BYTE_RANGE_LAYOUT = _Struct('<LL')

@@ -6,8 +6,13 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.end import BlobEnd, ChannelEnd
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    formats_module as _formats,
+)
 
 
 _S0 = _Struct('<LLL').unpack_from
@@ -90,10 +95,20 @@ def build_BlobEnd(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (ChannelEnd, parse_ChannelEnd, build_ChannelEnd),
-    (BlobEnd, parse_BlobEnd, build_BlobEnd),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+ChannelEnd = _CG(
+    None, parse_ChannelEnd, build_ChannelEnd,
+    name='end.ChannelEnd', plain=lambda: _formats('end').ChannelEnd,
+    size=12,
+    fields=('gpadl_count', 'packet_count', 'incoming_count',))
+BlobEnd = _CG(
+    None, parse_BlobEnd, build_BlobEnd,
+    name='end.BlobEnd', plain=lambda: _formats('end').BlobEnd,
+    size=44,
+    fields=('channel_count', 'chunk_count', 'packet_count', 'digest',))
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (ChannelEnd, BlobEnd,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 CHANNEL_END_LAYOUT = _Struct('<LLL')

@@ -6,8 +6,30 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.frames import SealFrame, SignatureFrame, SkippableFrameHeader, ZstdFrameStart
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    formats_module as _formats,
+)
+
+
+# the values vmbtool.formats.frames defines
+SKIPPABLE_MAGIC = 407710288
+SKIPPABLE_MAGIC_MASK = 4294967280
+SEAL_MAGIC = 407710299
+SIGNATURE_MAGIC = 407710298
+SEALED_SINCE = (1, 1,)
+ZSTD_MAGIC = 4247762216
+ZSTD_RESERVED_BIT = 8
+ZSTD_CHECKSUM_FLAG = 4
+ZSTD_SINGLE_SEGMENT = 32
+ZSTD_DICT_ID_SIZES = (0, 1, 2, 4,)
+ZSTD_CONTENT_SIZE_SIZES = (0, 2, 4, 8,)
+ZSTD_BLOCK_RLE = 1
+ZSTD_BLOCK_RESERVED = 3
+ZSTD_CONTENT_CHECKSUM_SIZE = 4
 
 
 _S0 = _Struct('<LL').unpack_from
@@ -18,6 +40,8 @@ _S4 = _Struct('<LL4s32s').unpack_from
 _P5 = _Struct('<LL4s32s').pack
 _S6 = _Struct('<LB').unpack_from
 _P7 = _Struct('<LB').pack
+_S8 = _Struct('<3s').unpack_from
+_P9 = _Struct('<3s').pack
 
 
 def _parse_view_SkippableFrameHeader(data):
@@ -181,14 +205,67 @@ def build_ZstdFrameStart(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (SkippableFrameHeader, parse_SkippableFrameHeader, build_SkippableFrameHeader),
-    (SealFrame, parse_SealFrame, build_SealFrame),
-    (SignatureFrame, parse_SignatureFrame, build_SignatureFrame),
-    (ZstdFrameStart, parse_ZstdFrameStart, build_ZstdFrameStart),
-)
+def _parse_view_ZstdBlockHeader(data):
+    pos = 0
+    try:
+        v1, = _S8(data, pos)
+        v2 = int.from_bytes(v1, 'little', signed=False)
+        pos += 3
+        return v2, pos
+    except (_struct_error, UnicodeDecodeError):
+        raise _R from None
+
+
+def parse_ZstdBlockHeader(data):
+    if data.__class__ is not bytes:
+        return _parse_view_ZstdBlockHeader(_as_view(data))
+    pos = 0
+    try:
+        v1, = _S8(data, pos)
+        v2 = int.from_bytes(v1, 'little', signed=False)
+        pos += 3
+        return v2, pos
+    except (_struct_error, UnicodeDecodeError):
+        raise _R from None
+
+
+def build_ZstdBlockHeader(obj):
+    try:
+        if obj.__class__ is not int or not 0 <= obj < 16777216: raise _R
+        return _P9(obj.to_bytes(3, 'little', signed=False))
+    except (KeyError, _struct_error, UnicodeEncodeError):
+        raise _R from None
+
+
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+SkippableFrameHeader = _CG(
+    None, parse_SkippableFrameHeader, build_SkippableFrameHeader,
+    name='frames.SkippableFrameHeader', plain=lambda: _formats('frames').SkippableFrameHeader,
+    size=8,
+    fields=('magic', 'frame_size',))
+SealFrame = _CG(
+    None, parse_SealFrame, build_SealFrame,
+    name='frames.SealFrame', plain=lambda: _formats('frames').SealFrame,
+    size=16,
+    fields=('magic', 'frame_size', 'tag', 'crc32c',))
+SignatureFrame = _CG(
+    None, parse_SignatureFrame, build_SignatureFrame,
+    name='frames.SignatureFrame', plain=lambda: _formats('frames').SignatureFrame,
+    size=44,
+    fields=('magic', 'frame_size', 'tag', 'hmac',))
+ZstdFrameStart = _CG(
+    None, parse_ZstdFrameStart, build_ZstdFrameStart,
+    name='frames.ZstdFrameStart', plain=lambda: _formats('frames').ZstdFrameStart,
+    size=5,
+    fields=('magic', 'descriptor',))
+ZstdBlockHeader = _CG(
+    None, parse_ZstdBlockHeader, build_ZstdBlockHeader,
+    name='frames.ZstdBlockHeader', plain=lambda: _formats('frames').ZstdBlockHeader,
+    size=3)
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (SkippableFrameHeader, SealFrame, SignatureFrame, ZstdFrameStart, ZstdBlockHeader,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 SKIPPABLE_FRAME_HEADER_LAYOUT = _Struct('<LL')
 ZSTD_FRAME_START_LAYOUT = _Struct('<LB')
-# ZstdBlockHeader: not generated (<BytesInteger> (BytesInteger))

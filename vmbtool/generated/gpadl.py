@@ -11,17 +11,17 @@ from struct import (
     unpack_from as _unpack_from,
 )
 
-from construct import ListContainer as _LC
-
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
+    FieldList as _LC,
     Refuse as _R,
     TooManyElements as _TME,
     as_view as _as_view,
+    formats_module as _formats,
 )
-from vmbtool.formats.gpadl import Gpadl, GpadlTable
 
 
 _flag0 = {0: False, 1: True}
@@ -177,8 +177,18 @@ def build_GpadlTable(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (Gpadl, parse_Gpadl, build_Gpadl),
-    (GpadlTable, parse_GpadlTable, build_GpadlTable),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+Gpadl = _CG(
+    None, parse_Gpadl, build_Gpadl,
+    name='gpadl.Gpadl', plain=lambda: _formats('gpadl').Gpadl,
+    fields=('handle', 'read_only', 'mapped', 'byte_offset', 'byte_length', 'pfns',),
+    prefixes={'pfns': '<L'})
+GpadlTable = _CG(
+    None, parse_GpadlTable, build_GpadlTable,
+    name='gpadl.GpadlTable', plain=lambda: _formats('gpadl').GpadlTable,
+    fields=('gpadls',),
+    prefixes={'gpadls': '<L'})
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (Gpadl, GpadlTable,)

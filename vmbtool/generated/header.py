@@ -6,15 +6,28 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.header import FileHeader, HeaderPrefix, HeaderTrailer
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
+)
+
+
+# the values vmbtool.formats.header defines
+MAGIC = b'VMBSAVE\x00'
+FLAG_SIGNED = 1
+KNOWN_HEADER_FLAGS = 1
+HEADER_SIZE = 56
 
 
 _S0 = _Struct('<8sHHL').unpack_from
 _P1 = _Struct('<8sHHL').pack
-_dm2 = FileHeader.compression.subcon.decmapping
+_dm2 = _enum_names({0: 'none', 1: 'zstd'})
 _S3 = _Struct('<8sHHLLBbH16sQL').unpack_from
-_em4 = FileHeader.compression.subcon.encmapping
+_em4 = {'none': 0, 'zstd': 1}
 _P5 = _Struct('<8sHHLLBbH16sQL').pack
 _S6 = _Struct('<L').unpack_from
 _P7 = _Struct('<L').pack
@@ -152,11 +165,25 @@ def build_HeaderTrailer(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (HeaderPrefix, parse_HeaderPrefix, build_HeaderPrefix),
-    (FileHeader, parse_FileHeader, build_FileHeader),
-    (HeaderTrailer, parse_HeaderTrailer, build_HeaderTrailer),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+HeaderPrefix = _CG(
+    None, parse_HeaderPrefix, build_HeaderPrefix,
+    name='header.HeaderPrefix', plain=lambda: _formats('header').HeaderPrefix,
+    size=16,
+    fields=('magic', 'format_major', 'format_minor', 'header_size',))
+FileHeader = _CG(
+    None, parse_FileHeader, build_FileHeader,
+    name='header.FileHeader', plain=lambda: _formats('header').FileHeader,
+    size=52,
+    fields=('magic', 'format_major', 'format_minor', 'header_size', 'flags', 'compression', 'level', 'reserved', 'writer_version', 'created_ns', 'channel_count',))
+HeaderTrailer = _CG(
+    None, parse_HeaderTrailer, build_HeaderTrailer,
+    name='header.HeaderTrailer', plain=lambda: _formats('header').HeaderTrailer,
+    size=4,
+    fields=('header_crc32c',))
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (HeaderPrefix, FileHeader, HeaderTrailer,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 HEADER_TRAILER_LAYOUT = _Struct('<L')

@@ -11,24 +11,23 @@ from struct import (
     unpack_from as _unpack_from,
 )
 
-from construct import ListContainer as _LC
-
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
+    FieldList as _LC,
     Refuse as _R,
     TooManyElements as _TME,
     as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
 )
-from vmbtool.formats.common import ExternalKind
-from vmbtool.formats.incoming import Incoming, PendingIncoming
-from vmbtool.formats.packet import PacketType
 
 
-_dm0 = PacketType.decmapping
+_dm0 = _enum_names({6: 'inband', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct', 11: 'completion'})
 _S1 = _Struct('<QQHHL').unpack_from
-_dm2 = ExternalKind.decmapping
+_dm2 = _enum_names({0: 'none', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct'})
 _sw3 = {'none': 0, 'gpa_direct': 1, 'transfer_pages': 2, 'data_using_gpadl': 3, 0: 0, 9: 1, 7: 2, 8: 3}
 _S4 = _Struct('<H').unpack_from
 _S5 = _Struct('<L').unpack_from
@@ -36,8 +35,8 @@ _S6 = _Struct('<LLL').unpack_from
 _flag7 = {0: False, 1: True}
 _S8 = _Struct('<LBL').unpack_from
 _S9 = _Struct('<LL').unpack_from
-_em10 = PacketType.encmapping
-_em11 = ExternalKind.encmapping
+_em10 = {'inband': 6, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9, 'completion': 11}
+_em11 = {'none': 0, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9}
 _P12 = _Struct('<QQHHL').pack
 _P13 = _Struct('<H').pack
 _P14 = _Struct('<L').pack
@@ -554,8 +553,18 @@ def build_PendingIncoming(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (Incoming, parse_Incoming, build_Incoming),
-    (PendingIncoming, parse_PendingIncoming, build_PendingIncoming),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+Incoming = _CG(
+    None, parse_Incoming, build_Incoming,
+    name='incoming.Incoming', plain=lambda: _formats('incoming').Incoming,
+    fields=('number', 'transaction_id', 'type', 'flags', 'payload', 'external',),
+    prefixes={'payload': '<L'})
+PendingIncoming = _CG(
+    None, parse_PendingIncoming, build_PendingIncoming,
+    name='incoming.PendingIncoming', plain=lambda: _formats('incoming').PendingIncoming,
+    fields=('packets',),
+    prefixes={'packets': '<L'})
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (Incoming, PendingIncoming,)

@@ -6,6 +6,8 @@
 
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = ()

@@ -11,37 +11,37 @@ from struct import (
     unpack_from as _unpack_from,
 )
 
-from construct import ListContainer as _LC
-
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
+    FieldList as _LC,
     Refuse as _R,
     TooManyElements as _TME,
     as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
 )
-from vmbtool.formats.common import ExternalKind
-from vmbtool.formats.packet import PacketContext, PacketRecord, PacketState, PacketType
 
 
-_dm0 = PacketState.decmapping
+_dm0 = _enum_names({0: 'allocated', 1: 'backlog', 2: 'in_ring', 3: 'awaiting_completion'})
 _S1 = _Struct('<B').unpack_from
-_em2 = PacketState.encmapping
+_em2 = {'allocated': 0, 'backlog': 1, 'in_ring': 2, 'awaiting_completion': 3}
 _P3 = _Struct('<B').pack
-_dm4 = PacketType.decmapping
+_dm4 = _enum_names({6: 'inband', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct', 11: 'completion'})
 _S5 = _Struct('<H').unpack_from
-_em6 = PacketType.encmapping
+_em6 = {'inband': 6, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9, 'completion': 11}
 _P7 = _Struct('<H').pack
 _S8 = _Struct('<QBHLLQB').unpack_from
 _S9 = _Struct('<L').unpack_from
-_dm10 = ExternalKind.decmapping
+_dm10 = _enum_names({0: 'none', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct'})
 _sw11 = {'none': 0, 'gpa_direct': 1, 'transfer_pages': 2, 'data_using_gpadl': 3, 0: 0, 9: 1, 7: 2, 8: 3}
 _S12 = _Struct('<LLL').unpack_from
 _flag13 = {0: False, 1: True}
 _S14 = _Struct('<LBL').unpack_from
 _S15 = _Struct('<LL').unpack_from
-_em16 = ExternalKind.encmapping
+_em16 = {'none': 0, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9}
 _P17 = _Struct('<QBHLLQB').pack
 _P18 = _Struct('<L').pack
 _P19 = _Struct('<LLL').pack
@@ -882,15 +882,26 @@ def pack_PacketRecord(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (PacketState, parse_PacketState, build_PacketState),
-    (PacketType, parse_PacketType, build_PacketType),
-    (PacketContext, parse_PacketContext, build_PacketContext),
-    (PacketRecord, parse_PacketRecord, build_PacketRecord),
-)
-# (grammar, scan, pack): the parse into tuples (byte strings as views of the
-# data) and the build from them
-SCANS = (
-    (PacketRecord, scan_PacketRecord, pack_PacketRecord),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+PacketState = _CG(
+    None, parse_PacketState, build_PacketState,
+    name='packet.PacketState', plain=lambda: _formats('packet').PacketState,
+    size=1)
+PacketType = _CG(
+    None, parse_PacketType, build_PacketType,
+    name='packet.PacketType', plain=lambda: _formats('packet').PacketType,
+    size=2)
+PacketContext = _CG(
+    None, parse_PacketContext, build_PacketContext,
+    name='packet.PacketContext', plain=lambda: _formats('packet').PacketContext,
+    fields=('transaction_id', 'state', 'type', 'send_flags', 'ring_offset', 'pointer', 'completion_routine', 'payload', 'external',),
+    prefixes={'completion_routine': '<B', 'payload': '<L'})
+PacketRecord = _CG(
+    None, parse_PacketRecord, build_PacketRecord, scan_PacketRecord, pack_PacketRecord,
+    name='packet.PacketRecord', plain=lambda: _formats('packet').PacketRecord,
+    fields=('lib_buf', 'save_buf',),
+    prefixes={'lib_buf': '<L', 'save_buf': '<L'})
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (PacketState, PacketType, PacketContext, PacketRecord,)

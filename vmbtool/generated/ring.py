@@ -6,13 +6,19 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.ring import RingControl, RingState
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
+)
 
 
-_dm0 = RingState.direction.subcon.decmapping
+_dm0 = _enum_names({0: 'incoming', 1: 'outgoing'})
 _S1 = _Struct('<BLLLLLL').unpack_from
-_em2 = RingState.direction.subcon.encmapping
+_em2 = {'incoming': 0, 'outgoing': 1}
 _P3 = _Struct('<BLLLLLL').pack
 
 
@@ -121,8 +127,17 @@ def build_RingControl(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (RingState, parse_RingState, build_RingState),
-    (RingControl, parse_RingControl, build_RingControl),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+RingState = _CG(
+    None, parse_RingState, build_RingState,
+    name='ring.RingState', plain=lambda: _formats('ring').RingState,
+    fields=('direction', 'write_index', 'read_index', 'interrupt_mask', 'pending_send_size', 'feature_bits', 'data_pages', 'data',))
+RingControl = _CG(
+    None, parse_RingControl, build_RingControl,
+    name='ring.RingControl', plain=lambda: _formats('ring').RingControl,
+    size=25,
+    fields=('direction', 'write_index', 'read_index', 'interrupt_mask', 'pending_send_size', 'feature_bits', 'data_pages',))
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (RingState, RingControl,)

@@ -11,34 +11,32 @@ from struct import (
     unpack_from as _unpack_from,
 )
 
-from construct import ListContainer as _LC
-
 from vmbtool.fastpath import (
     ELEMENTS as _E,
     ELEMENT_BUDGET as _BUDGET,
     GUID_BYTES as _gb,
     GUID_TEXT as _gt,
+    CompiledGrammar as _CG,
     FieldContainer as _C,
+    FieldList as _LC,
     Refuse as _R,
     TooManyElements as _TME,
     as_view as _as_view,
+    enum_names as _enum_names,
+    formats_module as _formats,
     guid_bytes as _guid_bytes,
     guid_text as _guid_text,
 )
-from vmbtool.formats.channel import ChannelContext
-from vmbtool.formats.common import ExternalKind
-from vmbtool.formats.packet import PacketState, PacketType
-from vmbtool.formats.scenario import GuestChannel, ScenarioHead, ScenarioState
 
 
-_dm0 = ChannelContext.role.subcon.decmapping
+_dm0 = _enum_names({0: 'server', 1: 'client'})
 _S1 = _Struct('<LBB16s16sHLLLLLLLLLH').unpack_from
 _S2 = _Struct('<QQLL').unpack_from
-_dm3 = PacketState.decmapping
-_dm4 = PacketType.decmapping
+_dm3 = _enum_names({0: 'allocated', 1: 'backlog', 2: 'in_ring', 3: 'awaiting_completion'})
+_dm4 = _enum_names({6: 'inband', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct', 11: 'completion'})
 _S5 = _Struct('<LQBHLLQB').unpack_from
 _S6 = _Struct('<L').unpack_from
-_dm7 = ExternalKind.decmapping
+_dm7 = _enum_names({0: 'none', 7: 'transfer_pages', 8: 'data_using_gpadl', 9: 'gpa_direct'})
 _sw8 = {'none': 0, 'gpa_direct': 1, 'transfer_pages': 2, 'data_using_gpadl': 3, 0: 0, 9: 1, 7: 2, 8: 3}
 _S9 = _Struct('<H').unpack_from
 _S10 = _Struct('<LLL').unpack_from
@@ -46,12 +44,12 @@ _flag11 = {0: False, 1: True}
 _S12 = _Struct('<LBL').unpack_from
 _S13 = _Struct('<LL').unpack_from
 _S14 = _Struct('<QQHHL').unpack_from
-_em15 = ChannelContext.role.subcon.encmapping
+_em15 = {'server': 0, 'client': 1}
 _P16 = _Struct('<LBB16s16sHLLLLLLLLLH').pack
 _P17 = _Struct('<QQLL').pack
-_em18 = PacketState.encmapping
-_em19 = PacketType.encmapping
-_em20 = ExternalKind.encmapping
+_em18 = {'allocated': 0, 'backlog': 1, 'in_ring': 2, 'awaiting_completion': 3}
+_em19 = {'inband': 6, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9, 'completion': 11}
+_em20 = {'none': 0, 'transfer_pages': 7, 'data_using_gpadl': 8, 'gpa_direct': 9}
 _P21 = _Struct('<QBHLLQB').pack
 _P22 = _Struct('<L').pack
 _P23 = _Struct('<H').pack
@@ -1543,10 +1541,26 @@ def build_GuestChannel_context(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (GuestChannel, parse_GuestChannel, build_GuestChannel),
-    (ScenarioState, parse_ScenarioState, build_ScenarioState),
-    (ScenarioHead, parse_ScenarioHead, build_ScenarioHead),
-    (GuestChannel.subcons[0], parse_GuestChannel_context, build_GuestChannel_context),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+GuestChannel = _CG(
+    None, parse_GuestChannel, build_GuestChannel,
+    name='scenario.GuestChannel', plain=lambda: _formats('scenario').GuestChannel,
+    fields=('context', 'packets', 'pending_incoming',),
+    prefixes={'context': '<L', 'packets': '<L'})
+ScenarioState = _CG(
+    None, parse_ScenarioState, build_ScenarioState,
+    name='scenario.ScenarioState', plain=lambda: _formats('scenario').ScenarioState,
+    fields=('scenario', 'seed', 'steps_taken', 'vsp_state', 'vsc_state', 'guests',),
+    prefixes={'scenario': '<B', 'vsp_state': '<L', 'vsc_state': '<L', 'guests': '<L'})
+ScenarioHead = _CG(
+    None, parse_ScenarioHead, build_ScenarioHead,
+    name='scenario.ScenarioHead', plain=lambda: _formats('scenario').ScenarioHead,
+    fields=('scenario', 'seed', 'steps_taken', 'vsp_state', 'vsc_state',),
+    prefixes={'scenario': '<B', 'vsp_state': '<L', 'vsc_state': '<L'})
+GuestChannel_context = _CG(
+    None, parse_GuestChannel_context, build_GuestChannel_context,
+    name='scenario.GuestChannel_context', plain=lambda: _formats('scenario').GuestChannel.subcons[0])
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (GuestChannel, ScenarioState, ScenarioHead, GuestChannel_context,)

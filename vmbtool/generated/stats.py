@@ -6,8 +6,13 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import FieldContainer as _C, Refuse as _R, as_view as _as_view
-from vmbtool.formats.stats import Annotation, ChannelStats
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    FieldContainer as _C,
+    Refuse as _R,
+    as_view as _as_view,
+    formats_module as _formats,
+)
 
 
 _S0 = _Struct('<LQQQQQ').unpack_from
@@ -99,10 +104,20 @@ def build_Annotation(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (ChannelStats, parse_ChannelStats, build_ChannelStats),
-    (Annotation, parse_Annotation, build_Annotation),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+ChannelStats = _CG(
+    None, parse_ChannelStats, build_ChannelStats,
+    name='stats.ChannelStats', plain=lambda: _formats('stats').ChannelStats,
+    size=44,
+    fields=('channel', 'packets_sent', 'packets_completed', 'bytes_sent', 'backlog_entries', 'backlog_packet_steps',))
+Annotation = _CG(
+    None, parse_Annotation, build_Annotation,
+    name='stats.Annotation', plain=lambda: _formats('stats').Annotation,
+    fields=('text',),
+    prefixes={'text': '<L'})
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (ChannelStats, Annotation,)
 # the layouts of the Structs of fixed-width integers alone (their fields' order)
 CHANNEL_STATS_LAYOUT = _Struct('<LQQQQQ')

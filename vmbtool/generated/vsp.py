@@ -6,8 +6,12 @@
 
 from struct import Struct as _Struct, error as _struct_error
 
-from vmbtool.fastpath import Refuse as _R, as_view as _as_view
-from vmbtool.formats.vsp import VspState
+from vmbtool.fastpath import (
+    CompiledGrammar as _CG,
+    Refuse as _R,
+    as_view as _as_view,
+    formats_module as _formats,
+)
 
 
 _S0 = _Struct('<L').unpack_from
@@ -55,7 +59,11 @@ def build_VspState(obj):
         raise _R from None
 
 
-# (grammar, parse, build): what vmbtool.codec runs instead of construct
-GRAMMARS = (
-    (VspState, parse_VspState, build_VspState),
-)
+# each grammar's generated code, named as the grammar (vmbtool.fastpath);
+# the grammar itself (and construct) is imported only when asked for
+VspState = _CG(
+    None, parse_VspState, build_VspState,
+    name='vsp.VspState', plain=lambda: _formats('vsp').VspState)
+
+# what vmbtool.codec runs instead of construct
+GRAMMARS = (VspState,)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from vmbtool import codec
 from vmbtool.chunks import frame, frame_data
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import ChunkType
-from vmbtool.formats.packet import PacketRecord
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.packet import PacketRecord
 from vmbtool.sim.wire import PacketType
 from vmbtool.state import channel_context, gpadl_table, incoming_entries, packet_fields, ring_state
 from vmbtool.status import NtStatus, NtStatusError

@@ -21,8 +21,9 @@ from vmbtool import codec, lean
 from vmbtool.chunks import RawChunk, decode_chunk, scan_chunk
 from vmbtool.errors import BlobError
 from vmbtool.formats import limits
-from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, CHUNK_TYPES, ChunkType
-from vmbtool.formats.packet import PacketContext, PacketRecord
+from vmbtool.formats.kinds import CHUNK_KINDS, ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
+from vmbtool.generated.packet import PacketContext, PacketRecord
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
@@ -30,9 +31,9 @@ LIB_BUF_SIZE = codec.prefix_layout(PacketRecord, "lib_buf")  # a PACKET's LibBuf
 _LIB_BUF_AT = LIB_BUF_SIZE.size  # and where its bytes start
 # where a scanned PACKET (`codec.scan`) holds its fields: the record a tuple of
 # (lib_buf, save_buf), the LibBuf a tuple of PacketContext's fields, in their order
-LIB_BUF, SAVE_BUF = ([sc.name for sc in PacketRecord.subcons].index(name)
+LIB_BUF, SAVE_BUF = (list(PacketRecord.fields).index(name)
                      for name in ("lib_buf", "save_buf"))
-_LIB_FIELDS = [sc.name for sc in PacketContext.subcons]
+_LIB_FIELDS = list(PacketContext.fields)
 TXID, STATE, TYPE, SEND_FLAGS, RING_OFFSET, PAYLOAD, EXTERNAL = (
     _LIB_FIELDS.index(name) for name in ("transaction_id", "state", "type", "send_flags",
                                          "ring_offset", "payload", "external"))
@@ -100,19 +101,19 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
         return _stage_packet(staging, raw, where, decode_chunk(raw, where), None)
     order = ORDER.get(raw.type)
     if order is None:
-        if raw.type in CHUNK_TYPES or raw.required:
+        if raw.type in CHUNK_KINDS or raw.required:
             raise BlobError(f"{where}.chunk@{raw.offset}.type",
                             f"chunk type {raw.type:#06x} is not part of a channel's state"
-                            if raw.type in CHUNK_TYPES else
+                            if raw.type in CHUNK_KINDS else
                             f"unknown required chunk type {raw.type:#06x}",
-                            NtStatus.REVISION_MISMATCH if raw.type not in CHUNK_TYPES
+                            NtStatus.REVISION_MISMATCH if raw.type not in CHUNK_KINDS
                             else NtStatus.DATA_ERROR)
         staging.saved.skipped.append(raw.type)
         return False
     if order < staging.last_order or (order == staging.last_order and raw.type in (
             ChunkType.CHANNEL, ChunkType.GPADLS, ChunkType.INCOMING)):
         raise BlobError(f"{where}.chunk@{raw.offset}.type",
-                        f"{CHUNK_TYPES[raw.type].name} chunk out of order")
+                        f"{CHUNK_KINDS[raw.type].name} chunk out of order")
     if order > 0 and staging.saved.context is None:
         raise BlobError(f"{where}.chunk@{raw.offset}.type", "state before the channel chunk")
     if raw.type == ChunkType.CHANNEL_END:
@@ -122,7 +123,7 @@ def stage_chunk(staging: RestoreStaging, raw: RawChunk, where: str, value: Any =
             if needed not in staging.seen:
                 raise BlobError(f"{where}.chunk@{raw.offset}.type",
                                 f"channel_end chunk without the channel's "
-                                f"{CHUNK_TYPES[needed].name} chunk")
+                                f"{CHUNK_KINDS[needed].name} chunk")
     staging.last_order = order
     staging.seen.add(raw.type)
     if raw.type == ChunkType.PACKET and \

@@ -13,7 +13,8 @@ from vmbtool.blob.consumers import Feed, Whole
 from vmbtool.chunks import RawChunk, decode_chunk
 from vmbtool.errors import BlobError, VmbtoolError
 from vmbtool.formats import READS
-from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.formats.kinds import ChunkType
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
 from vmbtool.kmcl.restore import rebuild_in_ring, restore_chunks
 from vmbtool.scenarios import SCENARIOS, Scenario, by_interface
 from vmbtool.sim.channel import ChannelStats, ClientChannel

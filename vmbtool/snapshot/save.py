@@ -12,8 +12,9 @@ from vmbtool.blob import encode_blob
 from vmbtool.chunks import frame
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats import FORMAT_MINOR
-from vmbtool.formats.chunk import CHUNK_HEADER_SIZE, ChunkType
+from vmbtool.formats.kinds import ChunkType
 from vmbtool.formats.limits import MAX_CHUNK_LENGTH
+from vmbtool.generated.chunk import CHUNK_HEADER_SIZE
 from vmbtool.scenarios import Scenario
 from vmbtool.state import channel_context, incoming_entries, packet_context
 from vmbtool.status import NtStatus, NtStatusError
