@@ -56,7 +56,7 @@ from hypothesis import strategies as st
 from vmbtool import codec, jsonview, report, tools
 from vmbtool.blob import FLAG_SIGNED, load_blob, seal_body, sign
 from vmbtool.blob import consumers as blob_consumers
-from vmbtool.blob import pipe as blob_pipe
+from vmbtool.blob import reader as blob_reader
 from vmbtool.chunks import crc32c, frame_bytes
 from vmbtool.diff import diff as semantic_diff
 from vmbtool.errors import VmbtoolError
@@ -508,13 +508,13 @@ def run_targets(data: bytes, keyed: bool, *, steps: int = 3,
 
 
 def threaded_verdict(data: bytes, key: bytes | None) -> tools.Verdict:
-    """validate_file with every body read through `blob.BodyPipe` (decompressed and
+    """validate_file with every body read through `blob.pipe.BodyPipe` (decompressed and
     digested on threads), as bodies of 1 MiB or more are: the fuzzer's are smaller."""
-    pipe_min, blob_pipe.PIPE_MIN = blob_pipe.PIPE_MIN, 0
+    pipe_min, blob_reader.PIPE_MIN = blob_reader.PIPE_MIN, 0
     try:
         return tools.validate_file(data, key)
     finally:
-        blob_pipe.PIPE_MIN = pipe_min
+        blob_reader.PIPE_MIN = pipe_min
 
 
 def restore_outcome(restore) -> tuple:

@@ -1,4 +1,4 @@
-"""A large body is decompressed and digested on threads (blob.BodyPipe,
+"""A large body is decompressed and digested on threads (blob.pipe.BodyPipe,
 blob.BackgroundDigest) while the main thread checks the chunks. It must read exactly as
 the plain read in one thread does: the same channels and problems, and on damaged input
 the same first error, at the same offset, from the same read; and it leaves no thread
@@ -19,6 +19,7 @@ from conftest import FIXTURE_DIR, FIXTURE_KEY
 from vmbtool.blob import BlobReader, encode_blob, load_blob
 from vmbtool.blob import envelope as blob_envelope
 from vmbtool.blob import pipe as blob_pipe
+from vmbtool.blob import reader as blob_reader
 from vmbtool.blob.consumers import Check
 from vmbtool.chunks import frame_bytes
 from vmbtool.errors import BlobError, VmbtoolError
@@ -71,10 +72,10 @@ def outcome(data: bytes) -> tuple:
 
 def piped_and_direct(data: bytes, monkeypatch, block: int) -> tuple[tuple, tuple]:
     with monkeypatch.context() as m:
-        m.setattr(blob_pipe, "PIPE_MIN", 1 << 40)
+        m.setattr(blob_reader, "PIPE_MIN", 1 << 40)
         direct = outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(blob_pipe, "PIPE_MIN", 0)
+        m.setattr(blob_reader, "PIPE_MIN", 0)
         m.setattr(blob_pipe, "PIPE_BLOCK", block)
         piped = outcome(data)
     assert not pipe_threads()
@@ -94,7 +95,7 @@ def test_the_big_blob_is_valid_and_spans_several_zstd_blocks(big, monkeypatch):
 def test_a_fixture_loads_the_same_through_the_pipe(path, monkeypatch):
     key = FIXTURE_KEY if path.stem.endswith("-signed") else None
     whole = load_blob(str(path), key)
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 4096)
     piped = load_blob(str(path), key)
     assert [raw.framed for raw in piped.chunks] == [raw.framed for raw in whole.chunks]
@@ -186,7 +187,7 @@ def test_a_failing_thread_hands_over_to_a_direct_read(big, monkeypatch):
         return Failing()
 
     monkeypatch.setattr(blob_envelope, "body_stream", failing)
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 4096)
     assert outcome(big)[0] is True
     assert len(reads) > 3
@@ -198,7 +199,7 @@ def test_an_early_error_stops_the_threads(big, monkeypatch):
     chunks = [raw.framed for raw in blob.chunks if raw.type != 0xFF]
     chunks[0] = chunks[0][:2] + b"\x02" + chunks[0][3:]  # unknown flag bits
     damaged = encode_blob(chunks, blob.header.channel_count, level=3, created_ns=0)
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 997)  # the thread is far from done
     with pytest.raises(BlobError, match="unknown flag bits"):
         load_blob(damaged)
@@ -207,7 +208,7 @@ def test_an_early_error_stops_the_threads(big, monkeypatch):
 
 @pytest.mark.parametrize("how", ["reader.close", "generator.close", "break"])
 def test_a_read_left_early_stops_the_threads(big, monkeypatch, how):
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", 997)
     interval = sys.getswitchinterval()
     reader = BlobReader(big, consumer=Check())
@@ -229,7 +230,7 @@ def test_a_read_left_early_stops_the_threads(big, monkeypatch, how):
 
 def test_a_small_body_is_read_without_threads(monkeypatch):
     """A thread costs more than reading a small body (validate of many small blobs)."""
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 1 << 20)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 1 << 20)
     started = []
     monkeypatch.setattr(blob_pipe.BodyPipe, "__init__",
                         lambda *a: started.append(a) or pytest.fail("a thread for 4 KB"))
@@ -288,7 +289,7 @@ def test_the_end_digest_is_right_wherever_the_end_chunk_falls(big, monkeypatch):
     straddles = [size for size in range(900, 3000) if end_at % size > size - 56][:3]
     starts = [size for size in range(900, 20000) if end_at % size == 0][:2]
     assert straddles and starts
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     for size in [*straddles, *starts, 1 << 16]:
         monkeypatch.setattr(blob_pipe, "PIPE_BLOCK", size)
         with BlobReader(big, consumer=Check()) as reader:

@@ -60,10 +60,10 @@ def check_outcome(data: bytes) -> tuple:
 
 def scanned_and_up_front(data: bytes, monkeypatch) -> tuple[tuple, tuple]:
     with monkeypatch.context() as m:
-        m.setattr(blob_pipe, "PIPE_MIN", 1 << 40)  # no pipe: the seal checked up front
+        m.setattr(blob_reader, "PIPE_MIN", 1 << 40)  # no pipe: the seal checked up front
         up_front = check_outcome(data)
     with monkeypatch.context() as m:
-        m.setattr(blob_pipe, "PIPE_MIN", 0)
+        m.setattr(blob_reader, "PIPE_MIN", 0)
         m.setattr(blob_pipe, "PIPE_BLOCK", 4096)
         scanned = check_outcome(data)
     return scanned, up_front
@@ -99,7 +99,7 @@ def test_a_sound_large_body_is_not_read_twice(big, monkeypatch):
     def no(*_args):
         raise AssertionError("the compressed bytes were read up front")
 
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_reader, "check_seal", no)
     monkeypatch.setattr(blob_reader, "zstd_frame_end", no)
     found = check_file(big)
@@ -154,7 +154,7 @@ def test_a_body_that_reads_differently_the_second_time_is_refused(big, monkeypat
             super().drain()
             self.crc ^= 1
 
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_reader, "SealScan", Changing)
     with pytest.raises(BlobError, match="the blob changed while it was read"):
         check_file(big)
@@ -170,7 +170,7 @@ def test_a_scan_that_never_finished_leaves_the_verdict_to_the_up_front_checks(
 
     calls = []
     real = blob_reader.check_seal
-    monkeypatch.setattr(blob_pipe, "PIPE_MIN", 0)
+    monkeypatch.setattr(blob_reader, "PIPE_MIN", 0)
     monkeypatch.setattr(blob_reader, "SealScan", Stopped)
     monkeypatch.setattr(blob_reader, "check_seal", lambda *a: calls.append(a) or real(*a))
     found = check_file(big)

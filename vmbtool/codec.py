@@ -26,7 +26,7 @@ import struct
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-from vmbtool import fastpath, plainwords
+from vmbtool import fastpath
 from vmbtool.errors import BlobError
 from vmbtool.status import NtStatus
 
@@ -113,18 +113,20 @@ def compiled(grammar: Construct | fastpath.CompiledGrammar) -> fastpath.Compiled
     return fast
 
 
-_PATH = re.compile(r"\(parsing\)|\(building\)|\(sizeof\)")
+_PATH = r"\(parsing\)|\(building\)|\(sizeof\)"  # (compiled by `re` when first met)
 
 
 def field_path(exc: ConstructError, base: str) -> str:
     path = getattr(exc, "path", None) or ""
-    parts = [p.strip() for p in _PATH.sub("", path).split("->") if p.strip()]
+    parts = [p.strip() for p in re.sub(_PATH, "", path).split("->") if p.strip()]
     return ".".join([base, *parts]) if parts else base
 
 
 def reason(exc: ConstructError) -> str:
     """What went wrong, in plain words (`plainwords`), without construct's path."""
     from construct import StreamError
+
+    from vmbtool import plainwords
 
     text = str(exc).splitlines()
     detail = plainwords.plain(text[-1]) if text else "malformed"
@@ -137,6 +139,8 @@ def build_reason(exc: Exception) -> str:
     """Why a value could not be built: construct's own errors, and the Python errors a
     grammar's adapters raise on a value of the wrong type (uuid, int(), a missing key)."""
     from construct import ConstructError
+
+    from vmbtool import plainwords
 
     if isinstance(exc, ConstructError):
         return reason(exc)

@@ -7,7 +7,6 @@ program. Saying which, and what to do about it, is more use than the magic it la
 
 from __future__ import annotations
 
-import json
 import re
 
 from vmbtool.generated.header import MAGIC
@@ -91,6 +90,8 @@ def looks_like_decode_json(text: str) -> bool:
     reordered is known by its keys."""
     if DECODE_JSON_START.match(text.encode()):
         return True
+    import json  # (only for a file that is text: a blob's read never needs it)
+
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):

@@ -18,8 +18,7 @@ from vmbtool.blob.envelope import (
     verify_signature,
 )
 from vmbtool.blob.load import Blob, load_blob
-from vmbtool.blob.pipe import PIPE_MIN, BodyPipe
-from vmbtool.blob.reader import BlobReader, BlobTally
+from vmbtool.blob.reader import PIPE_MIN, BlobReader, BlobTally
 from vmbtool.blob.source import open_source, rereadable
 from vmbtool.blob.writer import DEFAULT_LEVEL, encode_blob, seal_body, sign, write_atomic
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS
@@ -28,7 +27,7 @@ from vmbtool.generated.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAG
 __all__ = [
     "DEFAULT_LEVEL", "FLAG_SIGNED", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_PREFIX_SIZE",
     "HEADER_SIZE", "KNOWN_HEADER_FLAGS", "PIPE_MIN", "READS", "Blob", "BlobReader",
-    "BlobTally", "BodyPipe", "body_stream", "encode_blob",
+    "BlobTally", "body_stream", "encode_blob",
     "load_blob", "open_source", "read_header", "read_stream_header", "rereadable",
     "seal_body", "sign", "verify_signature", "write_atomic",
 ]

@@ -15,7 +15,6 @@ import zstandard
 
 from vmbtool.chunks import SourceFailed
 
-PIPE_MIN = 1 << 20  # a stored body this large is decompressed and digested on threads
 PIPE_BLOCK = 1 << 20  # in blocks of this size
 PIPE_DEPTH = 2  # blocks decompressed ahead (the checks of a ring are quick, of packets slow)
 DIGEST_DEPTH = 1  # blocks read and waiting for the digest
@@ -37,6 +36,8 @@ class BodyPipe:
 
     Every block is digested once it has been read, but the last two: the END digest
     covers the header and the body before the END chunk, which starts in one of them."""
+
+    says_source_failed = True  # (`reader.body_chunks` adds no wrapper that would)
 
     def __init__(self, open_stream: Callable[..., IO[bytes]], header_bytes: bytes,
                  on_end: Callable[[], None] | None = None) -> None:

@@ -7,15 +7,14 @@ import hashlib
 import hmac
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import zstandard
 
-from vmbtool.blob import envelope, pipe
+from vmbtool.blob import envelope
 from vmbtool.blob.channels import ChannelSorting
 from vmbtool.blob.consumers import Consumer, Keep
 from vmbtool.blob.envelope import read_header, verify_signature
-from vmbtool.blob.pipe import BodyPipe
 from vmbtool.blob.source import open_source
 from vmbtool.chunks import (
     RawChunk,
@@ -40,7 +39,13 @@ from vmbtool.kmcl.staging import RestoreStaging
 from vmbtool.state import SavedChannel
 from vmbtool.status import NtStatus
 
+if TYPE_CHECKING:
+    from vmbtool.blob.pipe import BodyPipe
+
 _END, _PACKET = ChunkType.END, ChunkType.PACKET  # (bound once: see kmcl.staging)
+# a stored body this large is decompressed and digested on threads (`pipe.BodyPipe`,
+# imported only then: a small blob's read starts no thread and loads none of it)
+PIPE_MIN = 1 << 20
 
 
 def body_chunks(stream: IO[bytes] | BodyPipe,
@@ -58,7 +63,8 @@ def body_chunks(stream: IO[bytes] | BodyPipe,
             raise SourceFailed(f"zstd: {exc}") from None
 
     # (a BodyPipe says SourceFailed itself: the most read body goes without the wrapper)
-    return iter_chunks(stream.read if isinstance(stream, BodyPipe) else read, admit=admit,
+    says_failed = getattr(stream, "says_source_failed", False)
+    return iter_chunks(stream.read if says_failed else read, admit=admit,
                        admitted=admitted, stream_if=stream_if, on_block=on_block)
 
 
@@ -201,7 +207,7 @@ class BlobReader(ChannelSorting):
                 return envelope.body_stream(scan, self.header, start, end, read_size, owns_f)
             return envelope.body_stream(self.f, self.header, start, end, read_size, owns_f)
 
-        if end - start < pipe.PIPE_MIN:
+        if end - start < PIPE_MIN:
             if scan is None:
                 yield from self.read_channels(open_body(), hashlib.sha256(self.header_bytes))
                 return
@@ -214,6 +220,8 @@ class BlobReader(ChannelSorting):
                 self.settle_seal(None)
                 raise
             return
+        from vmbtool.blob.pipe import BodyPipe
+
         piped = BodyPipe(open_body, self.header_bytes, scan.drain if scan else None)
         self.workers = [piped]
         try:
