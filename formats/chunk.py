@@ -12,8 +12,6 @@ added it (`kinds.CHUNK_KINDS`, which names the grammars; readers, writers, the s
 and FORMAT.md's table all look types up there).
 """
 
-from dataclasses import replace
-
 from construct import Const, Int8ul, Int16ul, Int32ul, Struct
 
 from . import channel, end, gpadl, incoming, packet, ring, scenario, stats
@@ -45,7 +43,7 @@ def _grammar(name: str):
 
 # `kinds.CHUNK_KINDS` with each chunk type's grammar itself
 CHUNK_TYPES: dict[int, ChunkKind] = {
-    t: replace(kind, grammar=_grammar(kind.grammar)) for t, kind in CHUNK_KINDS.items()}
+    t: kind._replace(grammar=_grammar(kind.grammar)) for t, kind in CHUNK_KINDS.items()}
 
 
 def known_to(reads: tuple[int, int]) -> dict[int, ChunkKind]:

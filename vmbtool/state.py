@@ -25,7 +25,7 @@ PACKET_TYPE_NAMES = {ptype: ptype.name.lower() for ptype in PacketType}
 PACKET_TYPES = {name: ptype for ptype, name in PACKET_TYPE_NAMES.items()}
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class SavedChannel:
     """One channel's saved state as parsed from its chunks."""
 

@@ -38,7 +38,7 @@ _SUCCESS, _BUFFER_TOO_SMALL = NtStatus.SUCCESS, NtStatus.BUFFER_TOO_SMALL
 _PACKET, _COMPLETION = ChunkType.PACKET, PacketType.COMPLETION
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class SaveContext:
     chunks: Iterator[bytes]
     next_chunk: bytes | None = None

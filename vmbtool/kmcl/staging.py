@@ -52,7 +52,7 @@ PACKET_ORDER = ORDER[ChunkType.PACKET]
 _PACKET = ChunkType.PACKET
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class RestoreStaging:
     saved: SavedChannel = field(default_factory=SavedChannel)
     last_order: int = -1

@@ -76,7 +76,7 @@ class ChannelConfig:
 StateCallback = Callable[[Any], None]
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class StateCallbacks:
     """State-change callbacks, in the order the library calls them."""
 

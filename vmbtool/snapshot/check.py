@@ -55,7 +55,7 @@ def client_state(value: int) -> str:
         return str(value)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class FileCheck:
     """What a lean read with every check found in a blob: validate's verdict, and a
     streamed restore's first pass."""
