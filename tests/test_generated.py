@@ -65,10 +65,8 @@ def generate_once() -> dict[str, str]:
     return _FILES
 
 
-# a process that runs vmbtool's commands, one after the other, and says which of the
-# modules a usual read does not need were imported: construct, the modules of grammars,
-# the threaded reader (a small body needs no thread), the plain words of construct's
-# errors
+# a process that runs vmbtool's commands, one after the other, and says which modules
+# of those named were imported
 _RUN_COMMANDS = """
 import json, sys
 from vmbtool.cli import main
@@ -80,36 +78,48 @@ for args in json.loads(sys.argv[1]):
         codes.append(exc.code)
     else:
         codes.append(0)
-grammars = sorted(m for m in sys.modules if m in (
-    "construct", "vmbtool.blob.pipe", "vmbtool.plainwords") or m.startswith(
-    "vmbtool.formats.") and m not in ("vmbtool.formats.limits", "vmbtool.formats.kinds"))
-print(json.dumps([codes, grammars]))
+unwanted = json.loads(sys.argv[2])
+print(json.dumps([codes, sorted(m for m in sys.modules if m in unwanted or m.startswith(
+    "vmbtool.formats.") and m not in ("vmbtool.formats.limits", "vmbtool.formats.kinds"))]))
 """
+# what a usual read does not need: construct (and the modules of grammars, above), the
+# threaded reader (a small body needs no thread), the plain words of construct's errors
+NOT_FOR_A_READ = ["construct", "vmbtool.blob.pipe", "vmbtool.plainwords"]
+# nor does a validate save or write
+NOT_FOR_A_VALIDATE = [*NOT_FOR_A_READ, "vmbtool.blob.writer", "vmbtool.blob.load",
+                      "vmbtool.kmcl.save"]
 
 
-def _imported_by(commands: list[list[str]]) -> tuple[list, list[str]]:
-    result = subprocess.run([sys.executable, "-c", _RUN_COMMANDS, json.dumps(commands)],
-                            capture_output=True, text=True, check=True)
-    codes, grammars = json.loads(result.stdout.splitlines()[-1])
-    return codes, grammars
+def _imported_by(commands: list[list[str]], unwanted: list[str]) -> tuple[list, list[str]]:
+    result = subprocess.run([sys.executable, "-c", _RUN_COMMANDS, json.dumps(commands),
+                             json.dumps(unwanted)], capture_output=True, text=True, check=True)
+    codes, found = json.loads(result.stdout.splitlines()[-1])
+    return codes, found
 
 
-def test_the_usual_validate_restore_and_save_never_import_construct(tmp_path):
+def test_a_usual_validate_imports_neither_construct_nor_the_writer():
     """Target 5 of issue 15: what a blob's happy path does not need is not imported on
     it. Every record of these blobs is taken by the generated code, so neither
     construct nor a module of grammars is ever loaded; their bodies are small, so the
-    threaded reader is not either."""
+    threaded reader is not either; nothing is written."""
     fixtures = ROOT / "fixtures"
     commands = [["validate", str(p)] for p in sorted(fixtures.glob("v1*/*.vmb"))
                 if not p.stem.endswith("-signed")]
     commands += [["validate", "--key-file", str(FIXTURE_KEY_FILE), str(p)]
                  for p in sorted(fixtures.glob("v1*/*-signed.vmb"))]
-    commands += [["restore", str(fixtures / "v1.1" / "network.vmb")],
-                  ["save", "--scenario", "network", "-o", str(tmp_path / "n.vmb")],
-                  ["validate", str(tmp_path / "n.vmb")]]
-    codes, grammars = _imported_by(commands)
+    codes, found = _imported_by(commands, NOT_FOR_A_VALIDATE)
     assert codes == [0] * len(commands)
-    assert grammars == []
+    assert found == []
+
+
+def test_a_usual_restore_and_save_never_import_construct(tmp_path):
+    fixtures = ROOT / "fixtures"
+    commands = [["restore", str(fixtures / "v1.1" / "network.vmb")],
+                ["save", "--scenario", "network", "-o", str(tmp_path / "n.vmb")],
+                ["validate", str(tmp_path / "n.vmb")]]
+    codes, found = _imported_by(commands, NOT_FOR_A_READ)
+    assert codes == [0] * len(commands)
+    assert found == []
 
 
 def test_a_record_the_generated_code_refuses_loads_the_grammar_for_its_error():
@@ -123,3 +133,15 @@ def test_a_record_the_generated_code_refuses_loads_the_grammar_for_its_error():
                             check=True)
     assert result.stdout.strip() == \
         "bad blob at packet.lib_buf (offset 40): truncated: 4 bytes needed, 3 left"
+
+
+def test_a_package_imports_a_module_it_names_lazily_when_a_name_is_asked_for():
+    code = ("import sys\nimport vmbtool.kmcl as kmcl\n"
+            "assert 'vmbtool.kmcl.save' not in sys.modules\n"
+            "from vmbtool.kmcl import save_begin\n"
+            "from vmbtool.kmcl.save import save_begin as real\n"
+            "assert save_begin is real and kmcl.save_end.__module__ == 'vmbtool.kmcl.save'\n"
+            "try:\n    kmcl.no_such_name\nexcept AttributeError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "module 'vmbtool.kmcl' has no attribute 'no_such_name'"

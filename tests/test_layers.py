@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     # itself only holds the version; NTSTATUS; plain words and text for people; what a
     # key option may say)
     ("leaves", False, (
-        "vmbtool", "vmbtool.status", "vmbtool.plainwords", "vmbtool.text", "vmbtool.keys")),
+        "vmbtool", "vmbtool.status", "vmbtool.plainwords", "vmbtool.text", "vmbtool.keys",
+        "vmbtool.lazy")),
     # status/errors/codec: the project's one error hierarchy
     ("errors", False, ("vmbtool.errors",)),
     # status/errors/codec: a stop the user asked for (Ctrl-C, SIGTERM) is one of the errors

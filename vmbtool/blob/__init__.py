@@ -10,6 +10,8 @@ The layouts are formats/'s (header, frames, chunk); this package reads and write
 Reading streams with bounded memory: declared lengths are capped before allocating.
 """
 
+from typing import TYPE_CHECKING
+
 from vmbtool.blob.envelope import (
     HEADER_PREFIX_SIZE,
     body_stream,
@@ -17,12 +19,20 @@ from vmbtool.blob.envelope import (
     read_stream_header,
     verify_signature,
 )
-from vmbtool.blob.load import Blob, load_blob
 from vmbtool.blob.reader import PIPE_MIN, BlobReader, BlobTally
 from vmbtool.blob.source import open_source, rereadable
-from vmbtool.blob.writer import DEFAULT_LEVEL, encode_blob, seal_body, sign, write_atomic
 from vmbtool.formats import FORMAT_MAJOR, FORMAT_MINOR, READS
 from vmbtool.generated.header import FLAG_SIGNED, HEADER_SIZE, KNOWN_HEADER_FLAGS
+from vmbtool.lazy import exports
+
+if TYPE_CHECKING:
+    from vmbtool.blob.load import Blob, load_blob
+    from vmbtool.blob.writer import DEFAULT_LEVEL, encode_blob, seal_body, sign, write_atomic
+
+# a blob read whole and the writer: imported when first asked for (a read needs neither)
+__getattr__ = exports(__name__, {
+    "load": ("Blob", "load_blob"),
+    "writer": ("DEFAULT_LEVEL", "encode_blob", "seal_body", "sign", "write_atomic")})
 
 __all__ = [
     "DEFAULT_LEVEL", "FLAG_SIGNED", "FORMAT_MAJOR", "FORMAT_MINOR", "HEADER_PREFIX_SIZE",

@@ -14,8 +14,17 @@ the channel's state from outside, so the layers below never import this one.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vmbtool.kmcl.restore import packet_restore, restore_from_buffer
-from vmbtool.kmcl.save import save_begin, save_channel, save_continue, save_end
+from vmbtool.lazy import exports
+
+if TYPE_CHECKING:
+    from vmbtool.kmcl.save import save_begin, save_channel, save_continue, save_end
+
+# the save: imported when first asked for (a restore or a check never saves)
+__getattr__ = exports(__name__, {
+    "save": ("save_begin", "save_channel", "save_continue", "save_end")})
 
 __all__ = [
     "packet_restore",

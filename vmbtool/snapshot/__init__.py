@@ -2,6 +2,9 @@
 the simulated guest through the scenario chunk (`save`), checked as validate checks
 (`check`), restored in one read (`restore`)."""
 
+from typing import TYPE_CHECKING
+
+from vmbtool.lazy import exports
 from vmbtool.snapshot.check import (
     FileCheck,
     check_file,
@@ -22,14 +25,21 @@ from vmbtool.snapshot.restore import (
     restore_reader,
     restore_scenario,
 )
-from vmbtool.snapshot.save import (
-    DEFAULT_CHUNK_SIZE,
-    SAVE_BUFFER_SIZE,
-    save_blob,
-    save_chunks,
-    scenario_state,
-    split_buffers,
-)
+
+if TYPE_CHECKING:
+    from vmbtool.snapshot.save import (
+        DEFAULT_CHUNK_SIZE,
+        SAVE_BUFFER_SIZE,
+        save_blob,
+        save_chunks,
+        scenario_state,
+        split_buffers,
+    )
+
+# the save: imported when first asked for (a validate or a restore never saves)
+__getattr__ = exports(__name__, {"save": (
+    "DEFAULT_CHUNK_SIZE", "SAVE_BUFFER_SIZE", "save_blob", "save_chunks", "scenario_state",
+    "split_buffers")})
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ONE_PASS_MAX", "ONE_PASS_RATIO", "SAVE_BUFFER_SIZE", "ChannelFeed",

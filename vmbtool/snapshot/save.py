@@ -8,7 +8,6 @@ import gc
 from collections.abc import Iterator
 
 from vmbtool import kmcl
-from vmbtool.blob import encode_blob
 from vmbtool.chunks import frame
 from vmbtool.errors import VmbtoolError
 from vmbtool.formats import FORMAT_MINOR
@@ -90,6 +89,8 @@ def save_blob(scenario: Scenario, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
               level: int | None = 3, key: bytes | None = None,
               created_ns: int | None = None, minor: int = FORMAT_MINOR,
               note: str | None = None) -> bytes:
+    from vmbtool.blob import encode_blob  # (the writer: a restore imports this module too)
+
     with paused_gc():
         chunks = save_chunks(scenario, chunk_size, minor=minor, note=note)
         return encode_blob(chunks, len(scenario.servers), level=level, key=key,
