@@ -201,3 +201,17 @@ def test_the_error_line_is_escaped(blobs, args, expected):
     assert result.exit_code != 0
     line, = [line for line in shown(result).splitlines() if line.startswith("Error: ")]
     assert expected in line, line
+
+
+def test_every_character_escape_shows_is_one_isprintable_refuses():
+    """`escape` passes a printable str through untouched without its pattern: that holds
+    only while no character the pattern escapes is printable to Python."""
+    from vmbtool.text import UNSAFE, escape
+
+    unsafe = re.compile(UNSAFE)
+    shown = [c for c in map(chr, range(0x110000)) if unsafe.match(c)]
+    assert len(shown) == 32 + 33 + 1 + 2 + 7 + 4 + 2048
+    assert not [c for c in shown if c.isprintable()]
+    assert escape("plain ünïcode name.vmb") == "plain ünïcode name.vmb"
+    assert escape("\u00a0nbsp") == "\u00a0nbsp"  # not printable to Python, not escaped
+    assert escape("a\u202eb\x1b") == "a\\u202eb\\x1b"

@@ -58,6 +58,8 @@ def frame_bytes(chunk_type: int, data: bytes, flags: int) -> bytes:
 
 @dataclass(slots=True, eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class RawChunk:
+    """One framed chunk as a stream gave it: type, flags, data and where it stood."""
+
     type: int
     flags: int
     data: bytes

@@ -31,8 +31,9 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MZ", "a Windows (PE/MZ) executable"),
 )
 # zstd's skippable frames (magic 0x184D2A50..5F) also start a zstd file
-ZSTD_SKIPPABLE = re.compile(rb"[\x50-\x5f]\x2a\x4d\x18", re.DOTALL)
-DECODE_JSON_START = re.compile(rb'\s*\{\s*"format"\s*:\s*\{\s*"major"\s*:')
+# (patterns `re` compiles when first met: only a file that is not a blob is described)
+ZSTD_SKIPPABLE = rb"[\x50-\x5f]\x2a\x4d\x18"
+DECODE_JSON_START = rb'\s*\{\s*"format"\s*:\s*\{\s*"major"\s*:'
 DECODE_JSON_KEYS = {"format", "header", "channels"}
 # text: printable characters and the usual white space, nothing else below 0x20
 TEXT_CONTROLS = set(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D} | {0x7F}
@@ -49,7 +50,7 @@ def describe(head: bytes) -> str:
         return (f"a damaged blob, or not a blob: its first bytes "
                 f"({first_bytes(head)}) are nearly a blob's magic "
                 f"({MAGIC.hex(' ')})")
-    if ZSTD_SKIPPABLE.match(head):
+    if re.match(ZSTD_SKIPPABLE, head, re.DOTALL):
         return "not a blob but " + SIGNATURES[0][1]
     for signature, what in SIGNATURES:
         if head.startswith(signature):
@@ -88,7 +89,7 @@ def as_text(head: bytes) -> str | None:
 def looks_like_decode_json(text: str) -> bool:
     """decode's documents open with "format": {"major": ...}; a whole one that was
     reordered is known by its keys."""
-    if DECODE_JSON_START.match(text.encode()):
+    if re.match(DECODE_JSON_START, text.encode()):
         return True
     import json  # (only for a file that is text: a blob's read never needs it)
 

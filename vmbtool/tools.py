@@ -76,6 +76,8 @@ def unverified_head(source: str) -> dict[str, Any] | None:
 
 @dataclass
 class Verdict:
+    """What `validate` says of one blob: valid or not, its problems, what it holds."""
+
     path: str
     valid: bool
     problems: list[tuple[str, str]] = field(default_factory=list)

@@ -54,6 +54,9 @@ _PACKET = ChunkType.PACKET
 
 @dataclass(eq=False, repr=False)  # (state in progress: no field-wise == or repr)
 class RestoreStaging:
+    """What RestoreFromBuffer has staged of one channel so far, chunk by chunk, before
+    anything of it reaches the channel."""
+
     saved: SavedChannel = field(default_factory=SavedChannel)
     last_order: int = -1
     chunks_seen: int = 0

@@ -17,6 +17,8 @@ MAX_GPADL_HANDLE = 0xFFFF  # transfer page set ids are u16: our handles stay bel
 
 @dataclass
 class Gpadl:
+    """A guest physical address descriptor list: the pages of a buffer both sides map."""
+
     handle: int
     pfns: tuple[int, ...]
     byte_offset: int
@@ -31,6 +33,8 @@ class Gpadl:
 
 @dataclass
 class GpadlTable:
+    """A channel's GPADLs by handle, and the handle the next one gets."""
+
     gpadls: dict[int, Gpadl] = field(default_factory=dict)
     next_handle: int = FIRST_GPADL_HANDLE
 
