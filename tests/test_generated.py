@@ -145,3 +145,17 @@ def test_a_package_imports_a_module_it_names_lazily_when_a_name_is_asked_for():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "module 'vmbtool.kmcl' has no attribute 'no_such_name'"
+
+
+def test_inspect_decode_and_diff_of_usual_blobs_never_import_construct(tmp_path):
+    """The support engineer's views read as validate does: construct only for what the
+    generated code refuses (and for `encode`, whose document's shape is derived from the
+    grammars)."""
+    v11, v1 = ROOT / "fixtures" / "v1.1", ROOT / "fixtures" / "v1"
+    commands = [["inspect", str(v11 / "pipe.vmb")],
+                ["inspect", "--json", str(v11 / "network.vmb")],
+                ["decode", str(v11 / "storage.vmb")],
+                ["diff", str(v11 / "storage.vmb"), str(v1 / "storage.vmb")]]
+    codes, found = _imported_by(commands, NOT_FOR_A_READ)
+    assert codes == [0, 0, 0, 1]  # (diff: the two differ)
+    assert found == []

@@ -92,6 +92,8 @@ LAYERS: list[tuple[str, bool, tuple[str, ...]]] = [
     # views: what the views share (bounded JSON reads, the worker pool, what a JSON value
     # must be)
     ("view plumbing", False, ("vmbtool.jsonread", "vmbtool.workers", "vmbtool.shapes")),
+    # view plumbing: the JSON shape of what a grammar parses to (on shapes)
+    ("grammar shapes", False, ("vmbtool.grammarshape",)),
     # views that stand alone
     ("views", False, ("vmbtool.docshape", "vmbtool.diff", "vmbtool.upgrade")),
     # views that stand alone: the format description, one unit: derived from the grammars,

@@ -2,9 +2,10 @@
 
 Every value is checked where it stands, so an error names its JSON path, what the
 field takes and what it was given: `channels[0].packets[3].transaction_id: expected an
-integer 0..2**64-1, got -1`. Types and ranges come from the grammars (`from_grammar`),
-so they follow the format; the document's own arrangement (hex for bytes, the offer and
-config objects, renamed fields) is spelled out in `document()`. Unknown keys are
+integer 0..2**64-1, got -1`. Types and ranges come from the grammars
+(`grammarshape.from_grammar`), so they follow the format; the document's own
+arrangement (hex for bytes, the offer and config objects, renamed fields) is spelled
+out in `document()`. Unknown keys are
 refused; arrays are held to the limits a reader holds them to. The walk follows the
 shape, not the data, so no nesting in a document makes it recurse deeper.
 """
@@ -14,39 +15,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from construct import (
-    Adapter,
-    Array,
-    Bytes,
-    Const,
-    Construct,
-    Enum,
-    FixedSized,
-    FocusedSeq,
-    FormatField,
-    GreedyBytes,
-    Pass,
-    Prefixed,
-    Renamed,
-    StringEncoded,
-    Struct,
-    Subconstruct,
-    Switch,
-)
-
-from vmbtool.formats.common import GuidAdapter, Since, StrictFlagAdapter
 from vmbtool.shapes import (
     Boolean,
     Choice,
-    Guid,
     Hex,
     Integer,
     List,
-    Null,
     Nullable,
     Object,
-    Shape,
-    Tagged,
     Text,
 )
 from vmbtool.state import PACKET_STATE_NAMES
@@ -61,75 +37,10 @@ CONFIG_FIELDS = ("flags", "max_packet_size", "max_external_data_size", "max_chai
 COUNTERS = ("next_transaction_id", "next_incoming_number", "next_gpadl_handle")
 
 
-def integer_of(con: FormatField) -> Integer:
-    bits = con.sizeof() * 8
-    if con.fmtstr[-1].islower():
-        return Integer(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    return Integer(0, 2**bits - 1)
-
-
-def from_grammar(con: Construct) -> Shape:
-    """The JSON shape of what `con` parses to (as `jsonview.plain` shows it)."""
-    if isinstance(con, (Renamed, Since)):
-        return from_grammar(con.subcon)
-    if isinstance(con, FormatField):
-        return integer_of(con)
-    if isinstance(con, Enum):
-        return Choice(tuple(str(name) for name in con.encmapping))
-    if isinstance(con, GuidAdapter):
-        return Guid()
-    if isinstance(con, StrictFlagAdapter):
-        return Boolean()
-    if isinstance(con, StringEncoded):
-        inner = con.subcon
-        limit = inner.length if isinstance(inner, FixedSized) else \
-            integer_of(inner.lengthfield).high
-        return Text(limit, con.encoding)
-    if isinstance(con, Prefixed):
-        if con.subcon is GreedyBytes:
-            return Hex(max_bytes=integer_of(con.lengthfield).high)
-        return from_grammar(con.subcon)
-    if isinstance(con, Bytes):
-        return Hex(exact=con.length) if isinstance(con.length, int) else Hex()
-    if isinstance(con, FocusedSeq):  # PrefixedArray: a count, then the items
-        count, items = (sub.subcon for sub in con.subcons)
-        assert isinstance(items, Array)
-        return List(from_grammar(items.subcon), integer_of(count.subcon).high)
-    if isinstance(con, Switch):
-        if repr(con.keyfunc) != "this['kind']":
-            raise TypeError(f"no JSON shape for a Switch on {con.keyfunc!r}")
-        return Tagged("kind", {k: from_grammar(v) for k, v in con.cases.items()
-                               if isinstance(k, str)})
-    if con is Pass:
-        return Null()
-    if isinstance(con, Struct):
-        fields = {sub.name: from_grammar(sub) for sub in con.subcons if sub.name}
-        optional = frozenset(sub.name for sub in con.subcons
-                             if isinstance(sub, Since) or isinstance(unrenamed(sub), Const))
-        return Object(fields, optional)
-    if isinstance(con, (Adapter, Subconstruct)):
-        return from_grammar(con.subcon)
-    raise TypeError(f"no JSON shape for {con!r}")  # a grammar this module does not know
-
-
-def unrenamed(con: Construct) -> Construct:
-    return con.subcon if isinstance(con, Renamed) else con
-
-
-def fields_of(con: Construct, *, drop: tuple[str, ...] = (),
-              **replace: Shape) -> dict[str, Shape]:
-    """A grammar Struct's fields as shapes, without `drop`, with `replace`d ones."""
-    shape = from_grammar(con)
-    assert isinstance(shape, Object)
-    out = {name: s for name, s in shape.fields.items() if name not in drop}
-    out.update(replace)
-    return out
-
-
 @cache
 def document() -> Object:
     """The whole document as decode writes it (README: JSON schema)."""
-    # imported here: the grammars and limits are the blob layer's, loaded on first use
+    # imported here: the grammars (and construct) are loaded when a document is checked
     from vmbtool.formats.channel import ChannelContext
     from vmbtool.formats.end import BlobEnd, ChannelEnd
     from vmbtool.formats.gpadl import Gpadl
@@ -145,6 +56,7 @@ def document() -> Object:
     from vmbtool.formats.ring import RingState
     from vmbtool.formats.scenario import ScenarioState
     from vmbtool.formats.stats import ChannelStats
+    from vmbtool.grammarshape import fields_of, from_grammar
     from vmbtool.sim.config import ClientState, ServerState
 
     context = fields_of(ChannelContext)
