@@ -90,10 +90,15 @@ NOT_FOR_A_VALIDATE = [*NOT_FOR_A_READ, "vmbtool.blob.writer", "vmbtool.blob.load
                       "vmbtool.kmcl.save"]
 
 
+def _printed_by(code: str, *args: str) -> str:
+    """What a fresh interpreter running `code` prints (it must succeed)."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def _imported_by(commands: list[list[str]], unwanted: list[str]) -> tuple[list, list[str]]:
-    result = subprocess.run([sys.executable, "-c", _RUN_COMMANDS, json.dumps(commands),
-                             json.dumps(unwanted)], capture_output=True, text=True, check=True)
-    codes, found = json.loads(result.stdout.splitlines()[-1])
+    last = _printed_by(_RUN_COMMANDS, json.dumps(commands), json.dumps(unwanted))
+    codes, found = json.loads(last.splitlines()[-1])
     return codes, found
 
 
@@ -129,9 +134,7 @@ def test_a_record_the_generated_code_refuses_loads_the_grammar_for_its_error():
             "try:\n    codec.parse(record, b'\\x05\\x00\\x00', 'packet', 40)\n"
             "except BlobError as exc:\n    print(exc)\n"
             "assert 'construct' in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == \
+    assert _printed_by(code) == \
         "bad blob at packet.lib_buf (offset 40): truncated: 4 bytes needed, 3 left"
 
 
@@ -142,9 +145,7 @@ def test_a_package_imports_a_module_it_names_lazily_when_a_name_is_asked_for():
             "from vmbtool.kmcl.save import save_begin as real\n"
             "assert save_begin is real and kmcl.save_end.__module__ == 'vmbtool.kmcl.save'\n"
             "try:\n    kmcl.no_such_name\nexcept AttributeError as exc:\n    print(exc)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "module 'vmbtool.kmcl' has no attribute 'no_such_name'"
+    assert _printed_by(code) == "module 'vmbtool.kmcl' has no attribute 'no_such_name'"
 
 
 def test_inspect_decode_and_diff_of_usual_blobs_never_import_construct(tmp_path):
