@@ -1068,3 +1068,28 @@ def test_a_pack_the_fast_path_refuses_is_refused_as_a_build(monkeypatch):
     assert codec.pack(grammar, (lib, save), "packet") == data
     monkeypatch.setattr(COMPILED["packet"], "pack", refusing)  # the plain grammar alone
     assert codec.pack(grammar, (lib, save), "packet") == data
+
+
+def test_a_grammar_given_as_its_generated_code_parses_scans_and_builds_as_itself():
+    """The readers name a grammar by the generated code that stands for it
+    (`codec.named`); the codec gives exactly what it gives for the grammar object: the
+    parse, the scan's tuples (also of a grammar whose code has no scan of its own), the
+    build, the prefix layouts."""
+    from vmbtool.formats.kinds import CHUNK_KINDS
+
+    path = BLOBS[0]
+    blob = load_blob(str(path), key_for(path))
+    for raw in blob.chunks:
+        kind = CHUNK_KINDS[raw.type]
+        named, plain = codec.named(kind.grammar), CHUNK_TYPES[raw.type].grammar
+        assert isinstance(named, fastpath.CompiledGrammar) and named.grammar is plain
+        parsed = codec.parse(named, raw.data, kind.name)
+        same(parsed, codec.parse(plain, raw.data, kind.name))
+        scanned = codec.scan(named, raw.data, kind.name)
+        assert isinstance(scanned, tuple), kind.name
+        assert copied(scanned) == copied(codec.scan(plain, raw.data, kind.name))
+        assert codec.build(named, parsed, kind.name) == raw.data
+        assert codec.pack(named, copied(scanned), kind.name) == raw.data
+        for field in named.prefixes:
+            assert codec.prefix_layout(named, field).format == \
+                codec.prefix_layout(plain, field).format

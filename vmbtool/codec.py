@@ -234,7 +234,8 @@ def parse_at(grammar: Construct, data: bytes, pos: int, where: str, offset: int 
             except fastpath.Refuse:  # the plain grammar gives the answer or says why
                 pass
             else:
-                return (obj if scan_from or not scan else _scanned(grammar, obj)), pos + used
+                return (obj if scan_from or not scan else _scanned(_plain(grammar), obj)), \
+                    pos + used
     from construct import ConstructError
 
     grammar = _plain(grammar)
