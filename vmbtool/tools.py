@@ -181,7 +181,9 @@ def validate_files(paths: list[str], key: bytes | None = None, jobs: int | None 
     verdict as it comes, in order. A list with `-` (stdin) is validated in this
     process. Interrupted, the workers are killed before the interruption goes on."""
     jobs = default_jobs() if jobs is None else jobs
-    jobs = max(1, min(jobs, len(paths), fd_job_limit()))
+    jobs = max(1, min(jobs, len(paths)))
+    if jobs > 1:  # (the open-file limit: asked only when there are workers to start)
+        jobs = max(1, min(jobs, fd_job_limit()))
     if jobs == 1 or "-" in paths:
         verdicts = []
         for path in paths:
