@@ -7,7 +7,7 @@ layout. `python3 -m vmbtool.fastgen` writes vmbtool/generated/ (checked in; the 
 runs it, see `vmbtool.fastpath`); `--check` only says whether it is up to date.
 
     tree    what a node of a grammar is, for the writers
-    names   the module-level names generated code uses (structs, tables, references),
+    names   the module-level names generated code uses (structs, literal tables),
             and what the two writers share
     parse   the body of a parse
     build   the body of a build

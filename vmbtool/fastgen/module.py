@@ -223,6 +223,9 @@ def constants(module: str) -> list[str]:
         value = getattr(loaded, name)
         if name.startswith("_") or not name.isupper() or isinstance(value, construct.Construct):
             continue
+        if type(value) is int and value > 0xFF:  # a magic or a mask: as formats/ writes it
+            lines.append(f"{name} = {value:#x}")
+            continue
         with contextlib.suppress(Unsupported):
             lines.append(f"{name} = {literal(value)}")
     return lines
