@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from vmbtool.chunks import RawChunk, split_chunks
 from vmbtool.errors import BlobError
 from vmbtool.invariants import ChannelCheck
-from vmbtool.kmcl.staging import LIB_BUF, SAVE_BUF, TXID, TYPE, RestoreStaging, stage_chunk
+from vmbtool.kmcl.staging import LIB_BUF, SAVE_BUF, TXID, TYPE, RestoreStaging, stage_chunks
 from vmbtool.sim.bus import Connection
 from vmbtool.sim.packet import PacketState, VmbPacket
 from vmbtool.sim.wire import PacketType
@@ -102,12 +102,7 @@ def _restore(channel: ServerChannel, chunks: Callable[[], Iterable[RawChunk]],
     staging: RestoreStaging = channel.restore_context
     staging.checked = checked
     try:
-        final = False
-        for raw in chunks():
-            if final:
-                raise BlobError(f"channel.chunk@{raw.offset}", "chunks after the channel end")
-            final = stage_chunk(staging, raw, "channel")
-        if not final:
+        if not stage_chunks(staging, chunks(), "channel"):
             return NtStatus.MORE_PROCESSING_REQUIRED
         saved = staging.saved
         _check_target(channel, saved)
