@@ -132,9 +132,10 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu: float = 0.0  # seconds of CPU, user and system, over all its threads
 
 
-# Runs one command and reports its wall time and peak RSS. A child's ru_maxrss starts
+# Runs one command and reports its wall time, peak RSS and CPU time. A child's ru_maxrss starts
 # from the memory of the process that forked it (Linux records the replaced address
 # space's high-water mark at exec), so commands are started from this small launcher,
 # never from the harness, which holds the workloads.
@@ -146,6 +147,7 @@ with open(sys.argv[1], "wb") as out, open(sys.argv[2], "wb") as err:
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "maxrss": usage.ru_maxrss,
+                  "cpu": usage.ru_utime + usage.ru_stime,
                   "code": os.waitstatus_to_exitcode(status)}))
 """
 
@@ -165,7 +167,8 @@ def command_env() -> dict[str, str]:
 
 
 def run_command(argv: list[str]) -> Run:
-    """Run a command; wall time and peak resident memory (os.wait4's ru_maxrss)."""
+    """Run a command; wall time, peak resident memory (os.wait4's ru_maxrss) and CPU
+    time (its ru_utime + ru_stime: every thread's)."""
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
         launcher = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, out, err, *argv],
@@ -176,7 +179,7 @@ def run_command(argv: list[str]) -> Run:
             stdout = f_out.read().decode(errors="replace")
             stderr = f_err.read().decode(errors="replace")
     rss = result["maxrss"] * (1 if sys.platform == "darwin" else 1024)
-    return Run(result["seconds"], rss, result["code"], stdout, stderr)
+    return Run(result["seconds"], rss, result["code"], stdout, stderr, result["cpu"])
 
 
 def must(run: Run, argv: list[str], code: int = 0) -> Run:
@@ -318,6 +321,9 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
                         run.peak_rss / MB, "MB")
                 res.add(f"{command}-{label}-time", f"vmbtool {command} time, {label} blob",
                         run.seconds)
+                if command == "validate" and label == "big":
+                    res.add("validate-big-cpu", "vmbtool validate CPU time, big blob",
+                            run.cpu)
                 log(f"    run {rep + 1}: {command} {label}: {run.seconds:.2f} s, "
                     f"{run.peak_rss / MB:,.1f} MB")
         if "4" in targets:
@@ -339,6 +345,8 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
             run = must(run_command(argv), argv)
             res.add("floor-big-time", "zstd stream-decompress + SHA-256 + CRC32C, big blob",
                     run.seconds)
+            res.add("floor-big-cpu", "zstd stream-decompress + SHA-256 + CRC32C CPU time, "
+                    "big blob", run.cpu)
             log(f"    run {rep + 1}: decompress+sha256+crc32c big: {run.seconds:.2f} s")
     if "3" in targets:
         for number, command in (("3a", "validate"), ("3b", "inspect")):
@@ -363,6 +371,15 @@ def measure_big_blobs(res: Results, big_spec: workloads.BlobSpec,
             f"check made) takes {floor:.2f} s against the baseline's {b_time:.2f} s: a "
             f"validate whose checks cost nothing would read {b_time / floor:.2f}x; the "
             f"checks take the other {v_time - floor:.2f} s of validate's {v_time:.2f} s")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            os.cpu_count() or 1
+        v_cpu, f_cpu = res.median("validate-big-cpu"), res.median("floor-big-cpu")
+        res.ceilings.append(
+            f"target 4, in CPU time: validate's threads use {v_cpu:.2f} s of CPU, the "
+            f"floor's {f_cpu:.2f} s; on {cores} cores validate cannot end in less than "
+            f"{v_cpu / cores:.2f} s, so it reads at most {floor / (v_cpu / cores):.2f}x "
+            f"the floor's speed with no other job on the machine and no wait between its "
+            f"threads (0.9x needs its CPU time at most {cores * floor / 0.9:.2f} s)")
 
 
 def measure_help(res: Results, repeat: int) -> None:

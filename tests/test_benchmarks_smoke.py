@@ -69,3 +69,39 @@ def test_a_256_page_ring_saves_with_the_default_buffer_not_with_1_mib():
     assert save_blob(scenario, chunk_size=SAVE_BUFFER_SIZE)
     with pytest.raises(VmbtoolError, match="BUFFER_TOO_SMALL"):
         save_blob(scenario, chunk_size=1 << 20)
+
+
+def test_the_fused_loop_experiment_restores_what_restore_file_restores(tmp_path, monkeypatch,
+                                                                       capsys):
+    """benchmarks/fused_restore.py's prototype reaches into the reader's internals: it
+    must still restore the very channels restore_file restores, taking the PACKETs in
+    its own loop (they do not go through the snapshot's channel feed)."""
+    from vmbtool.snapshot import restore as snapshot_restore
+    from vmbtool.snapshot import restore_file
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    for name in ("run", "workloads", "fused_restore"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    spec = importlib.util.spec_from_file_location(
+        "fused_restore", ROOT / "benchmarks" / "fused_restore.py")
+    fused = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fused_restore", fused)
+    spec.loader.exec_module(fused)
+    assert fused.main(["--packets", "1500", "--rounds", "1"]) == 0
+    assert "target 1:" in capsys.readouterr().out
+
+    fused.workloads.register()
+    blob = str(tmp_path / "c.vmb")
+    fused.workloads.write_blob(blob, fused.workloads.build_channel_workload(1500))
+    fed = []
+    real = snapshot_restore.ChannelFeed.take
+    monkeypatch.setattr(snapshot_restore.ChannelFeed, "take",
+                        lambda self, index, raw: fed.append(raw.type) or real(self, index, raw))
+    with fused.fused():
+        mine = fused.restored_state(restore_file(blob))
+    fed_by_the_loop = fed.count(0x0004)
+    fed.clear()
+    assert mine == fused.restored_state(restore_file(blob))
+    assert fed_by_the_loop == 1 and fed.count(0x0004) == 1500
+    for name in ("run", "workloads"):
+        sys.modules.pop(name, None)
