@@ -94,9 +94,11 @@ def test_the_fused_loop_experiment_restores_what_restore_file_restores(tmp_path,
     blob = str(tmp_path / "c.vmb")
     fused.workloads.write_blob(blob, fused.workloads.build_channel_workload(1500))
     fed = []
-    real = snapshot_restore.ChannelFeed.take
-    monkeypatch.setattr(snapshot_restore.ChannelFeed, "take",
-                        lambda self, index, raw: fed.append(raw.type) or real(self, index, raw))
+    for name in ("take", "take_packet"):
+        real = getattr(snapshot_restore.ChannelFeed, name)
+        monkeypatch.setattr(snapshot_restore.ChannelFeed, name,
+                            lambda self, index, raw, real=real:
+                            fed.append(raw.type) or real(self, index, raw))
     with fused.fused():
         mine = fused.restored_state(restore_file(blob))
     fed_by_the_loop = fed.count(0x0004)

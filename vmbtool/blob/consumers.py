@@ -139,8 +139,16 @@ class Feed(Consumer):
 
     keeps_channel_chunks = False
 
-    def __init__(self, feed: Callable[[int, RawChunk], None]) -> None:
+    def __init__(self, feed: Callable[[int, RawChunk], None],
+                 feed_packet: Callable[[int, RawChunk], None] | None = None) -> None:
         self.feed = feed
+        # a PACKET inside a channel (most chunks), handed on by a shorter way, if given
+        self.feed_packet = feed if feed_packet is None else feed_packet
+
+    def take_packet(self, staging: RestoreStaging, raw: RawChunk, index: int) -> None:
+        """`take` of a PACKET inside channel `index` (the reader's most taken chunk)."""
+        self.feed_packet(index, raw)
+        staging.saved.packet_count += 1
 
     def take(self, staging: RestoreStaging, raw: RawChunk, index: int, value: Any = None,
              blocks: Iterable[bytes] | None = None) -> None:

@@ -246,7 +246,7 @@ class BlobReader(ChannelSorting):
         channel_chunks: list[RawChunk] = []
         tally, consumer, add_chunk = self.tally, self.consumer, self.add_chunk
         keeps_chunks, keeps_channel_chunks = consumer.keeps_chunks, consumer.keeps_channel_chunks
-        take = consumer.take
+        take = getattr(consumer, "take_packet", consumer.take)  # (the PACKETs in a channel)
         stream_if = consumer.streams if consumer.lean else None
         on_block = digest.update if digest is not None else None
         raw = None

@@ -133,7 +133,7 @@ def restore_reader(reader: BlobReader, buffer_size: int = DEFAULT_CHUNK_SIZE,
                    checked: bytes | None = None) -> Scenario:
     """`restore_once` on a reader opened for it: its chunks go to the channels."""
     feed = ChannelFeed(buffer_size, checked=checked is not None)
-    reader.consumer = Feed(feed.take)
+    reader.consumer = Feed(feed.take, feed.take_packet)
     for _channel in reader.channels():
         pass  # each channel was restored as its chunks came
     state, stats = reader.scenario, reader.stats
@@ -195,6 +195,18 @@ class ChannelFeed:
                 self.server = None
         except VmbtoolError as exc:
             raise RestoreFailed(exc) from None
+
+    def take_packet(self, index: int, raw: RawChunk) -> None:
+        """`take` of a PACKET inside the channel (most chunks): into the buffer, which
+        goes to RestoreFromBuffer first if it has no room left for it."""
+        size = CHUNK_HEADER_SIZE + len(raw.data)
+        if self.size + size > self.buffer_size and self.pending:
+            try:
+                self.restore(index, final=False)
+            except VmbtoolError as exc:
+                raise RestoreFailed(exc) from None
+        self.pending.append(raw)
+        self.size += size
 
     def start_channel(self, index: int, context: Any) -> None:
         config = config_from(context)
