@@ -151,8 +151,9 @@ def stage_chunks(staging: RestoreStaging, chunks: Iterable[RawChunk], where: str
 
     A packet after a packet, most chunks of a channel, is scanned, checked and staged in
     this loop itself, as `stage_chunk` and `_stage_scanned` stage it (a test holds the
-    two to the same state and the same refusals): on Python 3.11 the four calls a packet
-    they make were a tenth of a restore's instructions."""
+    two to the same state and the same refusals): the four calls a packet they make
+    (with the codec's `usual_scan` and `_check_new_packet`) were 2.4% of a restore's
+    instructions on Python 3.11. A refusal is said by the code that said it before."""
     final = False
     saved, check = staging.saved, staging.check
     fast = codec.compiled(PacketRecord) if staging.scans and staging.keep_packets \
